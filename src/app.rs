@@ -1,0 +1,84 @@
+//! app: builds and runs the server from its settings (used by `carnet serve` and by the
+//! integration tests, which start it on port 0).
+
+use actix_web::web;
+use std::net::{SocketAddr, TcpListener};
+
+use crate::access::AccessPoint;
+use crate::config::{ServeArgs, Settings};
+use crate::fhir::instant;
+use crate::http::{self, AppState};
+use crate::repository::{redact_url, Repository};
+
+pub struct Application {
+    server: actix_web::dev::Server,
+    addr: SocketAddr,
+    base_url: String,
+}
+
+impl Application {
+    /// Opens the database (running migrations), binds the listener and prepares the server.
+    pub fn build(args: &ServeArgs) -> Result<Application, String> {
+        let database_url = args.database_url();
+        let repo = Repository::open(&database_url, args.db_pool_size, AccessPoint::new())?;
+        let listener = TcpListener::bind(&args.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let fhir_path = args.normalised_fhir_path();
+        let base_url = args
+            .base_url
+            .clone()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| format!("http://{addr}{fhir_path}"));
+        tracing::info!(
+            listen = %addr,
+            base_url = %base_url,
+            database = %redact_url(&database_url),
+            backend = repo.backend().name(),
+            "carnet starting"
+        );
+        let state = web::Data::new(AppState {
+            repo,
+            settings: Settings {
+                base_url: base_url.clone(),
+                fhir_path,
+                max_body_bytes: args.max_body_bytes,
+                default_page_size: args.default_page_size.max(1),
+                max_page_size: args.max_page_size.max(1),
+            },
+            started_at: instant::format_us(instant::now_us()),
+        });
+        let mut server = actix_web::HttpServer::new(move || http::app(state.clone()))
+            .shutdown_timeout(args.shutdown_timeout);
+        if let Some(w) = args.workers {
+            server = server.workers(w.max(1));
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|e| format!("cannot start the HTTP server: {e}"))?
+            .run();
+        Ok(Application {
+            server,
+            addr,
+            base_url,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// A handle that stops the server (gracefully or not).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGTERM/SIGINT finish in-flight requests first).
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

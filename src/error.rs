@@ -1,0 +1,132 @@
+//! error: everything that can go wrong in a FHIR interaction, and its one mapping to an
+//! HTTP status plus an OperationOutcome.
+//!
+//! Internal causes (SQL, I/O) are logged here and never shown to the client.
+
+use actix_web::http::StatusCode;
+use serde_json::{json, Value};
+
+/// One problem found in a resource, with the FHIRPath of the element at fault.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    pub code: &'static str,
+    pub expression: Option<String>,
+    pub diagnostics: String,
+}
+
+impl Issue {
+    pub fn invalid(expression: impl Into<String>, diagnostics: impl Into<String>) -> Issue {
+        Issue {
+            code: "structure",
+            expression: Some(expression.into()),
+            diagnostics: diagnostics.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FhirError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("resource type '{0}' is not supported by this server")]
+    UnsupportedType(String),
+    #[error("the resource is not valid FHIR R4")]
+    Invalid(Vec<Issue>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error("the request body exceeds the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A bug or an outage: the cause is logged, the client sees a generic message.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl FhirError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            FhirError::NotFound(_) | FhirError::UnsupportedType(_) => StatusCode::NOT_FOUND,
+            FhirError::Gone(_) => StatusCode::GONE,
+            FhirError::Invalid(_) | FhirError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            FhirError::Conflict(_) => StatusCode::CONFLICT,
+            FhirError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            FhirError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            FhirError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            FhirError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            FhirError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            FhirError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            FhirError::Forbidden(_) => StatusCode::FORBIDDEN,
+            FhirError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn issue_code(&self) -> &'static str {
+        match self {
+            FhirError::NotFound(_) | FhirError::Gone(_) => "not-found",
+            FhirError::UnsupportedType(_) | FhirError::NotImplemented(_) => "not-supported",
+            FhirError::Invalid(_) => "structure",
+            FhirError::BadRequest(_) | FhirError::Unprocessable(_) => "invalid",
+            FhirError::Conflict(_) | FhirError::PreconditionFailed(_) => "conflict",
+            FhirError::UnsupportedMediaType(_) | FhirError::NotAcceptable(_) => "not-supported",
+            FhirError::PayloadTooLarge(_) => "too-costly",
+            FhirError::MethodNotAllowed(_) => "not-supported",
+            FhirError::Forbidden(_) => "forbidden",
+            FhirError::Internal(_) => "exception",
+        }
+    }
+
+    /// The OperationOutcome that tells the client what went wrong.
+    pub fn outcome(&self) -> Value {
+        let issues: Vec<Value> = match self {
+            FhirError::Invalid(issues) => issues
+                .iter()
+                .map(|i| {
+                    let mut v = json!({"severity": "error", "code": i.code, "diagnostics": i.diagnostics});
+                    if let Some(e) = &i.expression {
+                        v["expression"] = json!([e]);
+                    }
+                    v
+                })
+                .collect(),
+            FhirError::Internal(cause) => {
+                tracing::error!(cause = %cause, "internal error");
+                vec![json!({"severity": "fatal", "code": "exception",
+                    "diagnostics": "internal error; the server log has the details"})]
+            }
+            other => vec![json!({"severity": "error", "code": other.issue_code(),
+                "diagnostics": other.to_string()})],
+        };
+        json!({"resourceType": "OperationOutcome", "issue": issues})
+    }
+}
+
+impl From<actix_web::error::BlockingError> for FhirError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        FhirError::Internal(format!("blocking task failed: {e}"))
+    }
+}
+
+/// An informational OperationOutcome (e.g. for `Prefer: return=OperationOutcome`).
+pub fn information(diagnostics: &str) -> Value {
+    json!({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "information", "code": "informational", "diagnostics": diagnostics}
+    ]})
+}

@@ -1,0 +1,59 @@
+//! capability: the CapabilityStatement, generated from what the server really implements.
+//!
+//! The list of interactions here is the list of routes in `http`; a test reads the
+//! statement and exercises every interaction it advertises.
+
+use serde_json::{json, Value};
+
+use super::resource_types::SUPPORTED;
+
+/// The interactions every supported type implements (see `http::routes`).
+pub const TYPE_INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+];
+
+/// The whole-system interactions.
+pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
+
+pub fn capability_statement(base_url: &str, software_version: &str, date: &str) -> Value {
+    let resources: Vec<Value> = SUPPORTED
+        .iter()
+        .map(|t| {
+            json!({
+                "type": t,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
+                "interaction": TYPE_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "publisher": "Carnet",
+        "kind": "instance",
+        "software": {"name": "Carnet", "version": software_version},
+        "implementation": {"description": "Carnet FHIR R4 server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/fhir+xml"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Conditional create (If-None-Exist) supports the identifier and _id parameters.",
+            "resource": resources,
+            "interaction": SYSTEM_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+        }]
+    })
+}

@@ -1,0 +1,11 @@
+//! fhir: FHIR R4 semantics that depend on neither HTTP nor the database: which types Carnet
+//! serves, validation against the official definitions, wire formats, instants, references
+//! and the CapabilityStatement.
+
+pub mod capability;
+pub mod definitions;
+pub mod format;
+pub mod instant;
+pub mod references;
+pub mod resource_types;
+pub mod validate;

@@ -1,0 +1,397 @@
+//! handlers: one function per FHIR interaction. Each turns the HTTP request into a typed
+//! call on the repository and the result into a response, nothing else.
+
+use actix_web::http::header::HttpDate;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::str::FromStr;
+
+use super::response::{render, Body, FhirResponse};
+use super::AppState;
+use crate::auth::RequestContext;
+use crate::error::{information, FhirError};
+use crate::fhir::format::{body_format, form_urlencoded, negotiate, parse_body, Negotiated};
+use crate::fhir::{capability, instant};
+use crate::repository::transaction::{bundle_kind, BundleKind, EntryResult};
+use crate::repository::{check_type, HistoryRequest, WriteOutcome, WriteStatus};
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn negotiated(req: &HttpRequest) -> Result<Negotiated, FhirError> {
+    negotiate(req.query_string(), header(req, "Accept"))
+}
+
+/// Runs `f` with the negotiated format and renders what it returns.
+async fn respond<F, Fut>(req: &HttpRequest, f: F) -> HttpResponse
+where
+    F: FnOnce(Negotiated) -> Fut,
+    Fut: std::future::Future<Output = Result<FhirResponse, FhirError>>,
+{
+    match negotiated(req) {
+        Ok(neg) => render(neg, f(neg).await),
+        Err(e) => render(Negotiated::default(), Err(e)),
+    }
+}
+
+/// Reads the request body, refusing more than `limit` bytes (413).
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, FhirError> {
+    if let Some(len) = header(req, "Content-Length").and_then(|v| v.parse::<usize>().ok()) {
+        if len > limit {
+            return Err(FhirError::PayloadTooLarge(limit));
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| FhirError::BadRequest(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(FhirError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The parsed JSON of a FHIR request body (JSON or XML by `Content-Type`).
+async fn fhir_body(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Value, FhirError> {
+    let format = body_format(header(req, "Content-Type"))?;
+    let bytes = read_body(req, payload, state.settings.max_body_bytes).await?;
+    parse_body(format, &bytes)
+}
+
+fn parse_if_match(req: &HttpRequest) -> Result<Option<i64>, FhirError> {
+    match header(req, "If-Match") {
+        None => Ok(None),
+        Some(tag) => {
+            let t = tag.trim().trim_start_matches("W/").trim_matches('"');
+            t.parse().map(Some).map_err(|_| {
+                FhirError::BadRequest(format!("If-Match '{tag}' is not a version ETag such as W/\"3\""))
+            })
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Prefer {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+fn prefer(req: &HttpRequest) -> Prefer {
+    let value = header(req, "Prefer").unwrap_or("");
+    for part in value.split([',', ';']) {
+        match part.trim().replace(' ', "").as_str() {
+            "return=minimal" => return Prefer::Minimal,
+            "return=OperationOutcome" => return Prefer::OperationOutcome,
+            "return=representation" => return Prefer::Representation,
+            _ => {}
+        }
+    }
+    Prefer::Representation
+}
+
+fn write_response(req: &HttpRequest, state: &AppState, outcome: WriteOutcome) -> FhirResponse {
+    let status = match outcome.status {
+        WriteStatus::Created => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    let location = format!("{}/{}", state.settings.base_url, outcome.resource.location());
+    let body = match prefer(req) {
+        Prefer::Minimal => Body::Empty,
+        Prefer::Representation => Body::Resource(outcome.resource.clone()),
+        Prefer::OperationOutcome => Body::Value(information(match outcome.status {
+            WriteStatus::Created => "created",
+            WriteStatus::Existing => "a resource matching If-None-Exist already exists; nothing was written",
+            _ => "updated",
+        })),
+    };
+    FhirResponse::new(status, body)
+        .header("Location", location.clone())
+        .header("Content-Location", location)
+        .version_headers(&outcome.resource)
+}
+
+pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    respond(&req, |_| async move {
+        Ok(FhirResponse::new(
+            StatusCode::OK,
+            Body::Value(capability::capability_statement(
+                &state.settings.base_url,
+                env!("CARGO_PKG_VERSION"),
+                &state.started_at,
+            )),
+        ))
+    })
+    .await
+}
+
+pub async fn create(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<String>, payload: web::Payload) -> HttpResponse {
+    let rtype = path.into_inner();
+    respond(&req, |_| async {
+        check_type(&rtype)?;
+        let value = fhir_body(&req, payload, &state).await?;
+        let if_none_exist = header(&req, "If-None-Exist").map(str::to_string);
+        let repo = state.repo.clone();
+        let outcome = web::block(move || repo.create(&ctx, &rtype, value, if_none_exist.as_deref())).await??;
+        Ok(write_response(&req, &state, outcome))
+    })
+    .await
+}
+
+pub async fn read(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+    let (rtype, id) = path.into_inner();
+    respond(&req, |_| async {
+        let repo = state.repo.clone();
+        let resource = web::block(move || repo.read(&ctx, &rtype, &id)).await??;
+        if let Some(tags) = header(&req, "If-None-Match") {
+            if tags.split(',').any(|t| t.trim() == resource.etag() || t.trim() == "*") {
+                return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, Body::Empty).version_headers(&resource));
+            }
+        } else if let Some(since) = header(&req, "If-Modified-Since").and_then(|v| HttpDate::from_str(v).ok()) {
+            let modified = instant::system_time(resource.last_updated_us);
+            let since: std::time::SystemTime = since.into();
+            // HTTP dates have whole seconds: modified within the same second is not "since".
+            let modified_secs = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let since_secs = since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            if modified_secs <= since_secs {
+                return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, Body::Empty).version_headers(&resource));
+            }
+        }
+        Ok(FhirResponse::new(StatusCode::OK, Body::Resource(resource.clone())).version_headers(&resource))
+    })
+    .await
+}
+
+pub async fn vread(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String, String)>) -> HttpResponse {
+    let (rtype, id, vid) = path.into_inner();
+    respond(&req, |_| async {
+        let repo = state.repo.clone();
+        let resource = web::block(move || repo.vread(&ctx, &rtype, &id, &vid)).await??;
+        Ok(FhirResponse::new(StatusCode::OK, Body::Resource(resource.clone())).version_headers(&resource))
+    })
+    .await
+}
+
+pub async fn update(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String)>, payload: web::Payload) -> HttpResponse {
+    let (rtype, id) = path.into_inner();
+    respond(&req, |_| async {
+        check_type(&rtype)?;
+        let if_match = parse_if_match(&req)?;
+        let value = fhir_body(&req, payload, &state).await?;
+        let repo = state.repo.clone();
+        let outcome = web::block(move || repo.update(&ctx, &rtype, &id, value, if_match)).await??;
+        Ok(write_response(&req, &state, outcome))
+    })
+    .await
+}
+
+pub async fn delete(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+    let (rtype, id) = path.into_inner();
+    respond(&req, |_| async {
+        let if_match = parse_if_match(&req)?;
+        let repo = state.repo.clone();
+        let outcome = web::block(move || repo.delete(&ctx, &rtype, &id, if_match)).await??;
+        let mut response = FhirResponse::new(StatusCode::NO_CONTENT, Body::Empty);
+        if outcome.status == WriteStatus::Deleted {
+            response = response.header("ETag", outcome.resource.etag());
+        }
+        Ok(response)
+    })
+    .await
+}
+
+/// History at any level: the path gives the type and id, if any.
+async fn history(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, rtype: Option<String>, id: Option<String>) -> HttpResponse {
+    respond(&req, |_| async {
+        let mut request = HistoryRequest {
+            resource_type: rtype.clone(),
+            id: id.clone(),
+            since_us: None,
+            cursor: None,
+            count: state.settings.default_page_size,
+        };
+        for (k, v) in form_urlencoded(req.query_string()) {
+            match k.as_str() {
+                "_count" => {
+                    let n: i64 = v.parse().map_err(|_| FhirError::BadRequest(format!("_count '{v}' is not a number")))?;
+                    request.count = n.clamp(1, state.settings.max_page_size);
+                }
+                "_since" => {
+                    request.since_us = Some(instant::parse_us(&v).ok_or_else(|| {
+                        FhirError::BadRequest(format!("_since '{v}' is not an instant such as 2026-01-31T12:00:00Z"))
+                    })?)
+                }
+                "_cursor" => {
+                    request.cursor = Some(v.parse().map_err(|_| FhirError::BadRequest(format!("_cursor '{v}' is not valid")))?)
+                }
+                "_format" | "_pretty" => {}
+                other => return Err(FhirError::BadRequest(format!("history does not support the parameter '{other}' (supported: _count, _since)"))),
+            }
+        }
+        let repo = state.repo.clone();
+        let req_clone = request.clone();
+        let page = web::block(move || repo.history(&ctx, &req_clone)).await??;
+        let base = &state.settings.base_url;
+        let path = match (&rtype, &id) {
+            (Some(t), Some(i)) => format!("{base}/{t}/{i}/_history"),
+            (Some(t), None) => format!("{base}/{t}/_history"),
+            _ => format!("{base}/_history"),
+        };
+        let mut params = format!("_count={}", request.count);
+        if let Some(s) = request.since_us {
+            params.push_str(&format!("&_since={}", instant::format_us(s)));
+        }
+        let mut links = vec![json!({"relation": "self", "url": format!("{path}?{params}{}",
+            request.cursor.map(|c| format!("&_cursor={c}")).unwrap_or_default())})];
+        if let Some(next) = page.next_cursor {
+            links.push(json!({"relation": "next", "url": format!("{path}?{params}&_cursor={next}")}));
+        }
+        let mut entries = Vec::with_capacity(page.entries.len());
+        for r in &page.entries {
+            let method = r.method.clone().unwrap_or_else(|| "PUT".into());
+            let (url, status) = match method.as_str() {
+                "POST" => (r.resource_type.clone(), "201 Created"),
+                "DELETE" => (format!("{}/{}", r.resource_type, r.id), "204 No Content"),
+                _ => (format!("{}/{}", r.resource_type, r.id), "200 OK"),
+            };
+            let mut entry = json!({
+                "fullUrl": format!("{base}/{}/{}", r.resource_type, r.id),
+                "request": {"method": method, "url": url},
+                "response": {"status": status, "etag": r.etag(),
+                    "lastModified": instant::format_us(r.last_updated_us)},
+            });
+            if !r.deleted {
+                entry["resource"] = r.json()?;
+            }
+            entries.push(entry);
+        }
+        let bundle = json!({
+            "resourceType": "Bundle",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "meta": {"lastUpdated": instant::format_us(instant::now_us())},
+            "type": "history",
+            "link": links,
+            "entry": entries,
+        });
+        let mut bundle = bundle;
+        if entries_is_empty(&bundle) {
+            bundle.as_object_mut().map(|o| o.remove("entry"));
+        }
+        Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
+    })
+    .await
+}
+
+fn entries_is_empty(bundle: &Value) -> bool {
+    bundle.get("entry").and_then(Value::as_array).is_some_and(|a| a.is_empty())
+}
+
+pub async fn history_system(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>) -> HttpResponse {
+    history(req, ctx, state, None, None).await
+}
+
+pub async fn history_type(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    history(req, ctx, state, Some(path.into_inner()), None).await
+}
+
+pub async fn history_instance(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+    let (t, i) = path.into_inner();
+    history(req, ctx, state, Some(t), Some(i)).await
+}
+
+/// `GET /{type}`: search is not implemented yet (it is the next issue).
+pub async fn search(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let rtype = path.into_inner();
+    respond(&req, |_| async move {
+        check_type(&rtype)?;
+        Err(FhirError::NotImplemented(format!(
+            "search on {rtype} is not implemented by this server yet"
+        )))
+    })
+    .await
+}
+
+/// `POST /`: a batch or transaction Bundle.
+pub async fn bundle(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    respond(&req, |_| async {
+        let value = fhir_body(&req, payload, &state).await?;
+        let kind = bundle_kind(&value)?;
+        // The Bundle's own elements (entry resources are checked one by one later).
+        let mut skeleton = value.clone();
+        if let Some(entries) = skeleton.get_mut("entry").and_then(Value::as_array_mut) {
+            for e in entries {
+                if let Some(o) = e.as_object_mut() {
+                    o.remove("resource");
+                }
+            }
+        }
+        crate::fhir::validate::validate(skeleton)?;
+        let repo = state.repo.clone();
+        let base_url = state.settings.base_url.clone();
+        let (results, response_type) = match kind {
+            BundleKind::Transaction => (
+                web::block(move || repo.transaction(&ctx, &value, &base_url)).await??,
+                "transaction-response",
+            ),
+            BundleKind::Batch => (web::block(move || repo.batch(&ctx, &value, &base_url)).await?, "batch-response"),
+        };
+        let representation = prefer(&req) != Prefer::Minimal;
+        let mut entries = Vec::with_capacity(results.len());
+        for result in &results {
+            let mut response = json!({"status": result.status_line()});
+            let mut entry = json!({});
+            match result {
+                EntryResult::Written(w) => {
+                    let r = &w.resource;
+                    if matches!(w.status, WriteStatus::Created | WriteStatus::Updated | WriteStatus::Existing) {
+                        response["location"] = json!(r.location());
+                        response["etag"] = json!(r.etag());
+                        response["lastModified"] = json!(instant::format_us(r.last_updated_us));
+                        entry["fullUrl"] = json!(format!("{}/{}/{}", state.settings.base_url, r.resource_type, r.id));
+                        if representation {
+                            entry["resource"] = r.json()?;
+                        }
+                    }
+                }
+                EntryResult::Read(r) => {
+                    response["etag"] = json!(r.etag());
+                    response["lastModified"] = json!(instant::format_us(r.last_updated_us));
+                    entry["fullUrl"] = json!(format!("{}/{}/{}", state.settings.base_url, r.resource_type, r.id));
+                    entry["resource"] = r.json()?;
+                }
+                EntryResult::Failed(e) => response["outcome"] = e.outcome(),
+            }
+            entry["response"] = response;
+            entries.push(entry);
+        }
+        let mut bundle = json!({
+            "resourceType": "Bundle",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "type": response_type,
+            "entry": entries,
+        });
+        if entries_is_empty(&bundle) {
+            bundle.as_object_mut().map(|o| o.remove("entry"));
+        }
+        Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
+    })
+    .await
+}
+
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    respond(&req, |_| async move {
+        Err(FhirError::MethodNotAllowed(format!("{method} is not allowed on {path}")))
+    })
+    .await
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let path = req.path().to_string();
+    respond(&req, |_| async move { Err(FhirError::NotFound(format!("nothing is served at {path}"))) }).await
+}

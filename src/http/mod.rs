@@ -1,0 +1,100 @@
+//! http: the actix-web application. Routes, per-request logging and request ids; the
+//! handlers themselves are thin (see `handlers`).
+
+pub mod handlers;
+pub mod response;
+
+use actix_web::dev::Service;
+use actix_web::{web, HttpMessage};
+use std::time::Instant;
+
+use crate::auth::RequestId;
+use crate::config::Settings;
+use crate::repository::Repository;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub repo: Repository,
+    pub settings: Settings,
+    /// When this process started (the CapabilityStatement's date).
+    pub started_at: String,
+}
+
+/// The FHIR routes, mounted under the configured base path.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use handlers::*;
+    cfg.service(web::resource("/metadata").route(web::get().to(metadata)).default_service(web::to(method_not_allowed)))
+        .service(web::resource(["", "/"]).route(web::post().to(bundle)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/_history").route(web::get().to(history_system)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/{type}")
+                .route(web::get().to(search))
+                .route(web::post().to(create))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/{type}/_history").route(web::get().to(history_type)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/{type}/{id}")
+                .route(web::get().to(read))
+                .route(web::put().to(update))
+                .route(web::delete().to(delete))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/{type}/{id}/_history").route(web::get().to(history_instance)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/{type}/{id}/_history/{vid}").route(web::get().to(vread)).default_service(web::to(method_not_allowed)));
+}
+
+/// A request id from the client's `X-Request-Id` if it is sane, otherwise a new one.
+fn request_id(req: &actix_web::dev::ServiceRequest) -> String {
+    req.headers()
+        .get("X-Request-Id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Builds the actix-web `App` for `state` (used by the server and nothing else).
+pub fn app(
+    state: web::Data<AppState>,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let base_path = state.settings.fhir_path.clone();
+    actix_web::App::new()
+        .app_data(state)
+        .wrap_fn(|req, srv| {
+            let start = Instant::now();
+            let id = request_id(&req);
+            req.extensions_mut().insert(RequestId(id.clone()));
+            let method = req.method().to_string();
+            // The route template (`/fhir/{type}/{id}`), never the concrete path: ids
+            // and query strings can carry health data.
+            let route = req.match_pattern().unwrap_or_else(|| "(unmatched)".into());
+            let fut = srv.call(req);
+            async move {
+                let mut res = fut.await?;
+                let status = res.status().as_u16();
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
+                    res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), v);
+                }
+                tracing::info!(
+                    request_id = %id,
+                    method = %method,
+                    route = %route,
+                    status,
+                    duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                );
+                Ok(res.map_into_boxed_body())
+            }
+        })
+        .service(web::scope(&base_path).configure(routes))
+        .default_service(web::to(handlers::not_found))
+}

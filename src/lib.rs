@@ -1,0 +1,14 @@
+//! Carnet: a FHIR R4 server holding a person's health record (Mon espace santé style).
+//!
+//! Layers, top to bottom: `http` (actix-web handlers) → `repository` (FHIR interactions,
+//! with storage as a private child) → `access` (the one access-decision point). `fhir`
+//! holds FHIR semantics independent of both; `auth` builds the request context.
+
+pub mod access;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod fhir;
+pub mod http;
+pub mod repository;

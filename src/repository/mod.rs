@@ -1,0 +1,578 @@
+//! repository: the FHIR interactions (create, conditional create, read, vread, update,
+//! delete, history, batch and transaction) over storage, independent of HTTP.
+//!
+//! Every resource leaves this module as a [`Visible`], which only the access-decision
+//! point can make; storage is a private child module, so nothing else can read the
+//! database. What it must never do: serialise for the wire, or decide access itself.
+
+mod storage;
+pub mod transaction;
+
+use serde_json::{json, Value};
+
+use crate::access::{AccessPoint, Interaction, Visible};
+use crate::auth::RequestContext;
+use crate::error::FhirError;
+use crate::fhir::format::form_urlencoded;
+use crate::fhir::{instant, resource_types, validate};
+pub use storage::{redact_url, Backend};
+use storage::{AnyConnection, HistoryQuery, Storage, TokenRow, WriteVersion};
+
+/// One version of a resource as stored: its JSON text is served as is.
+#[derive(Debug, Clone)]
+pub struct StoredResource {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated_us: i64,
+    pub deleted: bool,
+    /// The JSON text ('' for a delete).
+    pub content: String,
+    /// The HTTP method that wrote this version (history entries).
+    pub method: Option<String>,
+}
+
+impl StoredResource {
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version_id)
+    }
+
+    pub fn location(&self) -> String {
+        format!(
+            "{}/{}/_history/{}",
+            self.resource_type, self.id, self.version_id
+        )
+    }
+
+    /// The resource as a JSON value (for embedding in a Bundle).
+    pub fn json(&self) -> Result<Value, FhirError> {
+        serde_json::from_str(&self.content)
+            .map_err(|e| FhirError::Internal(format!("stored JSON unreadable: {e}")))
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStatus {
+    Created,
+    Updated,
+    /// Conditional create found the resource already there: nothing written.
+    Existing,
+    Deleted,
+    /// Delete of a resource already deleted: nothing written.
+    AlreadyDeleted,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub status: WriteStatus,
+    pub resource: Visible<StoredResource>,
+}
+
+/// A page of history, newest first, and the cursor of the next page.
+pub struct HistoryPage {
+    pub entries: Vec<Visible<StoredResource>>,
+    pub next_cursor: Option<i64>,
+}
+
+/// Which history to list.
+#[derive(Debug, Clone)]
+pub struct HistoryRequest {
+    pub resource_type: Option<String>,
+    pub id: Option<String>,
+    pub since_us: Option<i64>,
+    pub cursor: Option<i64>,
+    pub count: i64,
+}
+
+#[derive(Clone)]
+pub struct Repository {
+    storage: Storage,
+    access: AccessPoint,
+}
+
+impl Repository {
+    /// Opens the database (running its migrations) behind a new repository.
+    pub fn open(database_url: &str, pool_size: u32, access: AccessPoint) -> Result<Repository, String> {
+        Ok(Repository {
+            storage: Storage::open(database_url, pool_size)?,
+            access,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.storage.backend()
+    }
+
+    pub fn read(&self, ctx: &RequestContext, rtype: &str, id: &str) -> Result<Visible<StoredResource>, FhirError> {
+        let mut conn = self.storage.conn()?;
+        self.read_in(&mut conn, ctx, rtype, id)
+    }
+
+    fn read_in(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, id: &str) -> Result<Visible<StoredResource>, FhirError> {
+        check_type(rtype)?;
+        let row = storage::current(conn, rtype, id)?
+            .ok_or_else(|| not_found(rtype, id))?;
+        let stored = StoredResource {
+            resource_type: row.resource_type,
+            id: row.id,
+            version_id: row.version_id,
+            last_updated_us: row.last_updated,
+            deleted: row.deleted,
+            content: row.content,
+            method: None,
+        };
+        let visible = self
+            .access
+            .check_read(ctx, Interaction::Read, stored)
+            .map_err(|r| r.into_error(rtype, id))?;
+        if visible.deleted {
+            return Err(FhirError::Gone(format!("{rtype}/{id} was deleted")));
+        }
+        Ok(visible)
+    }
+
+    pub fn vread(&self, ctx: &RequestContext, rtype: &str, id: &str, vid: &str) -> Result<Visible<StoredResource>, FhirError> {
+        let mut conn = self.storage.conn()?;
+        self.vread_in(&mut conn, ctx, rtype, id, vid)
+    }
+
+    fn vread_in(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, id: &str, vid: &str) -> Result<Visible<StoredResource>, FhirError> {
+        check_type(rtype)?;
+        let missing = || FhirError::NotFound(format!("{rtype}/{id} has no version {vid}"));
+        let v: i64 = vid.parse().map_err(|_| missing())?;
+        let row = storage::version(conn, rtype, id, v)?.ok_or_else(missing)?;
+        let visible = self
+            .access
+            .check_read(ctx, Interaction::Vread, from_version(row))
+            .map_err(|r| r.into_error(rtype, id))?;
+        if visible.deleted {
+            return Err(FhirError::Gone(format!("version {vid} of {rtype}/{id} is a deletion")));
+        }
+        Ok(visible)
+    }
+
+    /// Creates a resource (a new server id), or, with `if_none_exist`, returns the one
+    /// resource that matches the criteria.
+    pub fn create(&self, ctx: &RequestContext, rtype: &str, resource: Value, if_none_exist: Option<&str>) -> Result<WriteOutcome, FhirError> {
+        check_type(rtype)?;
+        let resource = validate_as(rtype, resource)?;
+        self.storage.write(|conn| {
+            if let Some(criteria) = if_none_exist {
+                if let Some(existing) = self.conditional_match(conn, ctx, rtype, criteria)? {
+                    return Ok(existing);
+                }
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            self.write_in(conn, ctx, rtype, &id, resource, None, "POST")
+        })
+    }
+
+    /// Updates (or creates with a client id) a resource; `if_match` is the version the
+    /// client last saw.
+    pub fn update(&self, ctx: &RequestContext, rtype: &str, id: &str, resource: Value, if_match: Option<i64>) -> Result<WriteOutcome, FhirError> {
+        check_type(rtype)?;
+        let resource = validate_for_update(rtype, id, resource)?;
+        self.storage
+            .write(|conn| self.write_in(conn, ctx, rtype, id, resource, if_match, "PUT"))
+    }
+
+    pub fn delete(&self, ctx: &RequestContext, rtype: &str, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, FhirError> {
+        check_type(rtype)?;
+        self.storage
+            .write(|conn| self.delete_in(conn, ctx, rtype, id, if_match))
+    }
+
+    /// The one resource matching `criteria`, if exactly one does; 412 if several do.
+    fn conditional_match(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, criteria: &str) -> Result<Option<WriteOutcome>, FhirError> {
+        storage::lock_criteria(conn, &format!("{rtype}?{criteria}"))?;
+        let ids = matching_ids(conn, rtype, criteria)?;
+        match ids.as_slice() {
+            [] => Ok(None),
+            [one] => {
+                let resource = self.read_in(conn, ctx, rtype, one)?;
+                Ok(Some(WriteOutcome {
+                    status: WriteStatus::Existing,
+                    resource,
+                }))
+            }
+            _ => Err(FhirError::PreconditionFailed(format!(
+                "If-None-Exist '{criteria}' matches {} resources",
+                ids.len()
+            ))),
+        }
+    }
+
+    /// Writes a new version of `rtype/id` (creating it if needed) inside a transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn write_in(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, id: &str, mut resource: Value, if_match: Option<i64>, method: &str) -> Result<WriteOutcome, FhirError> {
+        let current = storage::current(conn, rtype, id)?;
+        let current_stored = current.as_ref().map(|row| StoredResource {
+            resource_type: row.resource_type.clone(),
+            id: row.id.clone(),
+            version_id: row.version_id,
+            last_updated_us: row.last_updated,
+            deleted: row.deleted,
+            content: String::new(),
+            method: None,
+        });
+        if let Some(expected) = if_match {
+            match &current {
+                Some(row) if !row.deleted && row.version_id == expected => {}
+                Some(row) if !row.deleted => {
+                    return Err(FhirError::PreconditionFailed(format!(
+                        "If-Match W/\"{expected}\" does not match the current version W/\"{}\" of {rtype}/{id}",
+                        row.version_id
+                    )))
+                }
+                _ => {
+                    return Err(FhirError::PreconditionFailed(format!(
+                        "If-Match W/\"{expected}\": {rtype}/{id} does not exist"
+                    )))
+                }
+            }
+        }
+        let interaction = match &current {
+            Some(row) if !row.deleted => Interaction::Update,
+            _ => Interaction::Create,
+        };
+        self.access
+            .check_write(ctx, interaction, rtype, Some(&resource), current_stored.as_ref())?;
+        let version_id = current.as_ref().map_or(1, |r| r.version_id + 1);
+        let now = instant::now_us();
+        stamp(&mut resource, id, version_id, now);
+        let content = serde_json::to_string(&resource)
+            .map_err(|e| FhirError::Internal(format!("serialising: {e}")))?;
+        let tokens = index_tokens(rtype, id, &resource);
+        let written = storage::put_version(
+            conn,
+            &WriteVersion {
+                resource_type: rtype,
+                id,
+                version_id,
+                last_updated: now,
+                deleted: false,
+                method,
+                content: &content,
+                tokens: &tokens,
+            },
+            current.as_ref().map(|r| r.version_id),
+        )?;
+        if !written {
+            return Err(lost_race(rtype, id, if_match));
+        }
+        let stored = StoredResource {
+            resource_type: rtype.to_string(),
+            id: id.to_string(),
+            version_id,
+            last_updated_us: now,
+            deleted: false,
+            content,
+            method: Some(method.to_string()),
+        };
+        let resource = self
+            .access
+            .check_read(ctx, Interaction::Read, stored)
+            .map_err(|r| r.into_error(rtype, id))?;
+        Ok(WriteOutcome {
+            status: if interaction == Interaction::Create {
+                WriteStatus::Created
+            } else {
+                WriteStatus::Updated
+            },
+            resource,
+        })
+    }
+
+    fn delete_in(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, FhirError> {
+        let current = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
+        let current_stored = StoredResource {
+            resource_type: current.resource_type.clone(),
+            id: current.id.clone(),
+            version_id: current.version_id,
+            last_updated_us: current.last_updated,
+            deleted: current.deleted,
+            content: current.content.clone(),
+            method: None,
+        };
+        self.access
+            .check_write(ctx, Interaction::Delete, rtype, None, Some(&current_stored))?;
+        if let Some(expected) = if_match {
+            if current.deleted || current.version_id != expected {
+                return Err(FhirError::PreconditionFailed(format!(
+                    "If-Match W/\"{expected}\" does not match the current version of {rtype}/{id}"
+                )));
+            }
+        }
+        if current.deleted {
+            let resource = self
+                .access
+                .check_read(ctx, Interaction::Read, current_stored)
+                .map_err(|r| r.into_error(rtype, id))?;
+            return Ok(WriteOutcome {
+                status: WriteStatus::AlreadyDeleted,
+                resource,
+            });
+        }
+        let version_id = current.version_id + 1;
+        let now = instant::now_us();
+        let written = storage::put_version(
+            conn,
+            &WriteVersion {
+                resource_type: rtype,
+                id,
+                version_id,
+                last_updated: now,
+                deleted: true,
+                method: "DELETE",
+                content: "",
+                tokens: &[],
+            },
+            Some(current.version_id),
+        )?;
+        if !written {
+            return Err(lost_race(rtype, id, if_match));
+        }
+        let stored = StoredResource {
+            resource_type: rtype.to_string(),
+            id: id.to_string(),
+            version_id,
+            last_updated_us: now,
+            deleted: true,
+            content: String::new(),
+            method: Some("DELETE".into()),
+        };
+        let resource = self
+            .access
+            .check_read(ctx, Interaction::Read, stored)
+            .map_err(|r| r.into_error(rtype, id))?;
+        Ok(WriteOutcome {
+            status: WriteStatus::Deleted,
+            resource,
+        })
+    }
+
+    /// A page of history (instance, type or system level), newest first. Every entry
+    /// passes the access-decision point; no total is given, as hidden entries must not
+    /// be counted.
+    pub fn history(&self, ctx: &RequestContext, req: &HistoryRequest) -> Result<HistoryPage, FhirError> {
+        if let Some(t) = &req.resource_type {
+            check_type(t)?;
+        }
+        let mut conn = self.storage.conn()?;
+        if let (Some(t), Some(id)) = (&req.resource_type, &req.id) {
+            if storage::current(&mut conn, t, id)?.is_none() {
+                return Err(not_found(t, id));
+            }
+        }
+        let rows = storage::history(
+            &mut conn,
+            &HistoryQuery {
+                resource_type: req.resource_type.clone(),
+                id: req.id.clone(),
+                since_us: req.since_us,
+                before_seq: req.cursor,
+                limit: req.count + 1,
+            },
+        )?;
+        let more = rows.len() as i64 > req.count;
+        let rows: Vec<_> = rows.into_iter().take(req.count as usize).collect();
+        let next_cursor = if more { rows.last().map(|r| r.seq) } else { None };
+        let entries = self.access.filter(
+            ctx,
+            Interaction::History,
+            rows.into_iter().map(from_version).collect(),
+        );
+        Ok(HistoryPage {
+            entries,
+            next_cursor,
+        })
+    }
+}
+
+fn from_version(row: storage::VersionRow) -> StoredResource {
+    StoredResource {
+        resource_type: row.resource_type,
+        id: row.id,
+        version_id: row.version_id,
+        last_updated_us: row.last_updated,
+        deleted: row.deleted,
+        content: row.content,
+        method: Some(row.method),
+    }
+}
+
+fn not_found(rtype: &str, id: &str) -> FhirError {
+    FhirError::NotFound(format!("{rtype}/{id} is not known"))
+}
+
+fn lost_race(rtype: &str, id: &str, if_match: Option<i64>) -> FhirError {
+    match if_match {
+        Some(v) => FhirError::PreconditionFailed(format!(
+            "If-Match W/\"{v}\": {rtype}/{id} was changed by another request"
+        )),
+        None => FhirError::Conflict(format!(
+            "{rtype}/{id} was changed by another request at the same time; retry"
+        )),
+    }
+}
+
+pub fn check_type(rtype: &str) -> Result<(), FhirError> {
+    if resource_types::is_supported(rtype) {
+        Ok(())
+    } else {
+        Err(FhirError::UnsupportedType(rtype.to_string()))
+    }
+}
+
+/// Validates a resource posted to `/{rtype}` (its id, if any, is ignored).
+fn validate_as(rtype: &str, resource: Value) -> Result<Value, FhirError> {
+    check_resource_type(rtype, &resource)?;
+    validate::validate(resource)
+}
+
+/// Validates a resource put to `/{rtype}/{id}`: its id must be that id.
+fn validate_for_update(rtype: &str, id: &str, resource: Value) -> Result<Value, FhirError> {
+    check_resource_type(rtype, &resource)?;
+    if !resource_types::is_valid_id(id) {
+        return Err(FhirError::BadRequest(format!(
+            "'{id}' is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})"
+        )));
+    }
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return Err(FhirError::Invalid(vec![crate::error::Issue::invalid(
+                format!("{rtype}.id"),
+                format!("the resource id '{body_id}' does not match the id '{id}' in the URL"),
+            )]))
+        }
+        None => {
+            return Err(FhirError::Invalid(vec![crate::error::Issue::invalid(
+                format!("{rtype}.id"),
+                "an update must carry the resource id",
+            )]))
+        }
+    }
+    validate::validate(resource)
+}
+
+fn check_resource_type(rtype: &str, resource: &Value) -> Result<(), FhirError> {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == rtype => Ok(()),
+        Some(t) => Err(FhirError::Invalid(vec![crate::error::Issue::invalid(
+            "resourceType",
+            format!("a {t} was sent to the {rtype} endpoint"),
+        )])),
+        None => Err(FhirError::Invalid(vec![crate::error::Issue::invalid(
+            "resourceType",
+            "the resource has no resourceType",
+        )])),
+    }
+}
+
+/// Sets the server-owned parts of a resource: id, meta.versionId, meta.lastUpdated.
+fn stamp(resource: &mut Value, id: &str, version_id: i64, now_us: i64) {
+    let Some(obj) = resource.as_object_mut() else {
+        return;
+    };
+    // Rebuild the object so that `id` and `meta` come right after `resourceType`.
+    let old = std::mem::take(obj);
+    let mut meta = old
+        .get("meta")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    meta.remove("versionId");
+    meta.remove("lastUpdated");
+    let mut new_meta = serde_json::Map::new();
+    new_meta.insert("versionId".into(), json!(version_id.to_string()));
+    new_meta.insert("lastUpdated".into(), json!(instant::format_us(now_us)));
+    new_meta.extend(meta);
+    obj.insert(
+        "resourceType".into(),
+        old.get("resourceType").cloned().unwrap_or(Value::Null),
+    );
+    obj.insert("id".into(), json!(id));
+    obj.insert("meta".into(), Value::Object(new_meta));
+    for (k, v) in old {
+        if k != "resourceType" && k != "id" && k != "meta" {
+            obj.insert(k, v);
+        }
+    }
+}
+
+/// The index rows of a resource version (identifier tokens for now).
+fn index_tokens(rtype: &str, id: &str, resource: &Value) -> Vec<TokenRow> {
+    let mut out = Vec::new();
+    for member in ["identifier", "masterIdentifier"] {
+        let items: Vec<&Value> = match resource.get(member) {
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(v @ Value::Object(_)) => vec![v],
+            _ => continue,
+        };
+        for ident in items {
+            if let Some(value) = ident.get("value").and_then(Value::as_str) {
+                out.push(TokenRow {
+                    resource_type: rtype.to_string(),
+                    id: id.to_string(),
+                    param: "identifier".into(),
+                    system: ident
+                        .get("system")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    code: value.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Ids of the live resources matching conditional-create criteria
+/// (`identifier=[system|]value[,…]` and `_id=id[,…]`, ANDed).
+fn matching_ids(conn: &mut AnyConnection, rtype: &str, criteria: &str) -> Result<Vec<String>, FhirError> {
+    let pairs = form_urlencoded(criteria);
+    if pairs.is_empty() {
+        return Err(FhirError::BadRequest("If-None-Exist has no criteria".into()));
+    }
+    let mut result: Option<Vec<String>> = None;
+    for (name, value) in pairs {
+        let mut ids: Vec<String> = Vec::new();
+        for alt in value.split(',') {
+            let found = match name.as_str() {
+                "_id" => match storage::current(conn, rtype, alt)? {
+                    Some(row) if !row.deleted => vec![row.id],
+                    _ => vec![],
+                },
+                "identifier" => match alt.split_once('|') {
+                    Some((_, "")) => {
+                        return Err(FhirError::BadRequest(
+                            "If-None-Exist: identifier needs a value after '|'".into(),
+                        ))
+                    }
+                    Some((system, code)) => {
+                        storage::ids_with_token(conn, rtype, "identifier", Some(system), code)?
+                    }
+                    None => storage::ids_with_token(conn, rtype, "identifier", None, alt)?,
+                },
+                other => {
+                    return Err(FhirError::BadRequest(format!(
+                        "If-None-Exist: parameter '{other}' is not supported (use identifier or _id)"
+                    )))
+                }
+            };
+            for id in found {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        result = Some(match result {
+            None => ids,
+            Some(prev) => prev.into_iter().filter(|id| ids.contains(id)).collect(),
+        });
+    }
+    Ok(result.unwrap_or_default())
+}

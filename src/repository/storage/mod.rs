@@ -1,0 +1,425 @@
+//! storage: resources, their versions and index rows, on SQLite or PostgreSQL through diesel.
+//!
+//! This module speaks rows, not FHIR semantics, and never decides access: it is a private
+//! child of `repository`, so nothing outside the repository can reach stored data without
+//! going through the access-decision point. SQL and backend differences stay in here.
+
+mod schema;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::FhirError;
+use schema::{resource_versions, resources, search_token};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// One connection to whichever backend runs; SQLite last, as diesel's MultiConnection wants.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// The current version of a resource (the `resources` table).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = resources)]
+pub struct CurrentRow {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    pub content: String,
+}
+
+/// One version in the history (the `resource_versions` table).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = resource_versions)]
+pub struct VersionRow {
+    pub seq: i64,
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    pub method: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = resource_versions)]
+struct NewVersion<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    version_id: i64,
+    last_updated: i64,
+    deleted: bool,
+    method: &'a str,
+    content: &'a str,
+}
+
+/// A token the index holds for a resource (e.g. one identifier).
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = search_token)]
+pub struct TokenRow {
+    pub resource_type: String,
+    pub id: String,
+    pub param: String,
+    pub system: String,
+    pub code: String,
+}
+
+/// A version about to be written.
+pub struct WriteVersion<'a> {
+    pub resource_type: &'a str,
+    pub id: &'a str,
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    pub method: &'a str,
+    pub content: &'a str,
+    pub tokens: &'a [TokenRow],
+}
+
+/// Which slice of the history to list, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub resource_type: Option<String>,
+    pub id: Option<String>,
+    pub since_us: Option<i64>,
+    /// Only versions with `seq` below this (keyset paging).
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        if let AnyConnection::Sqlite(c) = conn {
+            // busy_timeout first: the other pragmas may wait for a lock. WAL mode itself is
+            // set once, before the pool opens (it is persistent).
+            c.batch_execute(
+                "PRAGMA busy_timeout = 15000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// The connection pool and the backend it talks to.
+#[derive(Clone)]
+pub struct Storage {
+    pool: Pool<ConnectionManager<AnyConnection>>,
+    backend: Backend,
+}
+
+pub type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
+
+fn db_err(e: impl std::fmt::Display) -> FhirError {
+    FhirError::Internal(format!("database: {e}"))
+}
+
+impl Storage {
+    /// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`) and runs the
+    /// pending migrations of its backend.
+    pub fn open(url: &str, pool_size: u32) -> Result<Storage, String> {
+        let (backend, conn_url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            if let Some(dir) = Path::new(path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+            }
+            (Backend::Sqlite, path.to_string())
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(format!(
+                "unsupported database URL '{}': use sqlite://PATH or postgres://…",
+                redact_url(url)
+            ));
+        };
+        if backend == Backend::Sqlite {
+            // WAL lets readers run beside the single writer; set once, it stays.
+            let mut c = diesel::SqliteConnection::establish(&conn_url)
+                .map_err(|e| format!("cannot open {conn_url}: {e}"))?;
+            c.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL;")
+                .map_err(|e| format!("cannot set WAL mode on {conn_url}: {e}"))?;
+        }
+        let manager = ConnectionManager::<AnyConnection>::new(conn_url);
+        let pool = Pool::builder()
+            .max_size(pool_size.max(1))
+            .connection_timeout(Duration::from_secs(15))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(manager)
+            .map_err(|e| format!("cannot connect to {}: {e}", redact_url(url)))?;
+        let storage = Storage { pool, backend };
+        let mut conn = storage.conn().map_err(|e| e.to_string())?;
+        match &mut *conn {
+            AnyConnection::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|_| ())
+                .map_err(|e| format!("migrations failed: {e}"))?,
+            AnyConnection::Postgresql(c) => c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|_| ())
+                .map_err(|e| format!("migrations failed: {e}"))?,
+        }
+        Ok(storage)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn conn(&self) -> Result<Conn, FhirError> {
+        self.pool.get().map_err(db_err)
+    }
+
+    /// Runs `f` in one database transaction. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so that writers queue instead of failing on a lock upgrade.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
+        let mut conn = self.conn()?;
+        let begin = match &*conn {
+            AnyConnection::Sqlite(_) => "BEGIN IMMEDIATE",
+            AnyConnection::Postgresql(_) => "BEGIN",
+        };
+        conn.batch_execute(begin).map_err(db_err)?;
+        match f(&mut conn) {
+            Ok(v) => {
+                conn.batch_execute("COMMIT").map_err(db_err)?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(rollback) = conn.batch_execute("ROLLBACK") {
+                    tracing::error!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Hides the password of a database URL, so that it can be logged or shown.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The current row of a resource, deleted or not.
+pub fn current(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    rid: &str,
+) -> Result<Option<CurrentRow>, FhirError> {
+    resources::table
+        .filter(resources::resource_type.eq(rtype))
+        .filter(resources::id.eq(rid))
+        .select(CurrentRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(db_err)
+}
+
+/// One version of a resource.
+pub fn version(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    rid: &str,
+    vid: i64,
+) -> Result<Option<VersionRow>, FhirError> {
+    resource_versions::table
+        .filter(resource_versions::resource_type.eq(rtype))
+        .filter(resource_versions::id.eq(rid))
+        .filter(resource_versions::version_id.eq(vid))
+        .select(VersionRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(db_err)
+}
+
+/// Writes one new version: the history row, the current row (insert or compare-and-swap
+/// on the previous version) and the index rows. Must run inside [`Storage::write`].
+///
+/// Returns `false` when the current version is no longer `expected_previous` (a concurrent
+/// writer won): the caller then fails the whole transaction.
+pub fn put_version(
+    conn: &mut AnyConnection,
+    v: &WriteVersion<'_>,
+    expected_previous: Option<i64>,
+) -> Result<bool, FhirError> {
+    let swapped = match expected_previous {
+        None => {
+            let row = CurrentRow {
+                resource_type: v.resource_type.to_string(),
+                id: v.id.to_string(),
+                version_id: v.version_id,
+                last_updated: v.last_updated,
+                deleted: v.deleted,
+                content: v.content.to_string(),
+            };
+            match diesel::insert_into(resources::table)
+                .values(&row)
+                .execute(conn)
+            {
+                Ok(n) => n == 1,
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => false,
+                Err(e) => return Err(db_err(e)),
+            }
+        }
+        Some(prev) => {
+            diesel::update(
+                resources::table
+                    .filter(resources::resource_type.eq(v.resource_type))
+                    .filter(resources::id.eq(v.id))
+                    .filter(resources::version_id.eq(prev)),
+            )
+            .set((
+                resources::version_id.eq(v.version_id),
+                resources::last_updated.eq(v.last_updated),
+                resources::deleted.eq(v.deleted),
+                resources::content.eq(v.content),
+            ))
+            .execute(conn)
+            .map_err(db_err)?
+                == 1
+        }
+    };
+    if !swapped {
+        return Ok(false);
+    }
+    diesel::insert_into(resource_versions::table)
+        .values(&NewVersion {
+            resource_type: v.resource_type,
+            id: v.id,
+            version_id: v.version_id,
+            last_updated: v.last_updated,
+            deleted: v.deleted,
+            method: v.method,
+            content: v.content,
+        })
+        .execute(conn)
+        .map_err(db_err)?;
+    diesel::delete(
+        search_token::table
+            .filter(search_token::resource_type.eq(v.resource_type))
+            .filter(search_token::id.eq(v.id)),
+    )
+    .execute(conn)
+    .map_err(db_err)?;
+    if !v.tokens.is_empty() {
+        // De-duplicate: the primary key forbids two equal tokens for one resource.
+        let mut tokens: Vec<&TokenRow> = Vec::with_capacity(v.tokens.len());
+        for t in v.tokens {
+            if !tokens.contains(&t) {
+                tokens.push(t);
+            }
+        }
+        // One statement per row: multi-row inserts do not compile through MultiConnection.
+        for t in tokens {
+            diesel::insert_into(search_token::table)
+                .values(t)
+                .execute(conn)
+                .map_err(db_err)?;
+        }
+    }
+    Ok(true)
+}
+
+/// Ids of the live resources of a type that carry a token (`system` None: any system).
+pub fn ids_with_token(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    param: &str,
+    system: Option<&str>,
+    code: &str,
+) -> Result<Vec<String>, FhirError> {
+    let mut q = search_token::table
+        .filter(search_token::resource_type.eq(rtype))
+        .filter(search_token::param.eq(param))
+        .filter(search_token::code.eq(code))
+        .select(search_token::id)
+        .distinct()
+        .into_boxed();
+    if let Some(s) = system {
+        q = q.filter(search_token::system.eq(s));
+    }
+    q.load(conn).map_err(db_err)
+}
+
+/// Takes a lock that serialises conditional creates with the same criteria (PostgreSQL;
+/// on SQLite the write transaction already holds the only write lock).
+pub fn lock_criteria(conn: &mut AnyConnection, key: &str) -> Result<(), FhirError> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1)::bigint)")
+            .bind::<diesel::sql_types::Text, _>(key)
+            .execute(pg)
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// A page of history, newest first.
+pub fn history(conn: &mut AnyConnection, q: &HistoryQuery) -> Result<Vec<VersionRow>, FhirError> {
+    let mut query = resource_versions::table
+        .select(VersionRow::as_select())
+        .order(resource_versions::seq.desc())
+        .limit(q.limit)
+        .into_boxed();
+    if let Some(t) = &q.resource_type {
+        query = query.filter(resource_versions::resource_type.eq(t.clone()));
+    }
+    if let Some(id) = &q.id {
+        query = query.filter(resource_versions::id.eq(id.clone()));
+    }
+    if let Some(since) = q.since_us {
+        query = query.filter(resource_versions::last_updated.ge(since));
+    }
+    if let Some(before) = q.before_seq {
+        query = query.filter(resource_versions::seq.lt(before));
+    }
+    query.load(conn).map_err(db_err)
+}

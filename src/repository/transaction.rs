@@ -1,0 +1,386 @@
+//! transaction: batch and transaction Bundles.
+//!
+//! A transaction runs in one database transaction: all of it or none of it. Its
+//! `urn:uuid:` fullUrls are given their server ids first and every reference to them is
+//! rewritten. Entries run in the order the specification gives (DELETE, POST, PUT, GET)
+//! and are answered in the order they came. A batch runs each entry on its own.
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+use super::{check_type, validate_as, validate_for_update, Repository, WriteOutcome, WriteStatus};
+use crate::access::Visible;
+use crate::auth::RequestContext;
+use crate::error::{FhirError, Issue};
+use crate::fhir::references;
+use crate::repository::storage::AnyConnection;
+use crate::repository::StoredResource;
+
+/// What an entry asks for.
+#[derive(Debug, Clone)]
+enum Action {
+    Create {
+        rtype: String,
+        resource: Value,
+        if_none_exist: Option<String>,
+    },
+    Update {
+        rtype: String,
+        id: String,
+        resource: Value,
+        if_match: Option<i64>,
+    },
+    Delete {
+        rtype: String,
+        id: String,
+        if_match: Option<i64>,
+    },
+    Read {
+        rtype: String,
+        id: String,
+    },
+    Vread {
+        rtype: String,
+        id: String,
+        vid: String,
+    },
+}
+
+impl Action {
+    fn order(&self) -> u8 {
+        match self {
+            Action::Delete { .. } => 0,
+            Action::Create { .. } => 1,
+            Action::Update { .. } => 2,
+            Action::Read { .. } | Action::Vread { .. } => 3,
+        }
+    }
+}
+
+/// The result of one entry, for the response Bundle.
+pub enum EntryResult {
+    Written(WriteOutcome),
+    Read(Visible<StoredResource>),
+    Failed(FhirError),
+}
+
+pub enum BundleKind {
+    Batch,
+    Transaction,
+}
+
+/// Reads `Bundle.type` and checks it is a batch or transaction.
+pub fn bundle_kind(bundle: &Value) -> Result<BundleKind, FhirError> {
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(FhirError::Invalid(vec![Issue::invalid(
+            "resourceType",
+            "only a Bundle of type batch or transaction can be posted to the base URL",
+        )]));
+    }
+    match bundle.get("type").and_then(Value::as_str) {
+        Some("transaction") => Ok(BundleKind::Transaction),
+        Some("batch") => Ok(BundleKind::Batch),
+        other => Err(FhirError::Invalid(vec![Issue::invalid(
+            "Bundle.type",
+            format!(
+                "Bundle.type must be batch or transaction, not {}",
+                other.unwrap_or("(missing)")
+            ),
+        )])),
+    }
+}
+
+fn entry_error(i: usize, e: FhirError) -> FhirError {
+    let prefix = format!("Bundle.entry[{i}]");
+    match e {
+        FhirError::Invalid(issues) => FhirError::Invalid(
+            issues
+                .into_iter()
+                .map(|mut issue| {
+                    issue.expression = Some(match issue.expression {
+                        // `Patient.gender` → `Bundle.entry[3].resource.gender`
+                        Some(expr) => match expr.split_once('.') {
+                            Some((_, rest)) => format!("{prefix}.resource.{rest}"),
+                            None => format!("{prefix}.resource"),
+                        },
+                        None => prefix.clone(),
+                    });
+                    issue
+                })
+                .collect(),
+        ),
+        FhirError::NotFound(m) => FhirError::NotFound(format!("{prefix}: {m}")),
+        FhirError::Gone(m) => FhirError::Gone(format!("{prefix}: {m}")),
+        FhirError::BadRequest(m) => FhirError::BadRequest(format!("{prefix}: {m}")),
+        FhirError::Conflict(m) => FhirError::Conflict(format!("{prefix}: {m}")),
+        FhirError::PreconditionFailed(m) => FhirError::PreconditionFailed(format!("{prefix}: {m}")),
+        FhirError::Forbidden(m) => FhirError::Forbidden(format!("{prefix}: {m}")),
+        FhirError::UnsupportedType(t) => {
+            FhirError::NotFound(format!("{prefix}: resource type '{t}' is not supported by this server"))
+        }
+        other => other,
+    }
+}
+
+fn parse_version_tag(tag: &str) -> Result<i64, FhirError> {
+    let t = tag.trim().trim_start_matches("W/").trim_matches('"');
+    t.parse()
+        .map_err(|_| FhirError::BadRequest(format!("'{tag}' is not a version ETag such as W/\"3\"")))
+}
+
+/// Turns `entry` into an action, relative to the server's `base_url`.
+fn parse_entry(entry: &Value, base_url: &str) -> Result<Action, FhirError> {
+    let request = entry
+        .get("request")
+        .ok_or_else(|| FhirError::BadRequest("the entry has no request".into()))?;
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| FhirError::BadRequest("the entry has no request.url".into()))?;
+    let url = url.strip_prefix(base_url).unwrap_or(url).trim_start_matches('/');
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let resource = entry.get("resource").cloned();
+    let if_match = request
+        .get("ifMatch")
+        .and_then(Value::as_str)
+        .map(parse_version_tag)
+        .transpose()?;
+    let need_resource = || {
+        resource
+            .clone()
+            .ok_or_else(|| FhirError::BadRequest(format!("a {method} entry needs a resource")))
+    };
+    match (method, segments.as_slice()) {
+        ("POST", [rtype]) if query.is_empty() => Ok(Action::Create {
+            rtype: rtype.to_string(),
+            resource: need_resource()?,
+            if_none_exist: request
+                .get("ifNoneExist")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }),
+        ("PUT", [rtype, id]) if query.is_empty() => Ok(Action::Update {
+            rtype: rtype.to_string(),
+            id: id.to_string(),
+            resource: need_resource()?,
+            if_match,
+        }),
+        ("DELETE", [rtype, id]) if query.is_empty() => Ok(Action::Delete {
+            rtype: rtype.to_string(),
+            id: id.to_string(),
+            if_match,
+        }),
+        ("GET", [rtype, id]) if query.is_empty() => Ok(Action::Read {
+            rtype: rtype.to_string(),
+            id: id.to_string(),
+        }),
+        ("GET", [rtype, id, "_history", vid]) if query.is_empty() => Ok(Action::Vread {
+            rtype: rtype.to_string(),
+            id: id.to_string(),
+            vid: vid.to_string(),
+        }),
+        ("GET" | "POST" | "PUT" | "DELETE", _) => Err(FhirError::BadRequest(format!(
+            "{method} {url} is not supported inside a Bundle (supported: POST Type, PUT Type/id, DELETE Type/id, GET Type/id[/_history/vid])"
+        ))),
+        _ => Err(FhirError::BadRequest(format!(
+            "request.method '{method}' is not supported inside a Bundle"
+        ))),
+    }
+}
+
+/// Validates the resource of a write action (types and ids included).
+fn validate_action(action: Action) -> Result<Action, FhirError> {
+    Ok(match action {
+        Action::Create {
+            rtype,
+            resource,
+            if_none_exist,
+        } => {
+            check_type(&rtype)?;
+            let mut resource = validate_as(&rtype, resource)?;
+            // A created resource gets a server id: whatever id the client sent is ignored.
+            if let Some(obj) = resource.as_object_mut() {
+                obj.remove("id");
+            }
+            Action::Create {
+                rtype,
+                resource,
+                if_none_exist,
+            }
+        }
+        Action::Update {
+            rtype,
+            id,
+            resource,
+            if_match,
+        } => {
+            check_type(&rtype)?;
+            let resource = validate_for_update(&rtype, &id, resource)?;
+            Action::Update {
+                rtype,
+                id,
+                resource,
+                if_match,
+            }
+        }
+        Action::Delete { ref rtype, .. }
+        | Action::Read { ref rtype, .. }
+        | Action::Vread { ref rtype, .. } => {
+            check_type(rtype)?;
+            action
+        }
+    })
+}
+
+impl Repository {
+    fn run_action(&self, conn: &mut AnyConnection, ctx: &RequestContext, action: Action) -> Result<EntryResult, FhirError> {
+        match action {
+            Action::Create {
+                rtype,
+                resource,
+                if_none_exist,
+            } => {
+                if let Some(criteria) = if_none_exist {
+                    if let Some(existing) = self.conditional_match(conn, ctx, &rtype, &criteria)? {
+                        return Ok(EntryResult::Written(existing));
+                    }
+                }
+                let id = resource
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                self.write_in(conn, ctx, &rtype, &id, resource, None, "POST")
+                    .map(EntryResult::Written)
+            }
+            Action::Update {
+                rtype,
+                id,
+                resource,
+                if_match,
+            } => self
+                .write_in(conn, ctx, &rtype, &id, resource, if_match, "PUT")
+                .map(EntryResult::Written),
+            Action::Delete { rtype, id, if_match } => self
+                .delete_in(conn, ctx, &rtype, &id, if_match)
+                .map(EntryResult::Written),
+            Action::Read { rtype, id } => self.read_in(conn, ctx, &rtype, &id).map(EntryResult::Read),
+            Action::Vread { rtype, id, vid } => self
+                .vread_in(conn, ctx, &rtype, &id, &vid)
+                .map(EntryResult::Read),
+        }
+    }
+
+    /// Runs a transaction Bundle: every entry or none.
+    pub fn transaction(&self, ctx: &RequestContext, bundle: &Value, base_url: &str) -> Result<Vec<EntryResult>, FhirError> {
+        let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut actions = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let action = parse_entry(entry, base_url)
+                .and_then(validate_action)
+                .map_err(|e| entry_error(i, e))?;
+            actions.push(action);
+        }
+        self.storage.write(|conn| {
+            // Give every created resource its id, resolving conditional creates first, so
+            // that references between entries can be rewritten before anything is written.
+            let mut map: HashMap<String, String> = HashMap::new();
+            for (i, (entry, action)) in entries.iter().zip(actions.iter_mut()).enumerate() {
+                let full_url = entry.get("fullUrl").and_then(Value::as_str);
+                match action {
+                    Action::Create {
+                        rtype,
+                        resource,
+                        if_none_exist,
+                    } => {
+                        let mut target_id = None;
+                        if let Some(criteria) = if_none_exist.as_deref() {
+                            if let Some(existing) = self
+                                .conditional_match(conn, ctx, rtype, criteria)
+                                .map_err(|e| entry_error(i, e))?
+                            {
+                                target_id = Some(existing.resource.id.clone());
+                            }
+                        }
+                        let id = match target_id {
+                            Some(existing) => existing,
+                            None => {
+                                let id = uuid::Uuid::new_v4().to_string();
+                                resource["id"] = json!(id);
+                                id
+                            }
+                        };
+                        if let Some(u) = full_url {
+                            map.insert(u.to_string(), format!("{rtype}/{id}"));
+                        }
+                    }
+                    Action::Update { rtype, id, .. } => {
+                        if let Some(u) = full_url {
+                            if u.starts_with("urn:") {
+                                map.insert(u.to_string(), format!("{rtype}/{id}"));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for action in actions.iter_mut() {
+                if let Action::Create { resource, .. } | Action::Update { resource, .. } = action {
+                    references::rewrite(resource, &map);
+                }
+            }
+            let mut order: Vec<usize> = (0..actions.len()).collect();
+            order.sort_by_key(|&i| actions[i].order());
+            let mut results: Vec<Option<EntryResult>> = (0..actions.len()).map(|_| None).collect();
+            for i in order {
+                let result = self
+                    .run_action(conn, ctx, actions[i].clone())
+                    .map_err(|e| entry_error(i, e))?;
+                results[i] = Some(result);
+            }
+            Ok(results.into_iter().flatten().collect())
+        })
+    }
+
+    /// Runs a batch Bundle: each entry on its own, failures reported per entry.
+    pub fn batch(&self, ctx: &RequestContext, bundle: &Value, base_url: &str) -> Vec<EntryResult> {
+        let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+        entries
+            .iter()
+            .map(|entry| {
+                let action = match parse_entry(entry, base_url).and_then(validate_action) {
+                    Ok(a) => a,
+                    Err(e) => return EntryResult::Failed(e),
+                };
+                let result = match action {
+                    Action::Read { .. } | Action::Vread { .. } => match self.storage.conn() {
+                        Ok(mut conn) => self.run_action(&mut conn, ctx, action),
+                        Err(e) => Err(e),
+                    },
+                    _ => self.storage.write(|conn| self.run_action(conn, ctx, action)),
+                };
+                result.unwrap_or_else(EntryResult::Failed)
+            })
+            .collect()
+    }
+}
+
+impl EntryResult {
+    /// The HTTP status line of the entry (`201 Created`…).
+    pub fn status_line(&self) -> String {
+        match self {
+            EntryResult::Written(w) => match w.status {
+                WriteStatus::Created => "201 Created".into(),
+                WriteStatus::Updated | WriteStatus::Existing => "200 OK".into(),
+                WriteStatus::Deleted | WriteStatus::AlreadyDeleted => "204 No Content".into(),
+            },
+            EntryResult::Read(_) => "200 OK".into(),
+            EntryResult::Failed(e) => {
+                let s = e.status();
+                format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
+            }
+        }
+    }
+}

@@ -71,7 +71,10 @@ pub struct Settings {
 impl ServeArgs {
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("carnet.sqlite3").display())
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("carnet.sqlite3").display()
+            )
         })
     }
 

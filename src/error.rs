@@ -99,7 +99,8 @@ impl FhirError {
             FhirError::Invalid(issues) => issues
                 .iter()
                 .map(|i| {
-                    let mut v = json!({"severity": "error", "code": i.code, "diagnostics": i.diagnostics});
+                    let mut v =
+                        json!({"severity": "error", "code": i.code, "diagnostics": i.diagnostics});
                     if let Some(e) = &i.expression {
                         v["expression"] = json!([e]);
                     }

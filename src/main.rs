@@ -23,7 +23,9 @@ enum Command {
 fn init_logging(format: &str) {
     // Info level never carries resource content; RUST_LOG=debug adds library detail.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if format == "json" {
         builder.json().flatten_event(true).init();
     } else {

@@ -119,10 +119,7 @@ pub static DEFINITIONS: Lazy<Definitions> = Lazy::new(|| {
                 let rel = if e.path == name {
                     String::new()
                 } else {
-                    e.path
-                        .strip_prefix(&prefix)
-                        .unwrap_or(&e.path)
-                        .to_string()
+                    e.path.strip_prefix(&prefix).unwrap_or(&e.path).to_string()
                 };
                 if !rel.is_empty() {
                     let (parent, child) = match rel.rfind('.') {

@@ -38,12 +38,20 @@ impl Default for Negotiated {
 }
 
 fn format_of_mime(mime: &str) -> Option<Format> {
-    let m = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let m = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match m.as_str() {
         "json" | "application/fhir+json" | "application/json" | "application/json+fhir" => {
             Some(Format::Json)
         }
-        "xml" | "application/fhir+xml" | "application/xml" | "text/xml"
+        "xml"
+        | "application/fhir+xml"
+        | "application/xml"
+        | "text/xml"
         | "application/xml+fhir" => Some(Format::Xml),
         _ => None,
     }
@@ -178,11 +186,16 @@ mod tests {
         let n = negotiate("_format=xml&_pretty=true", Some("application/fhir+json")).unwrap();
         assert_eq!(n.format, Format::Xml);
         assert!(n.pretty);
-        assert_eq!(negotiate("", Some("application/fhir+xml")).unwrap().format, Format::Xml);
+        assert_eq!(
+            negotiate("", Some("application/fhir+xml")).unwrap().format,
+            Format::Xml
+        );
         assert_eq!(negotiate("", Some("*/*")).unwrap().format, Format::Json);
         assert!(negotiate("_format=text/turtle", None).is_err());
         assert_eq!(
-            negotiate("_format=application%2Ffhir%2Bxml", None).unwrap().format,
+            negotiate("_format=application%2Ffhir%2Bxml", None)
+                .unwrap()
+                .format,
             Format::Xml
         );
     }

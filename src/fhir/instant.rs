@@ -52,7 +52,10 @@ mod tests {
         let us = 1_795_000_000_123_456;
         assert_eq!(parse_us(&format_us(us)), Some(us));
         assert_eq!(parse_us("2026-11-23"), parse_us("2026-11-23T00:00:00Z"));
-        assert_eq!(parse_us("2026-11-23T01:00:00+01:00"), parse_us("2026-11-23T00:00:00Z"));
+        assert_eq!(
+            parse_us("2026-11-23T01:00:00+01:00"),
+            parse_us("2026-11-23T00:00:00Z")
+        );
         assert_eq!(parse_us("yesterday"), None);
     }
 }

@@ -70,17 +70,21 @@ impl Walker<'_> {
             return;
         };
         if def.kind != "resource" {
-            self.report(
-                path,
-                format!("'{rtype}' is not a resource type"),
-            );
+            self.report(path, format!("'{rtype}' is not a resource type"));
             return;
         }
         self.object(obj, def, "", path, true);
     }
 
     /// The members of one object whose definition is `def` at relative path `rel`.
-    fn object(&mut self, obj: &Map<String, Value>, def: &TypeDef, rel: &str, path: &str, is_resource: bool) {
+    fn object(
+        &mut self,
+        obj: &Map<String, Value>,
+        def: &TypeDef,
+        rel: &str,
+        path: &str,
+        is_resource: bool,
+    ) {
         for (key, val) in obj {
             if is_resource && key == "resourceType" {
                 continue;
@@ -100,9 +104,15 @@ impl Walker<'_> {
             let many = edef.many;
             if many != val.is_array() {
                 if many {
-                    self.report(&child_path, format!("'{name}' repeats: it must be a JSON array"));
+                    self.report(
+                        &child_path,
+                        format!("'{name}' repeats: it must be a JSON array"),
+                    );
                 } else {
-                    self.report(&child_path, format!("'{name}' does not repeat: it must not be a JSON array"));
+                    self.report(
+                        &child_path,
+                        format!("'{name}' does not repeat: it must not be a JSON array"),
+                    );
                 }
                 continue;
             }
@@ -149,7 +159,13 @@ impl Walker<'_> {
                 } else if has_children {
                     self.nested(item, def, &edef_rel, &item_path);
                 } else {
-                    self.typed(item, &ty, &item_path, codes.as_deref(), value_set.as_deref());
+                    self.typed(
+                        item,
+                        &ty,
+                        &item_path,
+                        codes.as_deref(),
+                        value_set.as_deref(),
+                    );
                 }
             }
         }
@@ -164,7 +180,14 @@ impl Walker<'_> {
     }
 
     /// A value of FHIR type `ty` (a primitive, a data type or a resource).
-    fn typed(&mut self, item: &Value, ty: &str, path: &str, codes: Option<&[String]>, value_set: Option<&str>) {
+    fn typed(
+        &mut self,
+        item: &Value,
+        ty: &str,
+        path: &str,
+        codes: Option<&[String]>,
+        value_set: Option<&str>,
+    ) {
         if ty == "Resource" {
             self.resource(item, path);
             return;
@@ -243,7 +266,10 @@ impl Walker<'_> {
             };
             if !present {
                 let name = child.trim_end_matches("[x]");
-                self.report(&format!("{path}.{name}"), format!("required element '{name}' is missing"));
+                self.report(
+                    &format!("{path}.{name}"),
+                    format!("required element '{name}' is missing"),
+                );
             }
         }
     }
@@ -251,7 +277,11 @@ impl Walker<'_> {
 
 /// The definition of member `name` under `rel`, with the type it takes there (resolving
 /// choice elements such as `valueQuantity` against `value[x]`).
-fn find_element<'d>(def: &'d TypeDef, rel: &str, name: &str) -> Option<(&'d super::definitions::ElementDef, String)> {
+fn find_element<'d>(
+    def: &'d TypeDef,
+    rel: &str,
+    name: &str,
+) -> Option<(&'d super::definitions::ElementDef, String)> {
     let key = if rel.is_empty() {
         name.to_string()
     } else {
@@ -309,21 +339,28 @@ mod tests {
     fn paths(v: Value) -> Vec<String> {
         match validate(v) {
             Ok(_) => vec![],
-            Err(FhirError::Invalid(issues)) => issues.into_iter().filter_map(|i| i.expression).collect(),
+            Err(FhirError::Invalid(issues)) => {
+                issues.into_iter().filter_map(|i| i.expression).collect()
+            }
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
 
     #[test]
     fn a_valid_patient_passes() {
-        assert!(paths(json!({"resourceType":"Patient","gender":"female","birthDate":"1970-02",
-            "name":[{"family":"Lévêque","given":["Hélène"]}],"deceasedBoolean":false})).is_empty());
+        assert!(paths(
+            json!({"resourceType":"Patient","gender":"female","birthDate":"1970-02",
+            "name":[{"family":"Lévêque","given":["Hélène"]}],"deceasedBoolean":false})
+        )
+        .is_empty());
     }
 
     #[test]
     fn bad_code_date_and_unknown_element_are_named_by_path() {
-        let p = paths(json!({"resourceType":"Patient","gender":"robot","birthDate":"1970-13-01",
-            "name":[{"family":"X","nickname":"Y"}]}));
+        let p = paths(
+            json!({"resourceType":"Patient","gender":"robot","birthDate":"1970-13-01",
+            "name":[{"family":"X","nickname":"Y"}]}),
+        );
         assert!(p.contains(&"Patient.gender".to_string()), "{p:?}");
         assert!(p.contains(&"Patient.birthDate".to_string()), "{p:?}");
         assert!(p.contains(&"Patient.name[0].nickname".to_string()), "{p:?}");
@@ -331,11 +368,15 @@ mod tests {
 
     #[test]
     fn wrong_cardinality_and_missing_required_are_reported() {
-        let p = paths(json!({"resourceType":"Immunization","status":"completed","patient":{"reference":"Patient/1"},
-            "occurrenceDateTime":"2021-01-01","vaccineCode":[{"text":"x"}]}));
+        let p = paths(
+            json!({"resourceType":"Immunization","status":"completed","patient":{"reference":"Patient/1"},
+            "occurrenceDateTime":"2021-01-01","vaccineCode":[{"text":"x"}]}),
+        );
         assert_eq!(p, vec!["Immunization.vaccineCode".to_string()]);
-        let p = paths(json!({"resourceType":"Immunization","status":"completed","patient":{"reference":"Patient/1"},
-            "occurrenceDateTime":"2021-01-01"}));
+        let p = paths(
+            json!({"resourceType":"Immunization","status":"completed","patient":{"reference":"Patient/1"},
+            "occurrenceDateTime":"2021-01-01"}),
+        );
         assert_eq!(p, vec!["Immunization.vaccineCode".to_string()]);
     }
 }

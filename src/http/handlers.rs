@@ -38,7 +38,11 @@ where
 }
 
 /// Reads the request body, refusing more than `limit` bytes (413).
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, FhirError> {
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, FhirError> {
     if let Some(len) = header(req, "Content-Length").and_then(|v| v.parse::<usize>().ok()) {
         if len > limit {
             return Err(FhirError::PayloadTooLarge(limit));
@@ -56,7 +60,11 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
 }
 
 /// The parsed JSON of a FHIR request body (JSON or XML by `Content-Type`).
-async fn fhir_body(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Value, FhirError> {
+async fn fhir_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Value, FhirError> {
     let format = body_format(header(req, "Content-Type"))?;
     let bytes = read_body(req, payload, state.settings.max_body_bytes).await?;
     parse_body(format, &bytes)
@@ -68,7 +76,9 @@ fn parse_if_match(req: &HttpRequest) -> Result<Option<i64>, FhirError> {
         Some(tag) => {
             let t = tag.trim().trim_start_matches("W/").trim_matches('"');
             t.parse().map(Some).map_err(|_| {
-                FhirError::BadRequest(format!("If-Match '{tag}' is not a version ETag such as W/\"3\""))
+                FhirError::BadRequest(format!(
+                    "If-Match '{tag}' is not a version ETag such as W/\"3\""
+                ))
             })
         }
     }
@@ -99,13 +109,19 @@ fn write_response(req: &HttpRequest, state: &AppState, outcome: WriteOutcome) ->
         WriteStatus::Created => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
-    let location = format!("{}/{}", state.settings.base_url, outcome.resource.location());
+    let location = format!(
+        "{}/{}",
+        state.settings.base_url,
+        outcome.resource.location()
+    );
     let body = match prefer(req) {
         Prefer::Minimal => Body::Empty,
         Prefer::Representation => Body::Resource(outcome.resource.clone()),
         Prefer::OperationOutcome => Body::Value(information(match outcome.status {
             WriteStatus::Created => "created",
-            WriteStatus::Existing => "a resource matching If-None-Exist already exists; nothing was written",
+            WriteStatus::Existing => {
+                "a resource matching If-None-Exist already exists; nothing was written"
+            }
             _ => "updated",
         })),
     };
@@ -129,54 +145,97 @@ pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     .await
 }
 
-pub async fn create(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<String>, payload: web::Payload) -> HttpResponse {
+pub async fn create(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
     let rtype = path.into_inner();
     respond(&req, |_| async {
         check_type(&rtype)?;
         let value = fhir_body(&req, payload, &state).await?;
         let if_none_exist = header(&req, "If-None-Exist").map(str::to_string);
         let repo = state.repo.clone();
-        let outcome = web::block(move || repo.create(&ctx, &rtype, value, if_none_exist.as_deref())).await??;
+        let outcome =
+            web::block(move || repo.create(&ctx, &rtype, value, if_none_exist.as_deref()))
+                .await??;
         Ok(write_response(&req, &state, outcome))
     })
     .await
 }
 
-pub async fn read(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+pub async fn read(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
     let (rtype, id) = path.into_inner();
     respond(&req, |_| async {
         let repo = state.repo.clone();
         let resource = web::block(move || repo.read(&ctx, &rtype, &id)).await??;
         if let Some(tags) = header(&req, "If-None-Match") {
-            if tags.split(',').any(|t| t.trim() == resource.etag() || t.trim() == "*") {
-                return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, Body::Empty).version_headers(&resource));
+            if tags
+                .split(',')
+                .any(|t| t.trim() == resource.etag() || t.trim() == "*")
+            {
+                return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, Body::Empty)
+                    .version_headers(&resource));
             }
-        } else if let Some(since) = header(&req, "If-Modified-Since").and_then(|v| HttpDate::from_str(v).ok()) {
+        } else if let Some(since) =
+            header(&req, "If-Modified-Since").and_then(|v| HttpDate::from_str(v).ok())
+        {
             let modified = instant::system_time(resource.last_updated_us);
             let since: std::time::SystemTime = since.into();
             // HTTP dates have whole seconds: modified within the same second is not "since".
-            let modified_secs = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let since_secs = since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let modified_secs = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let since_secs = since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             if modified_secs <= since_secs {
-                return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, Body::Empty).version_headers(&resource));
+                return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, Body::Empty)
+                    .version_headers(&resource));
             }
         }
-        Ok(FhirResponse::new(StatusCode::OK, Body::Resource(resource.clone())).version_headers(&resource))
+        Ok(
+            FhirResponse::new(StatusCode::OK, Body::Resource(resource.clone()))
+                .version_headers(&resource),
+        )
     })
     .await
 }
 
-pub async fn vread(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String, String)>) -> HttpResponse {
+pub async fn vread(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> HttpResponse {
     let (rtype, id, vid) = path.into_inner();
     respond(&req, |_| async {
         let repo = state.repo.clone();
         let resource = web::block(move || repo.vread(&ctx, &rtype, &id, &vid)).await??;
-        Ok(FhirResponse::new(StatusCode::OK, Body::Resource(resource.clone())).version_headers(&resource))
+        Ok(
+            FhirResponse::new(StatusCode::OK, Body::Resource(resource.clone()))
+                .version_headers(&resource),
+        )
     })
     .await
 }
 
-pub async fn update(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String)>, payload: web::Payload) -> HttpResponse {
+pub async fn update(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> HttpResponse {
     let (rtype, id) = path.into_inner();
     respond(&req, |_| async {
         check_type(&rtype)?;
@@ -189,7 +248,12 @@ pub async fn update(req: HttpRequest, ctx: RequestContext, state: web::Data<AppS
     .await
 }
 
-pub async fn delete(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+pub async fn delete(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
     let (rtype, id) = path.into_inner();
     respond(&req, |_| async {
         let if_match = parse_if_match(&req)?;
@@ -205,7 +269,13 @@ pub async fn delete(req: HttpRequest, ctx: RequestContext, state: web::Data<AppS
 }
 
 /// History at any level: the path gives the type and id, if any.
-async fn history(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, rtype: Option<String>, id: Option<String>) -> HttpResponse {
+async fn history(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    rtype: Option<String>,
+    id: Option<String>,
+) -> HttpResponse {
     respond(&req, |_| async {
         let mut request = HistoryRequest {
             resource_type: rtype.clone(),
@@ -217,19 +287,27 @@ async fn history(req: HttpRequest, ctx: RequestContext, state: web::Data<AppStat
         for (k, v) in form_urlencoded(req.query_string()) {
             match k.as_str() {
                 "_count" => {
-                    let n: i64 = v.parse().map_err(|_| FhirError::BadRequest(format!("_count '{v}' is not a number")))?;
+                    let n: i64 = v.parse().map_err(|_| {
+                        FhirError::BadRequest(format!("_count '{v}' is not a number"))
+                    })?;
                     request.count = n.clamp(1, state.settings.max_page_size);
                 }
                 "_since" => {
                     request.since_us = Some(instant::parse_us(&v).ok_or_else(|| {
-                        FhirError::BadRequest(format!("_since '{v}' is not an instant such as 2026-01-31T12:00:00Z"))
+                        FhirError::BadRequest(format!(
+                            "_since '{v}' is not an instant such as 2026-01-31T12:00:00Z"
+                        ))
                     })?)
                 }
                 "_cursor" => {
-                    request.cursor = Some(v.parse().map_err(|_| FhirError::BadRequest(format!("_cursor '{v}' is not valid")))?)
+                    request.cursor = Some(v.parse().map_err(|_| {
+                        FhirError::BadRequest(format!("_cursor '{v}' is not valid"))
+                    })?)
                 }
                 "_format" | "_pretty" => {}
-                other => return Err(FhirError::BadRequest(format!("history does not support the parameter '{other}' (supported: _count, _since)"))),
+                other => return Err(FhirError::BadRequest(format!(
+                    "history does not support the parameter '{other}' (supported: _count, _since)"
+                ))),
             }
         }
         let repo = state.repo.clone();
@@ -245,10 +323,14 @@ async fn history(req: HttpRequest, ctx: RequestContext, state: web::Data<AppStat
         if let Some(s) = request.since_us {
             params.push_str(&format!("&_since={}", instant::format_us(s)));
         }
-        let mut links = vec![json!({"relation": "self", "url": format!("{path}?{params}{}",
-            request.cursor.map(|c| format!("&_cursor={c}")).unwrap_or_default())})];
+        let mut links = vec![
+            json!({"relation": "self", "url": format!("{path}?{params}{}",
+            request.cursor.map(|c| format!("&_cursor={c}")).unwrap_or_default())}),
+        ];
         if let Some(next) = page.next_cursor {
-            links.push(json!({"relation": "next", "url": format!("{path}?{params}&_cursor={next}")}));
+            links.push(
+                json!({"relation": "next", "url": format!("{path}?{params}&_cursor={next}")}),
+            );
         }
         let mut entries = Vec::with_capacity(page.entries.len());
         for r in &page.entries {
@@ -287,18 +369,35 @@ async fn history(req: HttpRequest, ctx: RequestContext, state: web::Data<AppStat
 }
 
 fn entries_is_empty(bundle: &Value) -> bool {
-    bundle.get("entry").and_then(Value::as_array).is_some_and(|a| a.is_empty())
+    bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.is_empty())
 }
 
-pub async fn history_system(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>) -> HttpResponse {
+pub async fn history_system(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     history(req, ctx, state, None, None).await
 }
 
-pub async fn history_type(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+pub async fn history_type(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     history(req, ctx, state, Some(path.into_inner()), None).await
 }
 
-pub async fn history_instance(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+pub async fn history_instance(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
     let (t, i) = path.into_inner();
     history(req, ctx, state, Some(t), Some(i)).await
 }
@@ -316,7 +415,12 @@ pub async fn search(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
 }
 
 /// `POST /`: a batch or transaction Bundle.
-pub async fn bundle(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+pub async fn bundle(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> HttpResponse {
     respond(&req, |_| async {
         let value = fhir_body(&req, payload, &state).await?;
         let kind = bundle_kind(&value)?;
@@ -337,7 +441,10 @@ pub async fn bundle(req: HttpRequest, ctx: RequestContext, state: web::Data<AppS
                 web::block(move || repo.transaction(&ctx, &value, &base_url)).await??,
                 "transaction-response",
             ),
-            BundleKind::Batch => (web::block(move || repo.batch(&ctx, &value, &base_url)).await?, "batch-response"),
+            BundleKind::Batch => (
+                web::block(move || repo.batch(&ctx, &value, &base_url)).await?,
+                "batch-response",
+            ),
         };
         let representation = prefer(&req) != Prefer::Minimal;
         let mut entries = Vec::with_capacity(results.len());
@@ -347,11 +454,17 @@ pub async fn bundle(req: HttpRequest, ctx: RequestContext, state: web::Data<AppS
             match result {
                 EntryResult::Written(w) => {
                     let r = &w.resource;
-                    if matches!(w.status, WriteStatus::Created | WriteStatus::Updated | WriteStatus::Existing) {
+                    if matches!(
+                        w.status,
+                        WriteStatus::Created | WriteStatus::Updated | WriteStatus::Existing
+                    ) {
                         response["location"] = json!(r.location());
                         response["etag"] = json!(r.etag());
                         response["lastModified"] = json!(instant::format_us(r.last_updated_us));
-                        entry["fullUrl"] = json!(format!("{}/{}/{}", state.settings.base_url, r.resource_type, r.id));
+                        entry["fullUrl"] = json!(format!(
+                            "{}/{}/{}",
+                            state.settings.base_url, r.resource_type, r.id
+                        ));
                         if representation {
                             entry["resource"] = r.json()?;
                         }
@@ -360,7 +473,10 @@ pub async fn bundle(req: HttpRequest, ctx: RequestContext, state: web::Data<AppS
                 EntryResult::Read(r) => {
                     response["etag"] = json!(r.etag());
                     response["lastModified"] = json!(instant::format_us(r.last_updated_us));
-                    entry["fullUrl"] = json!(format!("{}/{}/{}", state.settings.base_url, r.resource_type, r.id));
+                    entry["fullUrl"] = json!(format!(
+                        "{}/{}/{}",
+                        state.settings.base_url, r.resource_type, r.id
+                    ));
                     entry["resource"] = r.json()?;
                 }
                 EntryResult::Failed(e) => response["outcome"] = e.outcome(),
@@ -386,12 +502,17 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     let method = req.method().to_string();
     let path = req.path().to_string();
     respond(&req, |_| async move {
-        Err(FhirError::MethodNotAllowed(format!("{method} is not allowed on {path}")))
+        Err(FhirError::MethodNotAllowed(format!(
+            "{method} is not allowed on {path}"
+        )))
     })
     .await
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     let path = req.path().to_string();
-    respond(&req, |_| async move { Err(FhirError::NotFound(format!("nothing is served at {path}"))) }).await
+    respond(&req, |_| async move {
+        Err(FhirError::NotFound(format!("nothing is served at {path}")))
+    })
+    .await
 }

@@ -23,25 +23,49 @@ pub struct AppState {
 /// The FHIR routes, mounted under the configured base path.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use handlers::*;
-    cfg.service(web::resource("/metadata").route(web::get().to(metadata)).default_service(web::to(method_not_allowed)))
-        .service(web::resource(["", "/"]).route(web::post().to(bundle)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/_history").route(web::get().to(history_system)).default_service(web::to(method_not_allowed)))
-        .service(
-            web::resource("/{type}")
-                .route(web::get().to(search))
-                .route(web::post().to(create))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(web::resource("/{type}/_history").route(web::get().to(history_type)).default_service(web::to(method_not_allowed)))
-        .service(
-            web::resource("/{type}/{id}")
-                .route(web::get().to(read))
-                .route(web::put().to(update))
-                .route(web::delete().to(delete))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(web::resource("/{type}/{id}/_history").route(web::get().to(history_instance)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/{type}/{id}/_history/{vid}").route(web::get().to(vread)).default_service(web::to(method_not_allowed)));
+    cfg.service(
+        web::resource("/metadata")
+            .route(web::get().to(metadata))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(["", "/"])
+            .route(web::post().to(bundle))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/_history")
+            .route(web::get().to(history_system))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/{type}")
+            .route(web::get().to(search))
+            .route(web::post().to(create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/{type}/_history")
+            .route(web::get().to(history_type))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/{type}/{id}")
+            .route(web::get().to(read))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/{type}/{id}/_history")
+            .route(web::get().to(history_instance))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/{type}/{id}/_history/{vid}")
+            .route(web::get().to(vread))
+            .default_service(web::to(method_not_allowed)),
+    );
 }
 
 /// A request id from the client's `X-Request-Id` if it is sane, otherwise a new one.
@@ -49,7 +73,12 @@ fn request_id(req: &actix_web::dev::ServiceRequest) -> String {
     req.headers()
         .get("X-Request-Id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
@@ -82,7 +111,10 @@ pub fn app(
                 let mut res = fut.await?;
                 let status = res.status().as_u16();
                 if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
-                    res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), v);
+                    res.headers_mut().insert(
+                        actix_web::http::header::HeaderName::from_static("x-request-id"),
+                        v,
+                    );
                 }
                 tracing::info!(
                     request_id = %id,

@@ -83,7 +83,10 @@ pub fn error_response(neg: Negotiated, e: &FhirError) -> HttpResponse {
     let outcome = e.outcome();
     let (format, bytes) = match render_value(neg, &outcome) {
         Ok(b) => (neg.format, b),
-        Err(_) => (Format::Json, serde_json::to_vec(&outcome).unwrap_or_default()),
+        Err(_) => (
+            Format::Json,
+            serde_json::to_vec(&outcome).unwrap_or_default(),
+        ),
     };
     let mut builder = HttpResponse::build(e.status());
     if e.status() == StatusCode::METHOD_NOT_ALLOWED {

@@ -93,7 +93,11 @@ pub struct Repository {
 
 impl Repository {
     /// Opens the database (running its migrations) behind a new repository.
-    pub fn open(database_url: &str, pool_size: u32, access: AccessPoint) -> Result<Repository, String> {
+    pub fn open(
+        database_url: &str,
+        pool_size: u32,
+        access: AccessPoint,
+    ) -> Result<Repository, String> {
         Ok(Repository {
             storage: Storage::open(database_url, pool_size)?,
             access,
@@ -104,15 +108,25 @@ impl Repository {
         self.storage.backend()
     }
 
-    pub fn read(&self, ctx: &RequestContext, rtype: &str, id: &str) -> Result<Visible<StoredResource>, FhirError> {
+    pub fn read(
+        &self,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+    ) -> Result<Visible<StoredResource>, FhirError> {
         let mut conn = self.storage.conn()?;
         self.read_in(&mut conn, ctx, rtype, id)
     }
 
-    fn read_in(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, id: &str) -> Result<Visible<StoredResource>, FhirError> {
+    fn read_in(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+    ) -> Result<Visible<StoredResource>, FhirError> {
         check_type(rtype)?;
-        let row = storage::current(conn, rtype, id)?
-            .ok_or_else(|| not_found(rtype, id))?;
+        let row = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
         let stored = StoredResource {
             resource_type: row.resource_type,
             id: row.id,
@@ -132,12 +146,25 @@ impl Repository {
         Ok(visible)
     }
 
-    pub fn vread(&self, ctx: &RequestContext, rtype: &str, id: &str, vid: &str) -> Result<Visible<StoredResource>, FhirError> {
+    pub fn vread(
+        &self,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+        vid: &str,
+    ) -> Result<Visible<StoredResource>, FhirError> {
         let mut conn = self.storage.conn()?;
         self.vread_in(&mut conn, ctx, rtype, id, vid)
     }
 
-    fn vread_in(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, id: &str, vid: &str) -> Result<Visible<StoredResource>, FhirError> {
+    fn vread_in(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+        vid: &str,
+    ) -> Result<Visible<StoredResource>, FhirError> {
         check_type(rtype)?;
         let missing = || FhirError::NotFound(format!("{rtype}/{id} has no version {vid}"));
         let v: i64 = vid.parse().map_err(|_| missing())?;
@@ -147,14 +174,22 @@ impl Repository {
             .check_read(ctx, Interaction::Vread, from_version(row))
             .map_err(|r| r.into_error(rtype, id))?;
         if visible.deleted {
-            return Err(FhirError::Gone(format!("version {vid} of {rtype}/{id} is a deletion")));
+            return Err(FhirError::Gone(format!(
+                "version {vid} of {rtype}/{id} is a deletion"
+            )));
         }
         Ok(visible)
     }
 
     /// Creates a resource (a new server id), or, with `if_none_exist`, returns the one
     /// resource that matches the criteria.
-    pub fn create(&self, ctx: &RequestContext, rtype: &str, resource: Value, if_none_exist: Option<&str>) -> Result<WriteOutcome, FhirError> {
+    pub fn create(
+        &self,
+        ctx: &RequestContext,
+        rtype: &str,
+        resource: Value,
+        if_none_exist: Option<&str>,
+    ) -> Result<WriteOutcome, FhirError> {
         check_type(rtype)?;
         let resource = validate_as(rtype, resource)?;
         self.storage.write(|conn| {
@@ -170,21 +205,40 @@ impl Repository {
 
     /// Updates (or creates with a client id) a resource; `if_match` is the version the
     /// client last saw.
-    pub fn update(&self, ctx: &RequestContext, rtype: &str, id: &str, resource: Value, if_match: Option<i64>) -> Result<WriteOutcome, FhirError> {
+    pub fn update(
+        &self,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+        resource: Value,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, FhirError> {
         check_type(rtype)?;
         let resource = validate_for_update(rtype, id, resource)?;
         self.storage
             .write(|conn| self.write_in(conn, ctx, rtype, id, resource, if_match, "PUT"))
     }
 
-    pub fn delete(&self, ctx: &RequestContext, rtype: &str, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, FhirError> {
+    pub fn delete(
+        &self,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, FhirError> {
         check_type(rtype)?;
         self.storage
             .write(|conn| self.delete_in(conn, ctx, rtype, id, if_match))
     }
 
     /// The one resource matching `criteria`, if exactly one does; 412 if several do.
-    fn conditional_match(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, criteria: &str) -> Result<Option<WriteOutcome>, FhirError> {
+    fn conditional_match(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        rtype: &str,
+        criteria: &str,
+    ) -> Result<Option<WriteOutcome>, FhirError> {
         storage::lock_criteria(conn, &format!("{rtype}?{criteria}"))?;
         let ids = matching_ids(conn, rtype, criteria)?;
         match ids.as_slice() {
@@ -205,7 +259,16 @@ impl Repository {
 
     /// Writes a new version of `rtype/id` (creating it if needed) inside a transaction.
     #[allow(clippy::too_many_arguments)]
-    fn write_in(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, id: &str, mut resource: Value, if_match: Option<i64>, method: &str) -> Result<WriteOutcome, FhirError> {
+    fn write_in(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+        mut resource: Value,
+        if_match: Option<i64>,
+        method: &str,
+    ) -> Result<WriteOutcome, FhirError> {
         let current = storage::current(conn, rtype, id)?;
         let current_stored = current.as_ref().map(|row| StoredResource {
             resource_type: row.resource_type.clone(),
@@ -236,8 +299,13 @@ impl Repository {
             Some(row) if !row.deleted => Interaction::Update,
             _ => Interaction::Create,
         };
-        self.access
-            .check_write(ctx, interaction, rtype, Some(&resource), current_stored.as_ref())?;
+        self.access.check_write(
+            ctx,
+            interaction,
+            rtype,
+            Some(&resource),
+            current_stored.as_ref(),
+        )?;
         let version_id = current.as_ref().map_or(1, |r| r.version_id + 1);
         let now = instant::now_us();
         stamp(&mut resource, id, version_id, now);
@@ -284,7 +352,14 @@ impl Repository {
         })
     }
 
-    fn delete_in(&self, conn: &mut AnyConnection, ctx: &RequestContext, rtype: &str, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, FhirError> {
+    fn delete_in(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, FhirError> {
         let current = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
         let current_stored = StoredResource {
             resource_type: current.resource_type.clone(),
@@ -355,7 +430,11 @@ impl Repository {
     /// A page of history (instance, type or system level), newest first. Every entry
     /// passes the access-decision point; no total is given, as hidden entries must not
     /// be counted.
-    pub fn history(&self, ctx: &RequestContext, req: &HistoryRequest) -> Result<HistoryPage, FhirError> {
+    pub fn history(
+        &self,
+        ctx: &RequestContext,
+        req: &HistoryRequest,
+    ) -> Result<HistoryPage, FhirError> {
         if let Some(t) = &req.resource_type {
             check_type(t)?;
         }
@@ -377,7 +456,11 @@ impl Repository {
         )?;
         let more = rows.len() as i64 > req.count;
         let rows: Vec<_> = rows.into_iter().take(req.count as usize).collect();
-        let next_cursor = if more { rows.last().map(|r| r.seq) } else { None };
+        let next_cursor = if more {
+            rows.last().map(|r| r.seq)
+        } else {
+            None
+        };
         let entries = self.access.filter(
             ctx,
             Interaction::History,
@@ -532,10 +615,16 @@ fn index_tokens(rtype: &str, id: &str, resource: &Value) -> Vec<TokenRow> {
 
 /// Ids of the live resources matching conditional-create criteria
 /// (`identifier=[system|]value[,…]` and `_id=id[,…]`, ANDed).
-fn matching_ids(conn: &mut AnyConnection, rtype: &str, criteria: &str) -> Result<Vec<String>, FhirError> {
+fn matching_ids(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    criteria: &str,
+) -> Result<Vec<String>, FhirError> {
     let pairs = form_urlencoded(criteria);
     if pairs.is_empty() {
-        return Err(FhirError::BadRequest("If-None-Exist has no criteria".into()));
+        return Err(FhirError::BadRequest(
+            "If-None-Exist has no criteria".into(),
+        ));
     }
     let mut result: Option<Vec<String>> = None;
     for (name, value) in pairs {
@@ -557,11 +646,9 @@ fn matching_ids(conn: &mut AnyConnection, rtype: &str, criteria: &str) -> Result
                     }
                     None => storage::ids_with_token(conn, rtype, "identifier", None, alt)?,
                 },
-                other => {
-                    return Err(FhirError::BadRequest(format!(
-                        "If-None-Exist: parameter '{other}' is not supported (use identifier or _id)"
-                    )))
-                }
+                other => return Err(FhirError::BadRequest(format!(
+                    "If-None-Exist: parameter '{other}' is not supported (use identifier or _id)"
+                ))),
             };
             for id in found {
                 if !ids.contains(&id) {

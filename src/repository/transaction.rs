@@ -115,17 +115,18 @@ fn entry_error(i: usize, e: FhirError) -> FhirError {
         FhirError::Conflict(m) => FhirError::Conflict(format!("{prefix}: {m}")),
         FhirError::PreconditionFailed(m) => FhirError::PreconditionFailed(format!("{prefix}: {m}")),
         FhirError::Forbidden(m) => FhirError::Forbidden(format!("{prefix}: {m}")),
-        FhirError::UnsupportedType(t) => {
-            FhirError::NotFound(format!("{prefix}: resource type '{t}' is not supported by this server"))
-        }
+        FhirError::UnsupportedType(t) => FhirError::NotFound(format!(
+            "{prefix}: resource type '{t}' is not supported by this server"
+        )),
         other => other,
     }
 }
 
 fn parse_version_tag(tag: &str) -> Result<i64, FhirError> {
     let t = tag.trim().trim_start_matches("W/").trim_matches('"');
-    t.parse()
-        .map_err(|_| FhirError::BadRequest(format!("'{tag}' is not a version ETag such as W/\"3\"")))
+    t.parse().map_err(|_| {
+        FhirError::BadRequest(format!("'{tag}' is not a version ETag such as W/\"3\""))
+    })
 }
 
 /// Turns `entry` into an action, relative to the server's `base_url`.
@@ -138,7 +139,10 @@ fn parse_entry(entry: &Value, base_url: &str) -> Result<Action, FhirError> {
         .get("url")
         .and_then(Value::as_str)
         .ok_or_else(|| FhirError::BadRequest("the entry has no request.url".into()))?;
-    let url = url.strip_prefix(base_url).unwrap_or(url).trim_start_matches('/');
+    let url = url
+        .strip_prefix(base_url)
+        .unwrap_or(url)
+        .trim_start_matches('/');
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let resource = entry.get("resource").cloned();
@@ -235,7 +239,12 @@ fn validate_action(action: Action) -> Result<Action, FhirError> {
 }
 
 impl Repository {
-    fn run_action(&self, conn: &mut AnyConnection, ctx: &RequestContext, action: Action) -> Result<EntryResult, FhirError> {
+    fn run_action(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        action: Action,
+    ) -> Result<EntryResult, FhirError> {
         match action {
             Action::Create {
                 rtype,
@@ -263,10 +272,16 @@ impl Repository {
             } => self
                 .write_in(conn, ctx, &rtype, &id, resource, if_match, "PUT")
                 .map(EntryResult::Written),
-            Action::Delete { rtype, id, if_match } => self
+            Action::Delete {
+                rtype,
+                id,
+                if_match,
+            } => self
                 .delete_in(conn, ctx, &rtype, &id, if_match)
                 .map(EntryResult::Written),
-            Action::Read { rtype, id } => self.read_in(conn, ctx, &rtype, &id).map(EntryResult::Read),
+            Action::Read { rtype, id } => {
+                self.read_in(conn, ctx, &rtype, &id).map(EntryResult::Read)
+            }
             Action::Vread { rtype, id, vid } => self
                 .vread_in(conn, ctx, &rtype, &id, &vid)
                 .map(EntryResult::Read),
@@ -274,8 +289,17 @@ impl Repository {
     }
 
     /// Runs a transaction Bundle: every entry or none.
-    pub fn transaction(&self, ctx: &RequestContext, bundle: &Value, base_url: &str) -> Result<Vec<EntryResult>, FhirError> {
-        let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    pub fn transaction(
+        &self,
+        ctx: &RequestContext,
+        bundle: &Value,
+        base_url: &str,
+    ) -> Result<Vec<EntryResult>, FhirError> {
+        let entries = bundle
+            .get("entry")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut actions = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             let action = parse_entry(entry, base_url)
@@ -346,7 +370,11 @@ impl Repository {
 
     /// Runs a batch Bundle: each entry on its own, failures reported per entry.
     pub fn batch(&self, ctx: &RequestContext, bundle: &Value, base_url: &str) -> Vec<EntryResult> {
-        let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+        let entries = bundle
+            .get("entry")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         entries
             .iter()
             .map(|entry| {
@@ -359,7 +387,9 @@ impl Repository {
                         Ok(mut conn) => self.run_action(&mut conn, ctx, action),
                         Err(e) => Err(e),
                     },
-                    _ => self.storage.write(|conn| self.run_action(conn, ctx, action)),
+                    _ => self
+                        .storage
+                        .write(|conn| self.run_action(conn, ctx, action)),
                 };
                 result.unwrap_or_else(EntryResult::Failed)
             })

@@ -62,9 +62,52 @@ pub fn canonical_json(value: serde_json::Value) -> Result<serde_json::Value, Mod
     to_value(resource)
 }
 
+/// Checks that `bytes` is one well-formed XML document: fhirbolt's reader stops at the
+/// end of the resource and accepts a truncated document, so this runs first.
+fn check_well_formed(bytes: &[u8]) -> Result<(), ModelError> {
+    use quick_xml::events::Event;
+    let text = std::str::from_utf8(bytes).map_err(|e| err(format!("not UTF-8: {e}")))?;
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.check_end_names(true);
+    let mut depth: i64 = 0;
+    let mut roots = 0;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(_)) => {
+                if depth == 0 {
+                    roots += 1;
+                }
+                depth += 1;
+            }
+            Ok(Event::End(_)) => depth -= 1,
+            Ok(Event::Empty(_)) if depth == 0 => roots += 1,
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => {
+                return Err(err(format!(
+                    "malformed XML at byte {}: {e}",
+                    reader.buffer_position()
+                )))
+            }
+        }
+    }
+    if depth != 0 {
+        return Err(err(
+            "malformed XML: the document ends before its elements are closed",
+        ));
+    }
+    if roots != 1 {
+        return Err(err(
+            "malformed XML: a document must have exactly one root element",
+        ));
+    }
+    Ok(())
+}
+
 /// Parses an R4 resource from XML (strict) and returns its canonical JSON form.
 #[inline(never)]
 pub fn parse_xml(bytes: &[u8]) -> Result<serde_json::Value, ModelError> {
+    check_well_formed(bytes)?;
     let resource: Resource = fhirbolt::xml::from_slice(bytes, strict()).map_err(err)?;
     to_value(resource)
 }

@@ -1,0 +1,12 @@
+//! Carnet's API test suite: one binary, the real server on a random port, each behaviour
+//! case run on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod bad_input;
+mod bundles;
+mod capability;
+mod concurrency;
+mod rest;
+mod round_trip;
+mod shutdown;

@@ -24,12 +24,18 @@ pub struct RequestId(pub String);
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     actor: Actor,
+    /// Purpose of use (e.g. `TREAT`, `BTG`), when the credentials carry one.
+    purpose_of_use: Option<String>,
     request_id: String,
 }
 
 impl RequestContext {
     pub fn actor(&self) -> &Actor {
         &self.actor
+    }
+
+    pub fn purpose_of_use(&self) -> Option<&str> {
+        self.purpose_of_use.as_deref()
     }
 
     pub fn request_id(&self) -> &str {
@@ -44,6 +50,7 @@ impl RequestContext {
             .unwrap_or_default();
         RequestContext {
             actor: Actor::Unauthenticated,
+            purpose_of_use: None,
             request_id,
         }
     }

@@ -305,9 +305,11 @@ async fn history(
                     })?)
                 }
                 "_format" | "_pretty" => {}
-                other => return Err(FhirError::BadRequest(format!(
+                other => {
+                    return Err(FhirError::BadRequest(format!(
                     "history does not support the parameter '{other}' (supported: _count, _since)"
-                ))),
+                )))
+                }
             }
         }
         let repo = state.repo.clone();

@@ -646,9 +646,11 @@ fn matching_ids(
                     }
                     None => storage::ids_with_token(conn, rtype, "identifier", None, alt)?,
                 },
-                other => return Err(FhirError::BadRequest(format!(
+                other => {
+                    return Err(FhirError::BadRequest(format!(
                     "If-None-Exist: parameter '{other}' is not supported (use identifier or _id)"
-                ))),
+                )))
+                }
             };
             for id in found {
                 if !ids.contains(&id) {

@@ -5,6 +5,9 @@ use crate::both_backends;
 use crate::helpers::*;
 use serde_json::json;
 
+/// (what, Content-Type, body, expected status, what the outcome must say)
+type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+
 async fn raw(
     app: &TestApp,
     method: reqwest::Method,
@@ -29,7 +32,7 @@ async fn bad_bodies_are_refused_with_an_outcome_and_change_nothing(backend: Back
     let id = original["id"].as_str().unwrap().to_string();
     let path = format!("Patient/{id}");
     let put = reqwest::Method::PUT;
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             Some(FHIR_JSON),

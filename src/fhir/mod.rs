@@ -4,6 +4,7 @@
 
 pub mod capability;
 pub mod definitions;
+pub mod fhirpath;
 pub mod format;
 pub mod instant;
 pub mod references;

@@ -63,8 +63,8 @@ impl Expr {
             if let Some(after) = rest.strip_prefix("where(") {
                 let close = after.find(')')?;
                 // `resolve() is X` contains "()" — find the matching close paren.
-                let (cond, remainder) = if after.starts_with("resolve()") {
-                    let end = after[9..].find(')')? + 9;
+                let (cond, remainder) = if let Some(tail) = after.strip_prefix("resolve()") {
+                    let end = tail.find(')')? + "resolve()".len();
                     (&after[..end], &after[end + 1..])
                 } else {
                     (&after[..close], &after[close + 1..])

@@ -77,7 +77,7 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGTERM/SIGINT finish in-flight requests first).
+    /// Serves until stopped (SIGTERM finishes in-flight requests first; SIGINT stops at once).
     pub async fn run(self) -> std::io::Result<()> {
         self.server.await
     }

@@ -17,7 +17,7 @@ pub struct ServeArgs {
 
     /// Database: sqlite://PATH or postgres://USER@HOST:PORT/DB.
     /// Default: sqlite://DATA_DIR/carnet.sqlite3.
-    #[arg(long, env = "CARNET_DATABASE_URL")]
+    #[arg(long, env = "CARNET_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Public URL of the FHIR base, used in links (Location, Bundle links, fullUrl).
@@ -49,7 +49,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CARNET_WORKERS")]
     pub workers: Option<usize>,
 
-    /// Seconds given to in-flight requests on SIGTERM/SIGINT before the server stops.
+    /// Seconds given to in-flight requests on SIGTERM before the server stops
+    /// (SIGINT, i.e. Ctrl-C, stops at once).
     #[arg(long, env = "CARNET_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
 

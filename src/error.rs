@@ -54,6 +54,9 @@ pub enum FhirError {
     Forbidden(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// The database is busy (lock timeout, pool exhausted): retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug or an outage: the cause is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(String),
@@ -74,6 +77,7 @@ impl FhirError {
             FhirError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             FhirError::Forbidden(_) => StatusCode::FORBIDDEN,
             FhirError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            FhirError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +93,7 @@ impl FhirError {
             FhirError::PayloadTooLarge(_) => "too-costly",
             FhirError::MethodNotAllowed(_) => "not-supported",
             FhirError::Forbidden(_) => "forbidden",
+            FhirError::Unavailable(_) => "transient",
             FhirError::Internal(_) => "exception",
         }
     }

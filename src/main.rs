@@ -8,7 +8,14 @@ use carnet::config::ServeArgs;
 
 /// Carnet: a FHIR R4 server for a personal health record.
 #[derive(Parser)]
-#[command(name = "carnet", version, about, long_about = None)]
+#[command(
+    name = "carnet",
+    version,
+    about,
+    long_about = None,
+    after_help = "`carnet serve --help` lists the server's settings: --listen, --data-dir, --database-url, \
+--base-url… (each also CARNET_* in the environment)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

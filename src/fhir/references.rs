@@ -4,13 +4,13 @@
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// Replaces every `reference` (and `Attachment.url`-style `urn:uuid:` strings in
-/// `reference` members) found in `value` that names a key of `map` by its value.
+/// Replaces every `reference` and `url` member (Reference.reference, Attachment.url…)
+/// whose value is a key of `map` (a fullUrl such as `urn:uuid:…`) by its value.
 pub fn rewrite(value: &mut Value, map: &HashMap<String, String>) {
     match value {
         Value::Object(obj) => {
             for (k, v) in obj.iter_mut() {
-                if k == "reference" {
+                if k == "reference" || k == "url" {
                     if let Value::String(s) = v {
                         if let Some(target) = map.get(s.as_str()) {
                             *s = target.clone();
@@ -27,6 +27,18 @@ pub fn rewrite(value: &mut Value, map: &HashMap<String, String>) {
             }
         }
         _ => {}
+    }
+}
+
+/// The first `reference` left pointing at a `urn:uuid:` (no entry of the Bundle has it).
+pub fn dangling_urn(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(obj) => obj.iter().find_map(|(k, v)| match v {
+            Value::String(s) if k == "reference" && s.starts_with("urn:uuid:") => Some(s.clone()),
+            other => dangling_urn(other),
+        }),
+        Value::Array(items) => items.iter().find_map(dangling_urn),
+        _ => None,
     }
 }
 

@@ -213,6 +213,20 @@ impl Walker<'_> {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
+            // R4 strings may not hold control characters other than tab, CR and LF.
+            if let Some(bad) = text
+                .chars()
+                .find(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+            {
+                self.report(
+                    path,
+                    format!(
+                        "control character U+{:04X} is not allowed in a {ty}",
+                        bad as u32
+                    ),
+                );
+                return;
+            }
             if let Some(re) = &p.regex {
                 if !re.is_match(&text) {
                     self.report(path, format!("'{}' is not a valid {ty}", shorten(&text)));

@@ -126,6 +126,7 @@ impl Repository {
         id: &str,
     ) -> Result<Visible<StoredResource>, FhirError> {
         check_type(rtype)?;
+        check_id(rtype, id)?;
         let row = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
         let stored = StoredResource {
             resource_type: row.resource_type,
@@ -166,6 +167,7 @@ impl Repository {
         vid: &str,
     ) -> Result<Visible<StoredResource>, FhirError> {
         check_type(rtype)?;
+        check_id(rtype, id)?;
         let missing = || FhirError::NotFound(format!("{rtype}/{id} has no version {vid}"));
         let v: i64 = vid.parse().map_err(|_| missing())?;
         let row = storage::version(conn, rtype, id, v)?.ok_or_else(missing)?;
@@ -227,6 +229,7 @@ impl Repository {
         if_match: Option<i64>,
     ) -> Result<WriteOutcome, FhirError> {
         check_type(rtype)?;
+        check_id(rtype, id)?;
         self.storage
             .write(|conn| self.delete_in(conn, ctx, rtype, id, if_match))
     }
@@ -440,9 +443,12 @@ impl Repository {
         }
         let mut conn = self.storage.conn()?;
         if let (Some(t), Some(id)) = (&req.resource_type, &req.id) {
-            if storage::current(&mut conn, t, id)?.is_none() {
-                return Err(not_found(t, id));
-            }
+            // Whether the resource exists is itself an answer: it passes the access point.
+            check_id(t, id)?;
+            let row = storage::current(&mut conn, t, id)?.ok_or_else(|| not_found(t, id))?;
+            self.access
+                .check_read(ctx, Interaction::History, from_current(row))
+                .map_err(|r| r.into_error(t, id))?;
         }
         let rows = storage::history(
             &mut conn,
@@ -470,6 +476,27 @@ impl Repository {
             entries,
             next_cursor,
         })
+    }
+}
+
+fn from_current(row: storage::CurrentRow) -> StoredResource {
+    StoredResource {
+        resource_type: row.resource_type,
+        id: row.id,
+        version_id: row.version_id,
+        last_updated_us: row.last_updated,
+        deleted: row.deleted,
+        content: row.content,
+        method: None,
+    }
+}
+
+/// An id that cannot be a FHIR id names nothing here (and never reaches the database).
+fn check_id(rtype: &str, id: &str) -> Result<(), FhirError> {
+    if resource_types::is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(not_found(rtype, id))
     }
 }
 
@@ -585,6 +612,9 @@ fn stamp(resource: &mut Value, id: &str, version_id: i64, now_us: i64) {
     }
 }
 
+/// Longest token value indexed.
+const MAX_TOKEN_BYTES: usize = 1024;
+
 /// The index rows of a resource version (identifier tokens for now).
 fn index_tokens(rtype: &str, id: &str, resource: &Value) -> Vec<TokenRow> {
     let mut out = Vec::new();
@@ -595,7 +625,12 @@ fn index_tokens(rtype: &str, id: &str, resource: &Value) -> Vec<TokenRow> {
             _ => continue,
         };
         for ident in items {
-            if let Some(value) = ident.get("value").and_then(Value::as_str) {
+            // Over MAX_TOKEN_BYTES a value is stored but not indexed (database key limits).
+            if let Some(value) = ident
+                .get("value")
+                .and_then(Value::as_str)
+                .filter(|v| v.len() <= MAX_TOKEN_BYTES)
+            {
                 out.push(TokenRow {
                     resource_type: rtype.to_string(),
                     id: id.to_string(),
@@ -621,6 +656,14 @@ fn matching_ids(
     criteria: &str,
 ) -> Result<Vec<String>, FhirError> {
     let pairs = form_urlencoded(criteria);
+    if pairs
+        .iter()
+        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(FhirError::BadRequest(
+            "If-None-Exist contains a NUL character".into(),
+        ));
+    }
     if pairs.is_empty() {
         return Err(FhirError::BadRequest(
             "If-None-Exist has no criteria".into(),

@@ -44,6 +44,12 @@ enum Action {
         id: String,
         vid: String,
     },
+    /// A conditional create whose criteria matched `rtype/id` when the transaction
+    /// resolved its ids: nothing to write.
+    Existing {
+        rtype: String,
+        id: String,
+    },
 }
 
 impl Action {
@@ -52,7 +58,23 @@ impl Action {
             Action::Delete { .. } => 0,
             Action::Create { .. } => 1,
             Action::Update { .. } => 2,
-            Action::Read { .. } | Action::Vread { .. } => 3,
+            Action::Read { .. } | Action::Vread { .. } | Action::Existing { .. } => 3,
+        }
+    }
+
+    /// The resource a write targets, for ordering and duplicate detection.
+    fn target(&self) -> Option<(&str, &str)> {
+        match self {
+            Action::Update { rtype, id, .. } | Action::Delete { rtype, id, .. } => {
+                Some((rtype, id))
+            }
+            Action::Create {
+                rtype, resource, ..
+            } => resource
+                .get("id")
+                .and_then(Value::as_str)
+                .map(|id| (rtype.as_str(), id)),
+            _ => None,
         }
     }
 }
@@ -231,7 +253,8 @@ fn validate_action(action: Action) -> Result<Action, FhirError> {
         }
         Action::Delete { ref rtype, .. }
         | Action::Read { ref rtype, .. }
-        | Action::Vread { ref rtype, .. } => {
+        | Action::Vread { ref rtype, .. }
+        | Action::Existing { ref rtype, .. } => {
             check_type(rtype)?;
             action
         }
@@ -285,6 +308,14 @@ impl Repository {
             Action::Vread { rtype, id, vid } => self
                 .vread_in(conn, ctx, &rtype, &id, &vid)
                 .map(EntryResult::Read),
+            Action::Existing { rtype, id } => {
+                self.read_in(conn, ctx, &rtype, &id).map(|resource| {
+                    EntryResult::Written(WriteOutcome {
+                        status: WriteStatus::Existing,
+                        resource,
+                    })
+                })
+            }
         }
     }
 
@@ -319,17 +350,25 @@ impl Repository {
                         resource,
                         if_none_exist,
                     } => {
-                        let mut target_id = None;
-                        if let Some(criteria) = if_none_exist.as_deref() {
+                        // Decided once, here: the entry then either exists or is created.
+                        let mut existing_id = None;
+                        if let Some(criteria) = if_none_exist.take() {
                             if let Some(existing) = self
-                                .conditional_match(conn, ctx, rtype, criteria)
+                                .conditional_match(conn, ctx, rtype, &criteria)
                                 .map_err(|e| entry_error(i, e))?
                             {
-                                target_id = Some(existing.resource.id.clone());
+                                existing_id = Some(existing.resource.id.clone());
                             }
                         }
-                        let id = match target_id {
-                            Some(existing) => existing,
+                        let target = format!("{rtype}/");
+                        let id = match existing_id {
+                            Some(id) => {
+                                *action = Action::Existing {
+                                    rtype: rtype.clone(),
+                                    id: id.clone(),
+                                };
+                                id
+                            }
                             None => {
                                 let id = uuid::Uuid::new_v4().to_string();
                                 resource["id"] = json!(id);
@@ -337,7 +376,7 @@ impl Repository {
                             }
                         };
                         if let Some(u) = full_url {
-                            map.insert(u.to_string(), format!("{rtype}/{id}"));
+                            map.insert(u.to_string(), format!("{target}{id}"));
                         }
                     }
                     Action::Update { rtype, id, .. } => {
@@ -350,13 +389,40 @@ impl Repository {
                     _ => {}
                 }
             }
-            for action in actions.iter_mut() {
+            for (i, action) in actions.iter_mut().enumerate() {
                 if let Action::Create { resource, .. } | Action::Update { resource, .. } = action {
                     references::rewrite(resource, &map);
+                    if let Some(urn) = references::dangling_urn(resource) {
+                        return Err(entry_error(
+                            i,
+                            FhirError::BadRequest(format!(
+                                "reference {urn} names no entry of this transaction"
+                            )),
+                        ));
+                    }
                 }
             }
+            // Two entries may not write the same resource (FHIR transaction rules).
+            let mut targets = std::collections::HashSet::new();
+            for (i, action) in actions.iter().enumerate() {
+                if let Some((t, id)) = action.target() {
+                    if !targets.insert((t.to_string(), id.to_string())) {
+                        return Err(entry_error(
+                            i,
+                            FhirError::BadRequest(format!(
+                                "{t}/{id} is written by more than one entry of this transaction"
+                            )),
+                        ));
+                    }
+                }
+            }
+            // Phase order (DELETE, POST, PUT, GET), then by resource, so that concurrent
+            // transactions take row locks in one order and cannot deadlock each other.
             let mut order: Vec<usize> = (0..actions.len()).collect();
-            order.sort_by_key(|&i| actions[i].order());
+            order.sort_by(|&a, &b| {
+                (actions[a].order(), actions[a].target())
+                    .cmp(&(actions[b].order(), actions[b].target()))
+            });
             let mut results: Vec<Option<EntryResult>> = (0..actions.len()).map(|_| None).collect();
             for i in order {
                 let result = self

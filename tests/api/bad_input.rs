@@ -118,6 +118,15 @@ async fn bad_bodies_are_refused_with_an_outcome_and_change_nothing(backend: Back
             "must carry the resource id",
         ),
         (
+            "control character",
+            Some(FHIR_JSON),
+            json!({"resourceType": "Patient", "id": id, "name": [{"family": "a\u{0000}b"}]})
+                .to_string()
+                .into_bytes(),
+            400,
+            "Patient.name[0].family",
+        ),
+        (
             "not an object",
             Some(FHIR_JSON),
             b"[1,2,3]".to_vec(),
@@ -168,6 +177,27 @@ async fn bad_bodies_are_refused_with_an_outcome_and_change_nothing(backend: Back
         1,
         "no version was added by bad input"
     );
+    // Ids and criteria that could never be stored are answered without touching the database.
+    for bad in [
+        "Patient/a%00b",
+        "Patient/a%00b/_history",
+        "Patient/a%00b/_history/1",
+        "Patient/with%20space",
+    ] {
+        let (status, oo) = app.get_json(bad).await;
+        assert_eq!(status, 404, "{bad}");
+        assert_eq!(oo["resourceType"], "OperationOutcome");
+    }
+    let res = app
+        .client
+        .post(app.url("Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .header("If-None-Exist", "identifier=a%00b")
+        .body(json!({"resourceType": "Patient"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
 }
 
 async fn unknown_types_and_routes_answer_404_outcomes(backend: Backend) {

@@ -34,6 +34,78 @@ async fn transaction_rewrites_urn_uuid_references(backend: Backend) {
     assert_eq!(app.get(patient_ref).await.status(), 200);
 }
 
+async fn a_document_and_its_binary_are_linked_by_the_transaction(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let existing = app.create(&json!({"resourceType": "Practitioner", "identifier": [{"system": "https://rpps.esante.gouv.fr", "value": "10101010101"}]})).await;
+    let bundle = transaction(vec![
+        json!({"fullUrl": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0", "resource": {"resourceType": "Binary", "contentType": "text/plain", "data": "Q29tcHRlIHJlbmR1"},
+               "request": {"method": "POST", "url": "Binary"}}),
+        json!({"fullUrl": "urn:uuid:7d6f8a55-6c41-4a9e-8f31-8a4d9f1a2b3c", "resource": {"resourceType": "Practitioner", "identifier": [{"system": "https://rpps.esante.gouv.fr", "value": "10101010101"}]},
+               "request": {"method": "POST", "url": "Practitioner", "ifNoneExist": "identifier=https://rpps.esante.gouv.fr|10101010101"}}),
+        json!({"resource": {"resourceType": "DocumentReference", "status": "current",
+               "author": [{"reference": "urn:uuid:7d6f8a55-6c41-4a9e-8f31-8a4d9f1a2b3c"}],
+               "content": [{"attachment": {"contentType": "text/plain", "url": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"}}]},
+               "request": {"method": "POST", "url": "DocumentReference"}}),
+    ]);
+    let res = app.post("", &bundle).await;
+    assert_eq!(res.status(), 200);
+    let out: serde_json::Value = res.json().await.unwrap();
+    let e = out["entry"].as_array().unwrap();
+    let binary = e[0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split("/_history")
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e[1]["response"]["status"], "200 OK",
+        "the conditional create matched the existing practitioner"
+    );
+    let doc_path = e[2]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split("/_history")
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, doc) = app.get_json(&doc_path).await;
+    assert_eq!(doc["content"][0]["attachment"]["url"], binary);
+    assert_eq!(
+        doc["author"][0]["reference"],
+        format!("Practitioner/{}", existing["id"].as_str().unwrap())
+    );
+    let (_, practitioners) = app.get_json("Practitioner/_history").await;
+    assert_eq!(
+        practitioners["entry"].as_array().unwrap().len(),
+        1,
+        "no duplicate practitioner"
+    );
+}
+
+async fn transactions_with_dangling_or_duplicate_targets_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let dangling = transaction(vec![
+        json!({"resource": {"resourceType": "Immunization", "status": "completed", "vaccineCode": {"text": "BCG"},
+        "patient": {"reference": "urn:uuid:5a0c2b8e-0000-4000-8000-000000000000"}, "occurrenceDateTime": "2024-01-01"},
+        "request": {"method": "POST", "url": "Immunization"}}),
+    ]);
+    let res = app.post("", &dangling).await;
+    assert_eq!(res.status(), 400);
+    let oo: serde_json::Value = res.json().await.unwrap();
+    assert!(outcome_text(&oo).contains("names no entry"), "{oo}");
+    let twice = transaction(vec![
+        json!({"resource": {"resourceType": "Patient", "id": "p1"}, "request": {"method": "PUT", "url": "Patient/p1"}}),
+        json!({"resource": {"resourceType": "Patient", "id": "p1", "active": true}, "request": {"method": "PUT", "url": "Patient/p1"}}),
+    ]);
+    let res = app.post("", &twice).await;
+    assert_eq!(res.status(), 400);
+    let oo: serde_json::Value = res.json().await.unwrap();
+    assert!(outcome_text(&oo).contains("more than one entry"), "{oo}");
+    let (_, history) = app.get_json("_history").await;
+    assert!(history.get("entry").is_none(), "nothing written");
+}
+
 async fn a_failing_transaction_writes_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let existing = app
@@ -139,6 +211,8 @@ async fn only_batch_or_transaction_bundles_are_accepted_at_the_base(backend: Bac
 
 both_backends!(
     transaction_rewrites_urn_uuid_references,
+    a_document_and_its_binary_are_linked_by_the_transaction,
+    transactions_with_dangling_or_duplicate_targets_are_refused,
     a_failing_transaction_writes_nothing,
     batch_entries_succeed_or_fail_on_their_own,
     the_official_transaction_example_is_refused_whole_for_its_unsupported_parts,

@@ -27,7 +27,10 @@ pub fn postgres(test: &str) -> Option<Backend> {
             if std::env::var("CARNET_TEST_REQUIRE_POSTGRES").as_deref() == Ok("1") {
                 panic!("PostgreSQL is required (CARNET_TEST_REQUIRE_POSTGRES=1) but {url} is unreachable: {e}");
             }
-            eprintln!(
+            // Written to stderr directly: libtest captures eprintln! of passing tests.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED postgres::{test}: no PostgreSQL at {url} ({e}); set CARNET_TEST_POSTGRES_URL to run the PostgreSQL suite"
             );
             None

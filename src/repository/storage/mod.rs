@@ -139,8 +139,21 @@ pub struct Storage {
 
 pub type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
 
+/// Maps a database failure: contention is the client's to retry (409 for a deadlock or
+/// serialisation failure, 503 for a lock or pool timeout); anything else is a bug.
 fn db_err(e: impl std::fmt::Display) -> FhirError {
-    FhirError::Internal(format!("database: {e}"))
+    let text = e.to_string();
+    if text.contains("deadlock detected") || text.contains("could not serialize access") {
+        tracing::warn!(cause = %text, "write conflict");
+        FhirError::Conflict("the write conflicted with a concurrent one; retry".into())
+    } else if text.contains("database is locked")
+        || text.contains("timed out waiting for connection")
+    {
+        tracing::warn!(cause = %text, "database busy");
+        FhirError::Unavailable("the database is busy; retry shortly".into())
+    } else {
+        FhirError::Internal(format!("database: {text}"))
+    }
 }
 
 impl Storage {
@@ -213,10 +226,14 @@ impl Storage {
         };
         conn.batch_execute(begin).map_err(db_err)?;
         match f(&mut conn) {
-            Ok(v) => {
-                conn.batch_execute("COMMIT").map_err(db_err)?;
-                Ok(v)
-            }
+            Ok(v) => match conn.batch_execute("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    // Never hand the connection back inside a transaction.
+                    let _ = conn.batch_execute("ROLLBACK");
+                    Err(db_err(e))
+                }
+            },
             Err(e) => {
                 if let Err(rollback) = conn.batch_execute("ROLLBACK") {
                     tracing::error!(error = %rollback, "rollback failed");

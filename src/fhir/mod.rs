@@ -9,4 +9,5 @@ pub mod format;
 pub mod instant;
 pub mod references;
 pub mod resource_types;
+pub mod search_params;
 pub mod validate;

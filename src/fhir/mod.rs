@@ -6,6 +6,7 @@ pub mod capability;
 pub mod definitions;
 pub mod fhirpath;
 pub mod format;
+pub mod index;
 pub mod instant;
 pub mod references;
 pub mod resource_types;

@@ -16,7 +16,7 @@ use crate::error::FhirError;
 use crate::fhir::format::form_urlencoded;
 use crate::fhir::{instant, resource_types, validate};
 pub use storage::{redact_url, Backend};
-use storage::{AnyConnection, HistoryQuery, Storage, TokenRow, WriteVersion};
+use storage::{AnyConnection, HistoryQuery, Storage, WriteVersion};
 
 /// One version of a resource as stored: its JSON text is served as is.
 #[derive(Debug, Clone)]
@@ -314,7 +314,7 @@ impl Repository {
         stamp(&mut resource, id, version_id, now);
         let content = serde_json::to_string(&resource)
             .map_err(|e| FhirError::Internal(format!("serialising: {e}")))?;
-        let tokens = index_tokens(rtype, id, &resource);
+        let index = crate::fhir::index::index_rows(rtype, &resource);
         let written = storage::put_version(
             conn,
             &WriteVersion {
@@ -325,7 +325,7 @@ impl Repository {
                 deleted: false,
                 method,
                 content: &content,
-                tokens: &tokens,
+                index: &index,
             },
             current.as_ref().map(|r| r.version_id),
         )?;
@@ -404,7 +404,7 @@ impl Repository {
                 deleted: true,
                 method: "DELETE",
                 content: "",
-                tokens: &[],
+                index: &crate::fhir::index::IndexRows::default(),
             },
             Some(current.version_id),
         )?;
@@ -610,42 +610,6 @@ fn stamp(resource: &mut Value, id: &str, version_id: i64, now_us: i64) {
             obj.insert(k, v);
         }
     }
-}
-
-/// Longest token value indexed.
-const MAX_TOKEN_BYTES: usize = 1024;
-
-/// The index rows of a resource version (identifier tokens for now).
-fn index_tokens(rtype: &str, id: &str, resource: &Value) -> Vec<TokenRow> {
-    let mut out = Vec::new();
-    for member in ["identifier", "masterIdentifier"] {
-        let items: Vec<&Value> = match resource.get(member) {
-            Some(Value::Array(a)) => a.iter().collect(),
-            Some(v @ Value::Object(_)) => vec![v],
-            _ => continue,
-        };
-        for ident in items {
-            // Over MAX_TOKEN_BYTES a value is stored but not indexed (database key limits).
-            if let Some(value) = ident
-                .get("value")
-                .and_then(Value::as_str)
-                .filter(|v| v.len() <= MAX_TOKEN_BYTES)
-            {
-                out.push(TokenRow {
-                    resource_type: rtype.to_string(),
-                    id: id.to_string(),
-                    param: "identifier".into(),
-                    system: ident
-                        .get("system")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                    code: value.to_string(),
-                });
-            }
-        }
-    }
-    out
 }
 
 /// Ids of the live resources matching conditional-create criteria

@@ -6,7 +6,7 @@
 
 mod schema;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -14,7 +14,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::FhirError;
-use schema::{resource_versions, resources, search_token};
+use crate::fhir::index::IndexRows;
+use schema::{
+    resource_versions, resources, search_date, search_reference, search_string, search_token,
+};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -90,6 +93,37 @@ pub struct TokenRow {
     pub code: String,
 }
 
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = search_string)]
+struct StringRow<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    param: &'a str,
+    value_norm: &'a str,
+    value_exact: &'a str,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = search_date)]
+struct DateRow<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    param: &'a str,
+    start_us: i64,
+    end_us: i64,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = search_reference)]
+struct ReferenceRow<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    param: &'a str,
+    target_type: &'a str,
+    target_id: &'a str,
+    url: &'a str,
+}
+
 /// A version about to be written.
 pub struct WriteVersion<'a> {
     pub resource_type: &'a str,
@@ -99,7 +133,7 @@ pub struct WriteVersion<'a> {
     pub deleted: bool,
     pub method: &'a str,
     pub content: &'a str,
-    pub tokens: &'a [TokenRow],
+    pub index: &'a IndexRows,
 }
 
 /// Which slice of the history to list, newest first.
@@ -220,24 +254,31 @@ impl Storage {
         f: impl FnOnce(&mut AnyConnection) -> Result<T, FhirError>,
     ) -> Result<T, FhirError> {
         let mut conn = self.conn()?;
-        let begin = match &*conn {
-            AnyConnection::Sqlite(_) => "BEGIN IMMEDIATE",
-            AnyConnection::Postgresql(_) => "BEGIN",
+        // Through diesel's transaction manager (on the inner connection), so that diesel
+        // knows a transaction is open: its own nested ones become savepoints, and a failed
+        // COMMIT or ROLLBACK marks the connection broken instead of pooling it mid-transaction.
+        match &mut *conn {
+            AnyConnection::Sqlite(c) => {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+            }
+            AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c),
+        }
+        .map_err(db_err)?;
+        let result = f(&mut conn);
+        let end = match (&result, &mut *conn) {
+            (Ok(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
+            (Ok(_), AnyConnection::Postgresql(c)) => AnsiTransactionManager::commit_transaction(c),
+            (Err(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
+            (Err(_), AnyConnection::Postgresql(c)) => {
+                AnsiTransactionManager::rollback_transaction(c)
+            }
         };
-        conn.batch_execute(begin).map_err(db_err)?;
-        match f(&mut conn) {
-            Ok(v) => match conn.batch_execute("COMMIT") {
-                Ok(()) => Ok(v),
-                Err(e) => {
-                    // Never hand the connection back inside a transaction.
-                    let _ = conn.batch_execute("ROLLBACK");
-                    Err(db_err(e))
-                }
-            },
-            Err(e) => {
-                if let Err(rollback) = conn.batch_execute("ROLLBACK") {
-                    tracing::error!(error = %rollback, "rollback failed");
-                }
+        match (result, end) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) => Err(db_err(e)),
+            (Err(e), Ok(())) => Err(e),
+            (Err(e), Err(rollback)) => {
+                tracing::error!(error = %rollback, "rollback failed");
                 Err(e)
             }
         }
@@ -360,30 +401,101 @@ pub fn put_version(
         })
         .execute(conn)
         .map_err(db_err)?;
-    diesel::delete(
-        search_token::table
-            .filter(search_token::resource_type.eq(v.resource_type))
-            .filter(search_token::id.eq(v.id)),
-    )
-    .execute(conn)
-    .map_err(db_err)?;
-    if !v.tokens.is_empty() {
-        // De-duplicate: the primary key forbids two equal tokens for one resource.
-        let mut tokens: Vec<&TokenRow> = Vec::with_capacity(v.tokens.len());
-        for t in v.tokens {
-            if !tokens.contains(&t) {
-                tokens.push(t);
-            }
-        }
-        // One statement per row: multi-row inserts do not compile through MultiConnection.
-        for t in tokens {
-            diesel::insert_into(search_token::table)
-                .values(t)
-                .execute(conn)
-                .map_err(db_err)?;
-        }
-    }
+    replace_index(conn, v.resource_type, v.id, v.index)?;
     Ok(true)
+}
+
+/// Rows per multi-row INSERT (SQLite allows 32766 bound values per statement).
+const INSERT_CHUNK: usize = 500;
+
+/// Runs a multi-row insert on the inner connection: diesel's MultiConnection does not
+/// compile batch inserts, each backend does.
+macro_rules! insert_all {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        for chunk in $rows.chunks(INSERT_CHUNK) {
+            match $conn {
+                AnyConnection::Sqlite(c) => diesel::insert_into($table).values(chunk).execute(c),
+                AnyConnection::Postgresql(c) => {
+                    diesel::insert_into($table).values(chunk).execute(c)
+                }
+            }
+            .map_err(db_err)?;
+        }
+    };
+}
+
+/// Replaces the index rows of `rtype/id` by `index` (empty for a tombstone).
+fn replace_index(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    id: &str,
+    index: &IndexRows,
+) -> Result<(), FhirError> {
+    macro_rules! clear {
+        ($t:ident) => {
+            diesel::delete(
+                $t::table
+                    .filter($t::resource_type.eq(rtype))
+                    .filter($t::id.eq(id)),
+            )
+            .execute(conn)
+            .map_err(db_err)?;
+        };
+    }
+    clear!(search_token);
+    clear!(search_string);
+    clear!(search_date);
+    clear!(search_reference);
+    let tokens: Vec<TokenRow> = index
+        .tokens
+        .iter()
+        .map(|(param, system, code)| TokenRow {
+            resource_type: rtype.to_string(),
+            id: id.to_string(),
+            param: param.clone(),
+            system: system.clone(),
+            code: code.clone(),
+        })
+        .collect();
+    insert_all!(conn, search_token::table, &tokens);
+    let strings: Vec<StringRow> = index
+        .strings
+        .iter()
+        .map(|(param, norm, exact)| StringRow {
+            resource_type: rtype,
+            id,
+            param,
+            value_norm: norm,
+            value_exact: exact,
+        })
+        .collect();
+    insert_all!(conn, search_string::table, &strings);
+    let dates: Vec<DateRow> = index
+        .dates
+        .iter()
+        .map(|(param, start, end)| DateRow {
+            resource_type: rtype,
+            id,
+            param,
+            start_us: *start,
+            end_us: *end,
+        })
+        .collect();
+    insert_all!(conn, search_date::table, &dates);
+    let refs: Vec<ReferenceRow> = index
+        .references
+        .iter()
+        .map(|(param, ty, target, url)| ReferenceRow {
+            resource_type: rtype,
+            id,
+            param,
+            target_type: ty,
+            target_id: target,
+            url,
+        })
+        .collect();
+    insert_all!(conn, search_reference::table, &refs);
+    Ok(())
 }
 
 /// Ids of the live resources of a type that carry a token (`system` None: any system).

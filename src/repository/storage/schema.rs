@@ -33,3 +33,34 @@ diesel::table! {
         code -> Text,
     }
 }
+
+diesel::table! {
+    search_string (resource_type, id, param, value_exact) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        value_norm -> Text,
+        value_exact -> Text,
+    }
+}
+
+diesel::table! {
+    search_date (resource_type, id, param, start_us, end_us) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        start_us -> BigInt,
+        end_us -> BigInt,
+    }
+}
+
+diesel::table! {
+    search_reference (resource_type, id, param, url) {
+        resource_type -> Text,
+        id -> Text,
+        param -> Text,
+        target_type -> Text,
+        target_id -> Text,
+        url -> Text,
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE search_reference;
+DROP TABLE search_date;
+DROP TABLE search_string;

@@ -81,6 +81,13 @@ impl AccessPoint {
             .collect()
     }
 
+    /// Whether searches must check every candidate before counting and paging (true once
+    /// a policy can hide resources from `ctx`; the allow-all policy hides nothing).
+    pub fn checks_each_resource(&self, ctx: &RequestContext) -> bool {
+        let _ = ctx;
+        false
+    }
+
     /// May `ctx` write `new` (None for a delete) over `current` (None when it does not exist)?
     pub fn check_write(
         &self,

@@ -6,6 +6,33 @@
 use serde_json::{json, Value};
 
 use super::resource_types::SUPPORTED;
+use super::search_params::{ParamType, REGISTRY};
+
+/// The search parameters a type really supports (number and quantity are not indexed).
+fn search_params(rtype: &str) -> Vec<Value> {
+    REGISTRY
+        .by_type
+        .get(rtype)
+        .map(|params| {
+            params
+                .values()
+                .filter(|p| !matches!(p.kind, ParamType::Number | ParamType::Quantity))
+                .map(|p| {
+                    let kind = match p.kind {
+                        ParamType::Token => "token",
+                        ParamType::String => "string",
+                        ParamType::Date => "date",
+                        ParamType::Reference => "reference",
+                        ParamType::Uri => "uri",
+                        ParamType::Number => "number",
+                        ParamType::Quantity => "quantity",
+                    };
+                    json!({"name": p.code, "definition": p.url, "type": kind})
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// The interactions every supported type implements (see `http::routes`).
 pub const TYPE_INTERACTIONS: &[&str] = &[
@@ -16,6 +43,7 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 ];
 
 /// The whole-system interactions.
@@ -36,6 +64,7 @@ pub fn capability_statement(base_url: &str, software_version: &str, date: &str) 
                 "conditionalRead": "full-support",
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
+                "searchParam": search_params(t),
             })
         })
         .collect();

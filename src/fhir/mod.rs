@@ -11,4 +11,5 @@ pub mod instant;
 pub mod references;
 pub mod resource_types;
 pub mod search_params;
+pub mod search_query;
 pub mod validate;

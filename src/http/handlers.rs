@@ -404,14 +404,185 @@ pub async fn history_instance(
     history(req, ctx, state, Some(t), Some(i)).await
 }
 
-/// `GET /{type}`: search is not implemented yet (it is the next issue).
-pub async fn search(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+fn strict_handling(req: &HttpRequest) -> bool {
+    header(req, "Prefer").is_some_and(|p| p.replace(' ', "").contains("handling=strict"))
+}
+
+/// A searchset Bundle for `page`, with paging links.
+fn searchset(
+    state: &AppState,
+    page: &crate::repository::SearchPage,
+    self_url: String,
+    ignored: &[String],
+) -> Result<Value, FhirError> {
+    let base = &state.settings.base_url;
+    let mut links = vec![json!({"relation": "self", "url": self_url})];
+    if let Some(sid) = &page.snapshot {
+        let at = |offset: i64| {
+            format!(
+                "{base}?_getpages={sid}&_getpagesoffset={offset}&_count={}",
+                page.count
+            )
+        };
+        links.push(json!({"relation": "first", "url": at(0)}));
+        if page.offset + page.count < page.total {
+            links.push(json!({"relation": "next", "url": at(page.offset + page.count)}));
+        }
+        if page.offset > 0 {
+            links.push(
+                json!({"relation": "previous", "url": at((page.offset - page.count).max(0))}),
+            );
+        }
+    }
+    let mut entries = Vec::with_capacity(page.entries.len() + 1);
+    for r in &page.entries {
+        entries.push(json!({
+            "fullUrl": format!("{base}/{}/{}", r.resource_type, r.id),
+            "resource": r.json()?,
+            "search": {"mode": "match"},
+        }));
+    }
+    if !ignored.is_empty() {
+        entries.push(json!({
+            "resource": {"resourceType": "OperationOutcome", "issue": ignored.iter().map(|m| json!({
+                "severity": "warning", "code": "not-supported", "diagnostics": format!("ignored: {m}")})).collect::<Vec<_>>()},
+            "search": {"mode": "outcome"},
+        }));
+    }
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "meta": {"lastUpdated": instant::format_us(instant::now_us())},
+        "type": "searchset",
+        "total": page.total,
+        "link": links,
+    });
+    if !entries.is_empty() {
+        bundle["entry"] = json!(entries);
+    }
+    Ok(bundle)
+}
+
+async fn run_search(
+    req: &HttpRequest,
+    ctx: RequestContext,
+    state: &web::Data<AppState>,
+    rtype: String,
+    query: String,
+) -> Result<FhirResponse, FhirError> {
+    check_type(&rtype)?;
+    let search = crate::fhir::search_query::parse(
+        &rtype,
+        &query,
+        state.settings.default_page_size,
+        state.settings.max_page_size,
+        &state.settings.base_url,
+        strict_handling(req),
+    )?;
+    let repo = state.repo.clone();
+    let s = search.clone();
+    let page = web::block(move || repo.search(&ctx, &s)).await??;
+    let self_url = format!(
+        "{}/{}?{}",
+        state.settings.base_url, rtype, search.canonical_query
+    );
+    Ok(FhirResponse::new(
+        StatusCode::OK,
+        Body::Value(searchset(state, &page, self_url, &search.ignored)?),
+    ))
+}
+
+/// `GET /{type}?…`: search.
+pub async fn search(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     let rtype = path.into_inner();
-    respond(&req, |_| async move {
-        check_type(&rtype)?;
-        Err(FhirError::NotImplemented(format!(
-            "search on {rtype} is not implemented by this server yet"
-        )))
+    let query = req.query_string().to_string();
+    respond(&req, |_| async {
+        run_search(&req, ctx, &state, rtype, query).await
+    })
+    .await
+}
+
+/// `POST /{type}/_search` with form-encoded parameters (and any in the URL).
+pub async fn search_post(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let rtype = path.into_inner();
+    respond(&req, |_| async {
+        let ct = header(&req, "Content-Type").unwrap_or("");
+        if !ct.starts_with("application/x-www-form-urlencoded") {
+            return Err(FhirError::UnsupportedMediaType(
+                "POST _search takes application/x-www-form-urlencoded parameters".into(),
+            ));
+        }
+        let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
+        let body = String::from_utf8(body.to_vec())
+            .map_err(|_| FhirError::BadRequest("the form is not UTF-8".into()))?;
+        let query = [req.query_string(), body.trim()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("&");
+        run_search(&req, ctx, &state, rtype, query).await
+    })
+    .await
+}
+
+/// `GET /?_getpages=…`: a later page of a search.
+pub async fn search_page(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    respond(&req, |_| async {
+        let mut sid = None;
+        let mut offset = 0i64;
+        let mut count = state.settings.default_page_size;
+        for (k, v) in form_urlencoded(req.query_string()) {
+            match k.as_str() {
+                "_getpages" => sid = Some(v),
+                "_getpagesoffset" => {
+                    offset = v.parse().map_err(|_| {
+                        FhirError::BadRequest("_getpagesoffset is not a number".into())
+                    })?
+                }
+                "_count" => {
+                    count = v
+                        .parse::<i64>()
+                        .map_err(|_| FhirError::BadRequest("_count is not a number".into()))?
+                        .clamp(1, state.settings.max_page_size)
+                }
+                _ => {}
+            }
+        }
+        let sid = sid.ok_or_else(|| {
+            FhirError::BadRequest("GET on the base URL needs _getpages (a page of a search)".into())
+        })?;
+        if offset < 0 {
+            return Err(FhirError::BadRequest(
+                "_getpagesoffset must not be negative".into(),
+            ));
+        }
+        let repo = state.repo.clone();
+        let s = sid.clone();
+        let page = web::block(move || repo.search_page(&ctx, &s, offset, count)).await??;
+        let self_url = format!(
+            "{}?_getpages={sid}&_getpagesoffset={offset}&_count={count}",
+            state.settings.base_url
+        );
+        Ok(FhirResponse::new(
+            StatusCode::OK,
+            Body::Value(searchset(&state, &page, self_url, &[])?),
+        ))
     })
     .await
 }

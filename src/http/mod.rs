@@ -31,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(["", "/"])
             .route(web::post().to(bundle))
+            .route(web::get().to(search_page))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
@@ -42,6 +43,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/{type}")
             .route(web::get().to(search))
             .route(web::post().to(create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/{type}/_search")
+            .route(web::post().to(search_post))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

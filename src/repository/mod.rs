@@ -75,6 +75,16 @@ pub struct HistoryPage {
     pub next_cursor: Option<i64>,
 }
 
+/// A page of search results: matches that passed the access point, the total after
+/// filtering, and the snapshot later pages are read from (when there are any).
+pub struct SearchPage {
+    pub entries: Vec<Visible<StoredResource>>,
+    pub total: i64,
+    pub snapshot: Option<String>,
+    pub offset: i64,
+    pub count: i64,
+}
+
 /// Which history to list.
 #[derive(Debug, Clone)]
 pub struct HistoryRequest {
@@ -475,6 +485,95 @@ impl Repository {
         Ok(HistoryPage {
             entries,
             next_cursor,
+        })
+    }
+}
+
+impl Repository {
+    /// Runs a search: matching ids from the indexes, filtered by the access point before
+    /// anything is counted, the first page loaded, and a snapshot kept for later pages.
+    pub fn search(
+        &self,
+        ctx: &RequestContext,
+        req: &crate::fhir::search_query::SearchRequest,
+    ) -> Result<SearchPage, FhirError> {
+        check_type(&req.resource_type)?;
+        let mut conn = self.storage.conn()?;
+        let mut ids = storage::search::matching_ids(&mut conn, req)?;
+        if self.access.checks_each_resource(ctx) {
+            let rows = storage::search::current_rows(&mut conn, &req.resource_type, &ids)?;
+            ids = self
+                .access
+                .filter(
+                    ctx,
+                    Interaction::Search,
+                    rows.into_iter().map(from_current).collect(),
+                )
+                .into_iter()
+                .map(|v| v.id.clone())
+                .collect();
+        }
+        let total = ids.len() as i64;
+        let first: Vec<String> = ids.iter().take(req.count as usize).cloned().collect();
+        let snapshot = if total > req.count && req.count > 0 {
+            let sid = uuid::Uuid::new_v4().to_string();
+            self.storage
+                .write(|c| storage::search::save_snapshot(c, &sid, &req.resource_type, &ids))?;
+            Some(sid)
+        } else {
+            None
+        };
+        let rows = storage::search::current_rows(&mut conn, &req.resource_type, &first)?;
+        let entries = self.access.filter(
+            ctx,
+            Interaction::Search,
+            rows.into_iter().map(from_current).collect(),
+        );
+        Ok(SearchPage {
+            entries,
+            total,
+            snapshot,
+            offset: 0,
+            count: req.count,
+        })
+    }
+
+    /// A later page of a search, read from its snapshot; 410 when it expired or never was.
+    pub fn search_page(
+        &self,
+        ctx: &RequestContext,
+        search_id: &str,
+        offset: i64,
+        count: i64,
+    ) -> Result<SearchPage, FhirError> {
+        let mut conn = self.storage.conn()?;
+        let gone = || {
+            FhirError::Gone(
+                "this search result expired or never existed; run the search again".into(),
+            )
+        };
+        let (rtype, ids, total) =
+            storage::search::snapshot_page(&mut conn, search_id, offset, count)?
+                .ok_or_else(gone)?;
+        let rows = if ids.is_empty() {
+            Vec::new()
+        } else {
+            storage::search::current_rows(&mut conn, &rtype, &ids)?
+        };
+        let entries = self.access.filter(
+            ctx,
+            Interaction::Search,
+            rows.into_iter()
+                .filter(|r| !r.deleted)
+                .map(from_current)
+                .collect(),
+        );
+        Ok(SearchPage {
+            entries,
+            total,
+            snapshot: Some(search_id.to_string()),
+            offset,
+            count,
         })
     }
 }

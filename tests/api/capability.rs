@@ -41,6 +41,7 @@ async fn capability_statement_lists_what_works(backend: Backend) {
                 "history-instance" => app.get(&format!("{t}/{id}/_history")).await.status(),
                 "history-type" => app.get(&format!("{t}/_history")).await.status(),
                 "create" => app.post(t, &minimal).await.status(),
+                "search-type" => app.get(&format!("{t}?_id={id}")).await.status(),
                 "delete" => continue,
                 other => panic!("{t}: untested interaction {other}"),
             };
@@ -60,9 +61,34 @@ async fn capability_statement_lists_what_works(backend: Backend) {
         .collect();
     assert_eq!(system, vec!["transaction", "batch", "history-system"]);
     assert_eq!(app.get("_history").await.status(), 200);
-    // Search is not implemented yet, and the statement does not claim it.
-    assert!(!cs.to_string().contains("search-type"));
-    assert_eq!(app.get("Patient?name=x").await.status(), 501);
+    // Every advertised search parameter is accepted in strict mode (an unknown one is not).
+    for r in resources {
+        let t = r["type"].as_str().unwrap();
+        for p in r["searchParam"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            let value = match p["type"].as_str().unwrap() {
+                "date" => "ge2000-01-01",
+                "reference" => "Patient/x",
+                _ => "x",
+            };
+            let res = app
+                .client
+                .get(app.url(&format!("{t}?{name}={value}")))
+                .header("Prefer", "handling=strict")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{t}?{name}");
+        }
+    }
+    let res = app
+        .client
+        .get(app.url("Patient?colour=blue"))
+        .header("Prefer", "handling=strict")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
     let xml = app
         .client
         .get(app.url("metadata"))

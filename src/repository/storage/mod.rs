@@ -5,6 +5,7 @@
 //! going through the access-decision point. SQL and backend differences stay in here.
 
 mod schema;
+pub mod search;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;

@@ -64,3 +64,14 @@ diesel::table! {
         url -> Text,
     }
 }
+
+diesel::table! {
+    search_snapshot (search_id, pos) {
+        search_id -> Text,
+        pos -> BigInt,
+        resource_type -> Text,
+        resource_id -> Text,
+        created_us -> BigInt,
+        total -> BigInt,
+    }
+}

@@ -1,0 +1,464 @@
+//! search_query: a FHIR search request as typed clauses, parsed from its query string
+//! against the search parameter registry. No SQL here (see `repository::search`).
+
+use super::format::form_urlencoded;
+use super::index::{fold, text_range};
+use super::search_params::{ParamType, REGISTRY};
+use crate::error::FhirError;
+
+/// Date comparison prefixes of the FHIR search specification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+    Ap,
+}
+
+/// One alternative (OR) of a clause.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// system None: any system; Some("") : no system.
+    Token {
+        system: Option<String>,
+        code: Option<String>,
+    },
+    /// Folded prefix / exact text / folded substring.
+    StringPrefix(String),
+    StringExact(String),
+    StringContains(String),
+    /// [start, end) in µs.
+    Date {
+        prefix: Prefix,
+        start: i64,
+        end: i64,
+    },
+    Reference {
+        target_type: Option<String>,
+        target_id: String,
+    },
+    ReferenceUrl(String),
+    Id(String),
+}
+
+/// One parameter of the request: its values are ORed; clauses are ANDed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clause {
+    /// The index name the values are looked up under (`name`, `type:text`, `identifier:of-type`).
+    pub param: String,
+    pub kind: Kind,
+    pub negate: bool,
+    pub values: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Token,
+    String,
+    Date,
+    Reference,
+    Id,
+    LastUpdated,
+    Missing(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Id,
+    LastUpdated,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub resource_type: String,
+    pub clauses: Vec<Clause>,
+    pub count: i64,
+    pub sort: Vec<(SortKey, bool)>,
+    /// Parameters ignored (reported in an OperationOutcome entry).
+    pub ignored: Vec<String>,
+    /// The query as understood, for the `self` link.
+    pub canonical_query: String,
+}
+
+/// Parameters that control the result, not the match.
+const RESULT_PARAMS: &[&str] = &[
+    "_count",
+    "_sort",
+    "_format",
+    "_pretty",
+    "_total",
+    "_summary",
+    "_elements",
+];
+
+pub fn parse(
+    resource_type: &str,
+    query: &str,
+    default_count: i64,
+    max_count: i64,
+    base_url: &str,
+    strict: bool,
+) -> Result<SearchRequest, FhirError> {
+    let mut req = SearchRequest {
+        resource_type: resource_type.to_string(),
+        clauses: Vec::new(),
+        count: default_count,
+        sort: Vec::new(),
+        ignored: Vec::new(),
+        canonical_query: String::new(),
+    };
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (name, raw) in form_urlencoded(query) {
+        if raw.contains('\0') || name.contains('\0') {
+            return Err(FhirError::BadRequest(
+                "search parameters may not contain NUL".into(),
+            ));
+        }
+        match name.as_str() {
+            "_count" => {
+                let n: i64 = raw.parse().map_err(|_| {
+                    FhirError::BadRequest(format!("_count '{raw}' is not a number"))
+                })?;
+                req.count = n.clamp(0, max_count);
+                kept.push((name, req.count.to_string()));
+                continue;
+            }
+            "_sort" => {
+                for key in raw.split(',').filter(|k| !k.is_empty()) {
+                    let (desc, k) = key.strip_prefix('-').map_or((false, key), |k| (true, k));
+                    let sk = match k {
+                        "_id" => SortKey::Id,
+                        "_lastUpdated" => SortKey::LastUpdated,
+                        other => {
+                            let msg = format!(
+                                "_sort on '{other}' is not supported (use _id or _lastUpdated)"
+                            );
+                            if strict {
+                                return Err(FhirError::BadRequest(msg));
+                            }
+                            req.ignored.push(msg);
+                            continue;
+                        }
+                    };
+                    req.sort.push((sk, desc));
+                }
+                kept.push((name, raw));
+                continue;
+            }
+            n if RESULT_PARAMS.contains(&n) => continue,
+            _ => {}
+        }
+        match clause(resource_type, &name, &raw, base_url) {
+            Ok(c) => {
+                req.clauses.push(c);
+                kept.push((name, raw));
+            }
+            Err(FhirError::NotImplemented(msg)) if !strict => req.ignored.push(msg),
+            Err(FhirError::NotImplemented(msg)) => return Err(FhirError::BadRequest(msg)),
+            Err(e) => return Err(e),
+        }
+    }
+    req.canonical_query = kept
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    Ok(req)
+}
+
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, FhirError> {
+    let (code, modifier) = match name.split_once(':') {
+        Some((c, m)) => (c, Some(m)),
+        None => (name, None),
+    };
+    if modifier == Some("missing") {
+        // `:missing` is answered from the index tables of the parameter.
+        let missing = match raw {
+            "true" => true,
+            "false" => false,
+            _ => return Err(FhirError::BadRequest(format!("{name}: use true or false"))),
+        };
+        let kind = param_kind(rtype, code)?;
+        let _ = kind;
+        return Ok(Clause {
+            param: code.to_string(),
+            kind: Kind::Missing(missing),
+            negate: false,
+            values: Vec::new(),
+        });
+    }
+    let alternatives: Vec<&str> = split_or(raw);
+    let unsupported_modifier =
+        |m: &str| FhirError::NotImplemented(format!("modifier :{m} on '{code}' is not supported"));
+    match code {
+        "_id" => {
+            if let Some(m) = modifier {
+                return Err(unsupported_modifier(m));
+            }
+            return Ok(Clause {
+                param: "_id".into(),
+                kind: Kind::Id,
+                negate: false,
+                values: alternatives
+                    .iter()
+                    .map(|v| Value::Id(v.to_string()))
+                    .collect(),
+            });
+        }
+        "_lastUpdated" => {
+            if let Some(m) = modifier {
+                return Err(unsupported_modifier(m));
+            }
+            let values = alternatives
+                .iter()
+                .map(|v| date_value(code, v))
+                .collect::<Result<_, _>>()?;
+            return Ok(Clause {
+                param: "_lastUpdated".into(),
+                kind: Kind::LastUpdated,
+                negate: false,
+                values,
+            });
+        }
+        _ => {}
+    }
+    let kind = param_kind(rtype, code)?;
+    match kind {
+        ParamType::Token | ParamType::Uri => {
+            let (param, negate, text) = match modifier {
+                None => (code.to_string(), false, false),
+                Some("not") => (code.to_string(), true, false),
+                Some("text") => (format!("{code}:text"), false, true),
+                Some("of-type") => (format!("{code}:of-type"), false, false),
+                Some(m) => return Err(unsupported_modifier(m)),
+            };
+            if text {
+                let values = alternatives
+                    .iter()
+                    .map(|v| Value::StringPrefix(fold(v)))
+                    .collect();
+                return Ok(Clause {
+                    param,
+                    kind: Kind::String,
+                    negate: false,
+                    values,
+                });
+            }
+            let values = alternatives
+                .iter()
+                .map(|v| {
+                    if modifier == Some("of-type") {
+                        // type-system|type-code|value
+                        let mut parts = v.splitn(3, '|');
+                        let (ts, tc, val) = (
+                            parts.next().unwrap_or(""),
+                            parts.next().unwrap_or(""),
+                            parts.next().unwrap_or(""),
+                        );
+                        return Value::Token {
+                            system: Some(format!("{ts}|{tc}")),
+                            code: Some(val.to_string()),
+                        };
+                    }
+                    match v.split_once('|') {
+                        Some((s, "")) => Value::Token {
+                            system: Some(s.to_string()),
+                            code: None,
+                        },
+                        Some((s, c)) => Value::Token {
+                            system: Some(s.to_string()),
+                            code: Some(c.to_string()),
+                        },
+                        None => Value::Token {
+                            system: None,
+                            code: Some(v.to_string()),
+                        },
+                    }
+                })
+                .collect();
+            Ok(Clause {
+                param,
+                kind: Kind::Token,
+                negate,
+                values,
+            })
+        }
+        ParamType::String => {
+            let values = alternatives
+                .iter()
+                .map(|v| match modifier {
+                    None => Ok(Value::StringPrefix(fold(v))),
+                    Some("exact") => Ok(Value::StringExact(v.to_string())),
+                    Some("contains") => Ok(Value::StringContains(fold(v))),
+                    Some(m) => Err(unsupported_modifier(m)),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Clause {
+                param: code.to_string(),
+                kind: Kind::String,
+                negate: false,
+                values,
+            })
+        }
+        ParamType::Date => {
+            if let Some(m) = modifier {
+                return Err(unsupported_modifier(m));
+            }
+            let values = alternatives
+                .iter()
+                .map(|v| date_value(code, v))
+                .collect::<Result<_, _>>()?;
+            Ok(Clause {
+                param: code.to_string(),
+                kind: Kind::Date,
+                negate: false,
+                values,
+            })
+        }
+        ParamType::Reference => {
+            let forced_type = match modifier {
+                None => None,
+                Some(m) if m.starts_with(|c: char| c.is_ascii_uppercase()) => Some(m.to_string()),
+                Some(m) => return Err(unsupported_modifier(m)),
+            };
+            let values = alternatives
+                .iter()
+                .map(|v| reference_value(v, forced_type.as_deref(), base_url))
+                .collect();
+            Ok(Clause {
+                param: code.to_string(),
+                kind: Kind::Reference,
+                negate: false,
+                values,
+            })
+        }
+        ParamType::Number | ParamType::Quantity => Err(FhirError::NotImplemented(format!(
+            "parameter '{code}' of type number/quantity is not supported"
+        ))),
+    }
+}
+
+fn param_kind(rtype: &str, code: &str) -> Result<ParamType, FhirError> {
+    REGISTRY.get(rtype, code).map(|p| p.kind).ok_or_else(|| {
+        FhirError::NotImplemented(format!("unknown search parameter '{code}' for {rtype}"))
+    })
+}
+
+/// Splits on commas not escaped with a backslash.
+fn split_or(raw: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = raw.as_bytes();
+    for i in 0..bytes.len() {
+        if bytes[i] == b',' && (i == 0 || bytes[i - 1] != b'\\') {
+            out.push(&raw[start..i]);
+            start = i + 1;
+        }
+    }
+    out.push(&raw[start..]);
+    out
+}
+
+fn date_value(code: &str, v: &str) -> Result<Value, FhirError> {
+    let (prefix, rest) = match v.get(0..2) {
+        Some(p) if p.chars().all(|c| c.is_ascii_lowercase()) => {
+            let prefix = match p {
+                "eq" => Prefix::Eq,
+                "ne" => Prefix::Ne,
+                "gt" => Prefix::Gt,
+                "lt" => Prefix::Lt,
+                "ge" => Prefix::Ge,
+                "le" => Prefix::Le,
+                "sa" => Prefix::Sa,
+                "eb" => Prefix::Eb,
+                "ap" => Prefix::Ap,
+                _ => {
+                    return Err(FhirError::BadRequest(format!(
+                        "{code}: '{p}' is not a date prefix"
+                    )))
+                }
+            };
+            (prefix, &v[2..])
+        }
+        _ => (Prefix::Eq, v),
+    };
+    let (start, end) = text_range(rest).ok_or_else(|| {
+        FhirError::BadRequest(format!(
+            "{code}: '{rest}' is not a date such as 2024, 2024-05 or 2024-05-31T10:00:00Z"
+        ))
+    })?;
+    Ok(Value::Date { prefix, start, end })
+}
+
+fn reference_value(v: &str, forced_type: Option<&str>, base_url: &str) -> Value {
+    let local = v
+        .strip_prefix(base_url)
+        .map(|r| r.trim_start_matches('/'))
+        .unwrap_or(v);
+    if local.contains("://") {
+        return Value::ReferenceUrl(v.to_string());
+    }
+    let local = local.split("/_history/").next().unwrap_or(local);
+    match local.split_once('/') {
+        Some((t, id)) => Value::Reference {
+            target_type: Some(t.to_string()),
+            target_id: id.to_string(),
+        },
+        None => Value::Reference {
+            target_type: forced_type.map(str::to_string),
+            target_id: local.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tokens_strings_dates_and_references() {
+        let r = parse("Patient", "family=L%C3%A9v&gender=female,male&identifier=urn:oid:1.2|123&birthdate=ge1980&_count=5&general-practitioner=Practitioner/d1",
+            50, 100, "http://x/fhir", false).unwrap();
+        assert_eq!(r.count, 5);
+        assert_eq!(r.clauses[0].values, vec![Value::StringPrefix("lev".into())]);
+        assert_eq!(r.clauses[1].values.len(), 2);
+        assert_eq!(
+            r.clauses[2].values,
+            vec![Value::Token {
+                system: Some("urn:oid:1.2".into()),
+                code: Some("123".into())
+            }]
+        );
+        assert!(matches!(
+            r.clauses[3].values[0],
+            Value::Date {
+                prefix: Prefix::Ge,
+                ..
+            }
+        ));
+        assert_eq!(
+            r.clauses[4].values,
+            vec![Value::Reference {
+                target_type: Some("Practitioner".into()),
+                target_id: "d1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn unknown_parameters_are_ignored_or_refused_when_strict() {
+        let r = parse("Patient", "colour=blue", 50, 100, "", false).unwrap();
+        assert_eq!(r.ignored.len(), 1);
+        assert!(parse("Patient", "colour=blue", 50, 100, "", true).is_err());
+        assert!(parse("Patient", "birthdate=yesterday", 50, 100, "", false).is_err());
+    }
+}

@@ -1,0 +1,393 @@
+//! storage::search: a search request turned into one SQL query over the index tables,
+//! on either backend, and the snapshots that keep multi-page results stable.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+use super::schema::{resources, search_snapshot};
+use super::{db_err, AnyConnection, CurrentRow};
+use crate::error::FhirError;
+use crate::fhir::search_params::{ParamType, REGISTRY};
+use crate::fhir::search_query::{Clause, Kind, Prefix, SearchRequest, SortKey, Value};
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Builds SQL text with the placeholders of one backend.
+struct Sql {
+    text: String,
+    binds: Vec<Bind>,
+    postgres: bool,
+}
+
+impl Sql {
+    fn ph(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        if self.postgres {
+            format!("${}", self.binds.len())
+        } else {
+            "?".to_string()
+        }
+    }
+    fn text(&mut self, s: &str) -> String {
+        self.ph(Bind::Text(s.to_string()))
+    }
+    fn int(&mut self, i: i64) -> String {
+        self.ph(Bind::Int(i))
+    }
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// The index table holding the rows of a parameter.
+fn table_of(rtype: &str, param: &str) -> &'static str {
+    if param.ends_with(":text") {
+        return "search_string";
+    }
+    match REGISTRY
+        .get(rtype, param.split(':').next().unwrap_or(param))
+        .map(|p| p.kind)
+    {
+        Some(ParamType::String) => "search_string",
+        Some(ParamType::Date) => "search_date",
+        Some(ParamType::Reference) => "search_reference",
+        _ => "search_token",
+    }
+}
+
+fn date_condition(
+    sql: &mut Sql,
+    start_col: &str,
+    end_col: &str,
+    prefix: Prefix,
+    vs: i64,
+    ve: i64,
+) -> String {
+    let (s, e) = (start_col, end_col);
+    let within = |sql: &mut Sql| {
+        let a = sql.int(vs);
+        let b = sql.int(ve);
+        format!("({s} >= {a} AND {e} <= {b})")
+    };
+    match prefix {
+        Prefix::Eq => within(sql),
+        Prefix::Ne => format!("NOT {}", within(sql)),
+        Prefix::Gt => format!("{e} > {}", sql.int(ve)),
+        Prefix::Lt => format!("{s} < {}", sql.int(vs)),
+        Prefix::Ge => {
+            let w = within(sql);
+            format!("({e} > {} OR {w})", sql.int(ve))
+        }
+        Prefix::Le => {
+            let w = within(sql);
+            format!("({s} < {} OR {w})", sql.int(vs))
+        }
+        Prefix::Sa => format!("{s} >= {}", sql.int(ve)),
+        Prefix::Eb => format!("{e} <= {}", sql.int(vs)),
+        Prefix::Ap => {
+            // Approximately: the value widened by 10% of its distance from now.
+            let now = crate::fhir::instant::now_us();
+            let margin = ((now - vs).abs() / 10).max(ve - vs);
+            let a = sql.int(ve.saturating_add(margin));
+            let b = sql.int(vs.saturating_sub(margin));
+            format!("({s} < {a} AND {e} > {b})")
+        }
+    }
+}
+
+fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause) -> String {
+    match c.kind {
+        Kind::Id => {
+            let list: Vec<String> = c
+                .values
+                .iter()
+                .filter_map(|v| {
+                    if let Value::Id(id) = v {
+                        Some(sql.text(id))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            format!("r.id IN ({})", list.join(", "))
+        }
+        Kind::LastUpdated => {
+            let alts: Vec<String> = c
+                .values
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Date { prefix, start, end } => Some(date_condition(
+                        sql,
+                        "r.last_updated",
+                        "(r.last_updated + 1)",
+                        *prefix,
+                        *start,
+                        *end,
+                    )),
+                    _ => None,
+                })
+                .collect();
+            format!("({})", alts.join(" OR "))
+        }
+        Kind::Missing(missing) => {
+            let table = table_of(rtype, &c.param);
+            let p = sql.text(&c.param);
+            format!(
+                "{} EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.id = r.id AND x.param = {p})",
+                if missing { "NOT" } else { "" }
+            )
+        }
+        Kind::Token | Kind::String | Kind::Date | Kind::Reference => {
+            let table = match c.kind {
+                Kind::Token => "search_token",
+                Kind::String => "search_string",
+                Kind::Date => "search_date",
+                _ => "search_reference",
+            };
+            let p = sql.text(&c.param);
+            let alts: Vec<String> = c
+                .values
+                .iter()
+                .map(|v| match v {
+                    Value::Token { system, code } => {
+                        let mut parts = Vec::new();
+                        if let Some(s) = system {
+                            parts.push(format!("x.system = {}", sql.text(s)));
+                        }
+                        if let Some(cd) = code {
+                            parts.push(format!("x.code = {}", sql.text(cd)));
+                        }
+                        if parts.is_empty() {
+                            "1 = 1".to_string()
+                        } else {
+                            parts.join(" AND ")
+                        }
+                    }
+                    Value::StringPrefix(s) => format!(
+                        "x.value_norm LIKE {} ESCAPE '\\'",
+                        sql.text(&format!("{}%", like_escape(s)))
+                    ),
+                    Value::StringContains(s) => format!(
+                        "x.value_norm LIKE {} ESCAPE '\\'",
+                        sql.text(&format!("%{}%", like_escape(s)))
+                    ),
+                    Value::StringExact(s) => format!("x.value_exact = {}", sql.text(s)),
+                    Value::Date { prefix, start, end } => {
+                        date_condition(sql, "x.start_us", "x.end_us", *prefix, *start, *end)
+                    }
+                    Value::Reference {
+                        target_type,
+                        target_id,
+                    } => match target_type {
+                        Some(t) => {
+                            let a = sql.text(t);
+                            let b = sql.text(target_id);
+                            format!("(x.target_type = {a} AND x.target_id = {b})")
+                        }
+                        None => format!("x.target_id = {}", sql.text(target_id)),
+                    },
+                    Value::ReferenceUrl(u) => format!("x.url = {}", sql.text(u)),
+                    Value::Id(_) => "1 = 0".to_string(),
+                })
+                .map(|a| format!("({a})"))
+                .collect();
+            format!(
+                "{}EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.id = r.id AND x.param = {p} AND ({}))",
+                if c.negate { "NOT " } else { "" },
+                alts.join(" OR ")
+            )
+        }
+    }
+}
+
+/// The ids of every live resource matching `req`, in the requested order.
+pub fn matching_ids(
+    conn: &mut AnyConnection,
+    req: &SearchRequest,
+) -> Result<Vec<String>, FhirError> {
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+        postgres: matches!(conn, AnyConnection::Postgresql(_)),
+    };
+    let t = sql.text(&req.resource_type);
+    let mut conditions = vec![
+        format!("r.resource_type = {t}"),
+        "NOT r.deleted".to_string(),
+    ];
+    for c in &req.clauses {
+        conditions.push(clause_condition(&mut sql, &req.resource_type, c));
+    }
+    let mut order: Vec<String> = req
+        .sort
+        .iter()
+        .map(|(k, desc)| {
+            let col = match k {
+                SortKey::Id => "r.id",
+                SortKey::LastUpdated => "r.last_updated",
+            };
+            format!("{col} {}", if *desc { "DESC" } else { "ASC" })
+        })
+        .collect();
+    order.push("r.id ASC".into());
+    sql.text = format!(
+        "SELECT r.id AS id FROM resources r WHERE {} ORDER BY {}",
+        conditions.join(" AND "),
+        order.join(", ")
+    );
+    let Sql { text, binds, .. } = sql;
+    macro_rules! run {
+        ($c:expr, $db:ty) => {{
+            let mut q = diesel::sql_query(text.clone()).into_boxed::<$db>();
+            for b in &binds {
+                q = match b {
+                    Bind::Text(s) => q.bind::<Text, _>(s.clone()),
+                    Bind::Int(i) => q.bind::<BigInt, _>(*i),
+                };
+            }
+            q.load::<IdRow>($c)
+        }};
+    }
+    let rows = match conn {
+        AnyConnection::Sqlite(c) => run!(c, diesel::sqlite::Sqlite),
+        AnyConnection::Postgresql(c) => run!(c, diesel::pg::Pg),
+    }
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// The current rows of `ids` (of one type), in the order given; missing ones skipped.
+pub fn current_rows(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    ids: &[String],
+) -> Result<Vec<CurrentRow>, FhirError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows: Vec<CurrentRow> = resources::table
+            .filter(resources::resource_type.eq(rtype))
+            .filter(resources::id.eq_any(chunk))
+            .select(CurrentRow::as_select())
+            .load(conn)
+            .map_err(db_err)?;
+        out.extend(rows);
+    }
+    let pos: std::collections::HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    out.sort_by_key(|r| pos.get(r.id.as_str()).copied().unwrap_or(usize::MAX));
+    Ok(out)
+}
+
+/// How long a snapshot stays pageable.
+const SNAPSHOT_TTL_US: i64 = 3600 * 1_000_000;
+
+#[derive(Insertable)]
+#[diesel(table_name = search_snapshot)]
+struct SnapshotRow<'a> {
+    search_id: &'a str,
+    pos: i64,
+    resource_type: &'a str,
+    resource_id: &'a str,
+    created_us: i64,
+    total: i64,
+}
+
+/// Keeps the ordered ids of a result for its later pages (and drops expired snapshots).
+pub fn save_snapshot(
+    conn: &mut AnyConnection,
+    search_id: &str,
+    rtype: &str,
+    ids: &[String],
+) -> Result<(), FhirError> {
+    let now = crate::fhir::instant::now_us();
+    diesel::delete(
+        search_snapshot::table.filter(search_snapshot::created_us.lt(now - SNAPSHOT_TTL_US)),
+    )
+    .execute(conn)
+    .map_err(db_err)?;
+    let rows: Vec<SnapshotRow> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| SnapshotRow {
+            search_id,
+            pos: i as i64,
+            resource_type: rtype,
+            resource_id: id,
+            created_us: now,
+            total: ids.len() as i64,
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        match conn {
+            AnyConnection::Sqlite(c) => diesel::insert_into(search_snapshot::table)
+                .values(chunk)
+                .execute(c),
+            AnyConnection::Postgresql(c) => diesel::insert_into(search_snapshot::table)
+                .values(chunk)
+                .execute(c),
+        }
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// A page of a snapshot: (type, ids, total), or None when it expired or never existed.
+pub fn snapshot_page(
+    conn: &mut AnyConnection,
+    search_id: &str,
+    offset: i64,
+    count: i64,
+) -> Result<Option<(String, Vec<String>, i64)>, FhirError> {
+    let now = crate::fhir::instant::now_us();
+    let rows: Vec<(String, String, i64)> = search_snapshot::table
+        .filter(search_snapshot::search_id.eq(search_id))
+        .filter(search_snapshot::created_us.ge(now - SNAPSHOT_TTL_US))
+        .filter(search_snapshot::pos.ge(offset))
+        .order(search_snapshot::pos.asc())
+        .limit(count.max(1))
+        .select((
+            search_snapshot::resource_type,
+            search_snapshot::resource_id,
+            search_snapshot::total,
+        ))
+        .load(conn)
+        .map_err(db_err)?;
+    if rows.is_empty() {
+        // Past the end of a live snapshot is an empty page; an unknown snapshot is None.
+        let exists: i64 = search_snapshot::table
+            .filter(search_snapshot::search_id.eq(search_id))
+            .filter(search_snapshot::created_us.ge(now - SNAPSHOT_TTL_US))
+            .count()
+            .get_result(conn)
+            .map_err(db_err)?;
+        return Ok(None).map(|n: Option<(String, Vec<String>, i64)>| {
+            if exists > 0 {
+                Some((String::new(), Vec::new(), exists))
+            } else {
+                n
+            }
+        });
+    }
+    let rtype = rows[0].0.clone();
+    let total = rows[0].2;
+    Ok(Some((
+        rtype,
+        rows.into_iter().map(|r| r.1).collect(),
+        total,
+    )))
+}

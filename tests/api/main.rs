@@ -9,4 +9,5 @@ mod capability;
 mod concurrency;
 mod rest;
 mod round_trip;
+mod search;
 mod shutdown;

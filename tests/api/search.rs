@@ -1,0 +1,528 @@
+//! Search battery: a generated data set (accented names, dates at every precision,
+//! references in every form), and for each query the expected ids computed here, by this
+//! test's own rules, compared with what the server answers across all its pages.
+
+// The date expectations keep the shape of the spec's definitions (gt OR eq), unsimplified.
+#![allow(clippy::nonminimal_bool)]
+
+use crate::both_backends;
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// A small deterministic generator (no randomness between runs).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() as usize) % items.len()]
+    }
+}
+
+const FAMILIES: &[&str] = &[
+    "Lévêque",
+    "Leveque",
+    "Dupré",
+    "Dupont",
+    "Müller",
+    "Garçon",
+    "Éluard",
+    "Lefèvre",
+    "Martin",
+    "Zoë-Bernard",
+];
+const GIVENS: &[&str] = &[
+    "Hélène", "Helene", "Zoé", "Noël", "Anaïs", "Jean", "Chloé", "Élodie",
+];
+
+/// This test's own folding: lower case, the accents of French names removed.
+fn fold(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'é' | 'è' | 'ê' | 'ë' | 'É' | 'È' | 'Ê' | 'Ë' => 'e',
+            'à' | 'â' | 'ä' | 'À' | 'Â' => 'a',
+            'ç' | 'Ç' => 'c',
+            'ï' | 'î' | 'Ï' | 'Î' => 'i',
+            'ô' | 'ö' | 'Ô' => 'o',
+            'ü' | 'û' | 'ù' | 'Ü' => 'u',
+            other => other.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// The [start, end) day range a date of any precision covers, in days.
+fn range(date: &str) -> (i64, i64) {
+    let p: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    match p.len() {
+        1 => (days(p[0], 1, 1), days(p[0] + 1, 1, 1)),
+        2 => (
+            days(p[0], p[1], 1),
+            if p[1] == 12 {
+                days(p[0] + 1, 1, 1)
+            } else {
+                days(p[0], p[1] + 1, 1)
+            },
+        ),
+        _ => (days(p[0], p[1], p[2]), days(p[0], p[1], p[2]) + 1),
+    }
+}
+
+struct Person {
+    id: String,
+    family: String,
+    given: String,
+    gender: &'static str,
+    birth: String,
+    nir: String,
+    gp: String,
+}
+
+struct Doc {
+    id: String,
+    patient: String,
+    date_day: (i64, i64, i64),
+    status: &'static str,
+}
+
+/// Every page of a search, following `next` links; the ids of the matches.
+async fn all_ids(app: &TestApp, query: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut url = app.url(query);
+    loop {
+        let res = app
+            .client
+            .get(&url)
+            .header("Prefer", "handling=strict")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{query}");
+        let page: Value = res.json().await.unwrap();
+        assert_eq!(page["type"], "searchset");
+        for e in page["entry"].as_array().cloned().unwrap_or_default() {
+            assert_eq!(e["search"]["mode"], "match");
+            assert!(
+                ids.insert(e["resource"]["id"].as_str().unwrap().to_string()),
+                "{query}: an entry seen twice"
+            );
+        }
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    ids
+}
+
+async fn search_battery_matches_independently_computed_results(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut rng = Lcg(7);
+    let practitioners: Vec<String> = (0..6).map(|i| format!("dr{i}")).collect();
+    let mut entries = Vec::new();
+    for p in &practitioners {
+        entries.push(json!({"resource": {"resourceType": "Practitioner", "id": p, "name": [{"family": format!("Docteur {p}")}]},
+            "request": {"method": "PUT", "url": format!("Practitioner/{p}")}}));
+    }
+    let mut people = Vec::new();
+    for i in 0..120 {
+        let (y, m, d) = (
+            1950 + (rng.next() % 60) as i64,
+            1 + (rng.next() % 12) as i64,
+            1 + (rng.next() % 28) as i64,
+        );
+        let birth = match i % 3 {
+            0 => format!("{y}"),
+            1 => format!("{y}-{m:02}"),
+            _ => format!("{y}-{m:02}-{d:02}"),
+        };
+        let gp = rng.pick(&practitioners).clone();
+        let person = Person {
+            id: format!("pat{i}"),
+            family: rng.pick(FAMILIES).to_string(),
+            given: rng.pick(GIVENS).to_string(),
+            gender: ["female", "male", "other"][(rng.next() % 3) as usize],
+            birth,
+            nir: format!("{}", 1_000_000_000_000u64 + i as u64),
+            gp: gp.clone(),
+        };
+        // References in every form: relative, absolute to this server, typed bare id.
+        let gp_ref = match i % 3 {
+            0 => json!({"reference": format!("Practitioner/{gp}")}),
+            1 => json!({"reference": app.url(&format!("Practitioner/{gp}"))}),
+            _ => json!({"reference": format!("Practitioner/{gp}"), "type": "Practitioner"}),
+        };
+        entries.push(
+            json!({"resource": {"resourceType": "Patient", "id": person.id,
+            "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": person.nir}],
+            "name": [{"family": person.family, "given": [person.given]}], "gender": person.gender,
+            "birthDate": person.birth, "generalPractitioner": [gp_ref]},
+            "request": {"method": "PUT", "url": format!("Patient/{}", person.id)}}),
+        );
+        people.push(person);
+    }
+    let mut docs = Vec::new();
+    for i in 0..150 {
+        let patient = people[(rng.next() as usize) % 30].id.clone();
+        let day = (
+            2023 + (rng.next() % 2) as i64,
+            1 + (rng.next() % 12) as i64,
+            1 + (rng.next() % 28) as i64,
+        );
+        let doc = Doc {
+            id: format!("doc{i}"),
+            patient,
+            date_day: day,
+            status: ["current", "superseded"][(rng.next() % 2) as usize],
+        };
+        entries.push(json!({"resource": {"resourceType": "DocumentReference", "id": doc.id, "status": doc.status,
+            "subject": {"reference": format!("Patient/{}", doc.patient)},
+            "date": format!("{}-{:02}-{:02}T10:30:00+02:00", day.0, day.1, day.2),
+            "content": [{"attachment": {"contentType": "application/pdf"}}]},
+            "request": {"method": "PUT", "url": format!("DocumentReference/{}", doc.id)}}));
+        docs.push(doc);
+    }
+    let res = app
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+
+    let ids = |f: &dyn Fn(&Person) -> bool| {
+        people
+            .iter()
+            .filter(|p| f(p))
+            .map(|p| p.id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    let nonempty = std::cell::Cell::new(0usize);
+    let check = |expected: BTreeSet<String>, got: BTreeSet<String>, q: &str| {
+        if !expected.is_empty() {
+            nonempty.set(nonempty.get() + 1);
+        }
+        assert_eq!(got, expected, "{q}");
+    };
+    // Strings: starts-with, accent- and case-insensitive; :exact; :contains.
+    for (q, prefix) in [
+        ("Patient?family=lev", "lev"),
+        ("Patient?family=LÉV", "lev"),
+        ("Patient?family=dup", "dup"),
+        ("Patient?family=zoe", "zoe"),
+    ] {
+        check(
+            ids(&|p| fold(&p.family).starts_with(prefix)),
+            all_ids(&app, &format!("{q}&_count=7")).await,
+            q,
+        );
+    }
+    check(
+        ids(&|p| p.given == "Hélène"),
+        all_ids(&app, "Patient?given:exact=H%C3%A9l%C3%A8ne").await,
+        "given:exact",
+    );
+    check(
+        ids(&|p| fold(&p.family).contains("ev") || fold(&p.given).contains("ev")),
+        all_ids(&app, "Patient?name:contains=ev").await,
+        "name:contains",
+    );
+    check(
+        ids(&|p| fold(&p.given).starts_with("helene")),
+        all_ids(&app, "Patient?given=helene").await,
+        "given=helene",
+    );
+    // Tokens: code, system|code, :not, OR with commas, AND with repeats.
+    check(
+        ids(&|p| p.gender == "female"),
+        all_ids(&app, "Patient?gender=female").await,
+        "gender",
+    );
+    check(
+        ids(&|p| p.gender != "male"),
+        all_ids(&app, "Patient?gender:not=male").await,
+        "gender:not",
+    );
+    check(
+        ids(&|p| p.gender == "female" || p.gender == "other"),
+        all_ids(&app, "Patient?gender=female,other").await,
+        "gender OR",
+    );
+    let nir = &people[17].nir;
+    check(
+        ids(&|p| &p.nir == nir),
+        all_ids(
+            &app,
+            &format!("Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|{nir}"),
+        )
+        .await,
+        "identifier",
+    );
+    check(
+        BTreeSet::new(),
+        all_ids(&app, &format!("Patient?identifier=urn:oid:9.9|{nir}")).await,
+        "identifier other system",
+    );
+    check(
+        ids(&|p| p.gender == "female" && fold(&p.family).starts_with("lev")),
+        all_ids(&app, "Patient?gender=female&family=lev").await,
+        "AND",
+    );
+    // Dates at every precision, with prefixes.
+    for (q, test) in [
+        (
+            "birthdate=1980",
+            Box::new(|r: (i64, i64)| {
+                let v = range("1980");
+                r.0 >= v.0 && r.1 <= v.1
+            }) as Box<dyn Fn((i64, i64)) -> bool>,
+        ),
+        (
+            "birthdate=1980-05",
+            Box::new(|r: (i64, i64)| {
+                let v = range("1980-05");
+                r.0 >= v.0 && r.1 <= v.1
+            }),
+        ),
+        (
+            "birthdate=ge1990-06",
+            Box::new(|r: (i64, i64)| {
+                let v = range("1990-06");
+                r.1 > v.1 || (r.0 >= v.0 && r.1 <= v.1)
+            }),
+        ),
+        (
+            "birthdate=lt1960",
+            Box::new(|r: (i64, i64)| r.0 < range("1960").0),
+        ),
+        (
+            "birthdate=gt2000-01-15",
+            Box::new(|r: (i64, i64)| r.1 > range("2000-01-15").1),
+        ),
+        (
+            "birthdate=sa1999",
+            Box::new(|r: (i64, i64)| r.0 >= range("1999").1),
+        ),
+        (
+            "birthdate=eb1955-03",
+            Box::new(|r: (i64, i64)| r.1 <= range("1955-03").0),
+        ),
+        (
+            "birthdate=ne1970",
+            Box::new(|r: (i64, i64)| {
+                let v = range("1970");
+                !(r.0 >= v.0 && r.1 <= v.1)
+            }),
+        ),
+    ] {
+        check(
+            ids(&|p| test(range(&p.birth))),
+            all_ids(&app, &format!("Patient?{q}")).await,
+            q,
+        );
+    }
+    // References: relative, bare id, absolute URL to this server, chained type modifier.
+    let gp = "dr2";
+    for q in [
+        format!("Patient?general-practitioner=Practitioner/{gp}"),
+        format!("Patient?general-practitioner={gp}"),
+        format!(
+            "Patient?general-practitioner={}",
+            app.url(&format!("Practitioner/{gp}"))
+        ),
+        format!("Patient?general-practitioner:Practitioner={gp}"),
+    ] {
+        check(ids(&|p| p.gp == gp), all_ids(&app, &q).await, &q);
+    }
+    // Patient-scoped documents in a date range (dates with a time zone: 10:30+02:00 is 08:30Z).
+    let patient = &docs[0].patient;
+    let expected: BTreeSet<String> = docs
+        .iter()
+        .filter(|d| {
+            &d.patient == patient
+                && (d.date_day.0, d.date_day.1) >= (2023, 6)
+                && d.date_day.0 == 2023
+        })
+        .map(|d| d.id.clone())
+        .collect();
+    check(
+        expected,
+        all_ids(
+            &app,
+            &format!("DocumentReference?patient=Patient/{patient}&date=ge2023-06&date=lt2024"),
+        )
+        .await,
+        "documents in a range",
+    );
+    let expected: BTreeSet<String> = docs
+        .iter()
+        .filter(|d| d.status == "current" && &d.patient == patient)
+        .map(|d| d.id.clone())
+        .collect();
+    check(
+        expected,
+        all_ids(
+            &app,
+            &format!("DocumentReference?subject={patient}&status=current"),
+        )
+        .await,
+        "subject + status",
+    );
+    // The battery is only meaningful if most queries expect something.
+    assert!(
+        nonempty.get() >= 25,
+        "only {} queries expected a non-empty result",
+        nonempty.get()
+    );
+    // _id, _count=0 (total only), _sort.
+    check(
+        ["pat1", "pat2"].iter().map(|s| s.to_string()).collect(),
+        all_ids(&app, "Patient?_id=pat1,pat2").await,
+        "_id",
+    );
+    let (_, counted) = app.get_json("Patient?gender=female&_count=0").await;
+    assert_eq!(counted["total"], ids(&|p| p.gender == "female").len());
+    assert!(counted.get("entry").is_none());
+    let (_, sorted) = app.get_json("Patient?_sort=-_id&_count=3").await;
+    let first: Vec<&str> = sorted["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    let mut all: Vec<&str> = people.iter().map(|p| p.id.as_str()).collect();
+    all.sort();
+    all.reverse();
+    assert_eq!(first, all[..3].to_vec(), "_sort=-_id");
+    // Unknown parameters: ignored and reported by default, refused with handling=strict.
+    let (status, lenient) = app.get_json("Patient?colour=blue&gender=male").await;
+    assert_eq!(status, 200);
+    assert_eq!(lenient["total"], ids(&|p| p.gender == "male").len());
+    assert!(lenient
+        .to_string()
+        .contains("unknown search parameter 'colour'"));
+    // POST _search answers the same as GET.
+    let res = app
+        .client
+        .post(app.url("Patient/_search"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("family=lev&_count=500")
+        .send()
+        .await
+        .unwrap();
+    let posted: Value = res.json().await.unwrap();
+    assert_eq!(
+        posted["total"],
+        ids(&|p| fold(&p.family).starts_with("lev")).len()
+    );
+}
+
+async fn paging_sees_each_initial_match_once_while_others_write(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut entries = Vec::new();
+    for i in 0..90 {
+        entries.push(json!({"resource": {"resourceType": "Patient", "id": format!("p{i:03}"), "name": [{"family": "Pagination"}]},
+            "request": {"method": "PUT", "url": format!("Patient/p{i:03}")}}));
+    }
+    assert_eq!(
+        app.post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+        )
+        .await
+        .status(),
+        200
+    );
+    let initial: BTreeSet<String> = (0..90).map(|i| format!("p{i:03}")).collect();
+    // Writes that start once the first page is served (when the result is fixed).
+    let start_writer = |client: reqwest::Client, base: String| {
+        actix_web::rt::spawn(async move {
+            for i in 0..40 {
+                let body = json!({"resourceType": "Patient", "name": [{"family": "Pagination"}]});
+                client
+                    .post(format!("{base}/Patient"))
+                    .header("Content-Type", FHIR_JSON)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                let id = format!("p{:03}", (i * 7) % 90);
+                let upd = json!({"resourceType": "Patient", "id": id, "name": [{"family": "Pagination"}], "active": i % 2 == 0});
+                client
+                    .put(format!("{base}/Patient/{id}"))
+                    .header("Content-Type", FHIR_JSON)
+                    .body(upd.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut writer = None;
+    let mut seen: Vec<String> = Vec::new();
+    let mut url = app.url("Patient?family=pagination&_count=7&_sort=-_lastUpdated");
+    loop {
+        let page: Value = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for e in page["entry"].as_array().cloned().unwrap_or_default() {
+            seen.push(e["resource"]["id"].as_str().unwrap().to_string());
+        }
+        if writer.is_none() {
+            writer = Some(start_writer(app.client.clone(), app.base.clone()));
+        }
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    writer.expect("the writer ran").await.unwrap();
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no entry seen twice");
+    assert_eq!(unique, initial, "every initial match seen, and only those");
+    // A tampered or unknown page token is refused.
+    let res = app
+        .client
+        .get(app.url("?_getpages=not-a-search&_getpagesoffset=0&_count=7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 410);
+}
+
+both_backends!(
+    search_battery_matches_independently_computed_results,
+    paging_sees_each_initial_match_once_while_others_write
+);

@@ -97,6 +97,17 @@ fn add(rows: &mut IndexRows, code: &str, kind: ParamType, found: &Found<'_>) {
                 let (ty, id) = split_reference(&text, reference_type(v));
                 rows.references.push((code.to_string(), ty, id, text));
             }
+            // Reference.identifier, for the :identifier modifier.
+            if let Some(ident) = v.get("identifier") {
+                if let Some(value) = ident.get("value").and_then(Value::as_str) {
+                    let system = ident.get("system").and_then(Value::as_str).unwrap_or("");
+                    rows.tokens.push((
+                        format!("{code}:identifier"),
+                        system.to_string(),
+                        value.to_string(),
+                    ));
+                }
+            }
         }
         ParamType::Uri => {
             if let Some(s) = v.as_str() {

@@ -56,7 +56,7 @@ pub struct Clause {
     pub values: Vec<Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     Token,
     String,
@@ -65,6 +65,15 @@ pub enum Kind {
     Id,
     LastUpdated,
     Missing(bool),
+    /// `param[:Type].inner=…`: a reference `param` to a resource (of one of these types)
+    /// that matches the inner clause.
+    Chain(Vec<(String, Clause)>),
+    /// `_has:Type:refParam:inner=…`: some resource of `Type` refers to this one by
+    /// `refParam` and matches the inner clause.
+    Has {
+        source_type: String,
+        inner: Box<Clause>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +185,88 @@ fn encode(s: &str) -> String {
 }
 
 fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, FhirError> {
+    if let Some(rest) = name.strip_prefix("_has:") {
+        // _has:Type:refParam:param[:modifier]
+        let mut parts = rest.splitn(3, ':');
+        let (Some(source), Some(ref_param), Some(inner_name)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(FhirError::BadRequest(format!(
+                "'{name}': use _has:Type:reference-parameter:parameter"
+            )));
+        };
+        if !super::resource_types::is_supported(source) {
+            return Err(FhirError::NotImplemented(format!(
+                "_has: type '{source}' is not supported"
+            )));
+        }
+        if REGISTRY.get(source, ref_param).map(|p| p.kind) != Some(ParamType::Reference) {
+            return Err(FhirError::NotImplemented(format!(
+                "_has: '{ref_param}' is not a reference parameter of {source}"
+            )));
+        }
+        if inner_name.starts_with("_has:") {
+            return Err(FhirError::NotImplemented(
+                "_has is supported one level deep".into(),
+            ));
+        }
+        let inner = clause(source, inner_name, raw, base_url)?;
+        return Ok(Clause {
+            param: ref_param.to_string(),
+            kind: Kind::Has {
+                source_type: source.to_string(),
+                inner: Box::new(inner),
+            },
+            negate: false,
+            values: Vec::new(),
+        });
+    }
+    if let Some((left, inner_name)) = name.split_once('.') {
+        // Chained: reference[:Type].parameter
+        let (code, forced) = match left.split_once(':') {
+            Some((c, t)) => (c, Some(t)),
+            None => (left, None),
+        };
+        let param = REGISTRY.get(rtype, code).ok_or_else(|| {
+            FhirError::NotImplemented(format!("unknown search parameter '{code}' for {rtype}"))
+        })?;
+        if param.kind != ParamType::Reference {
+            return Err(FhirError::BadRequest(format!(
+                "'{code}' is not a reference parameter: it cannot be chained"
+            )));
+        }
+        if inner_name.contains('.') {
+            return Err(FhirError::NotImplemented(
+                "chained parameters are supported one level deep".into(),
+            ));
+        }
+        let candidates: Vec<String> = match forced {
+            Some(t) => vec![t.to_string()],
+            None => param.targets.clone(),
+        };
+        let mut chains = Vec::new();
+        for t in candidates
+            .iter()
+            .filter(|t| super::resource_types::is_supported(t))
+        {
+            match clause(t, inner_name, raw, base_url) {
+                Ok(c) => chains.push((t.clone(), c)),
+                Err(FhirError::NotImplemented(_)) if forced.is_none() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if chains.is_empty() {
+            return Err(FhirError::NotImplemented(format!(
+                "'{name}': no target type of '{code}' has the parameter '{inner_name}'"
+            )));
+        }
+        return Ok(Clause {
+            param: code.to_string(),
+            kind: Kind::Chain(chains),
+            negate: false,
+            values: Vec::new(),
+        });
+    }
     let (code, modifier) = match name.split_once(':') {
         Some((c, m)) => (c, Some(m)),
         None => (name, None),
@@ -325,6 +416,31 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
             })
         }
         ParamType::Reference => {
+            if modifier == Some("identifier") {
+                let values = alternatives
+                    .iter()
+                    .map(|v| match v.split_once('|') {
+                        Some((s, "")) => Value::Token {
+                            system: Some(s.to_string()),
+                            code: None,
+                        },
+                        Some((s, c)) => Value::Token {
+                            system: Some(s.to_string()),
+                            code: Some(c.to_string()),
+                        },
+                        None => Value::Token {
+                            system: None,
+                            code: Some(v.to_string()),
+                        },
+                    })
+                    .collect();
+                return Ok(Clause {
+                    param: format!("{code}:identifier"),
+                    kind: Kind::Token,
+                    negate: false,
+                    values,
+                });
+            }
             let forced_type = match modifier {
                 None => None,
                 Some(m) if m.starts_with(|c: char| c.is_ascii_uppercase()) => Some(m.to_string()),

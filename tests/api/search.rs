@@ -388,6 +388,73 @@ async fn search_battery_matches_independently_computed_results(backend: Backend)
         .await,
         "subject + status",
     );
+    // Chained parameters and _has, one level.
+    let owner = people.iter().find(|p| &p.id == patient).unwrap();
+    let expected: BTreeSet<String> = docs
+        .iter()
+        .filter(|d| &d.patient == patient)
+        .map(|d| d.id.clone())
+        .collect();
+    check(
+        expected,
+        all_ids(
+            &app,
+            &format!(
+                "DocumentReference?patient.identifier=urn:oid:1.2.250.1.213.1.4.8|{}",
+                owner.nir
+            ),
+        )
+        .await,
+        "patient.identifier",
+    );
+    let family_of = |id: &str| {
+        people
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| fold(&p.family))
+            .unwrap_or_default()
+    };
+    let expected: BTreeSet<String> = docs
+        .iter()
+        .filter(|d| family_of(&d.patient).starts_with("dup"))
+        .map(|d| d.id.clone())
+        .collect();
+    check(
+        expected,
+        all_ids(&app, "DocumentReference?subject:Patient.family=dup").await,
+        "subject:Patient.family",
+    );
+    let expected: BTreeSet<String> = people
+        .iter()
+        .filter(|p| {
+            docs.iter()
+                .any(|d| d.patient == p.id && d.status == "superseded")
+        })
+        .map(|p| p.id.clone())
+        .collect();
+    check(
+        expected,
+        all_ids(
+            &app,
+            "Patient?_has:DocumentReference:subject:status=superseded",
+        )
+        .await,
+        "_has",
+    );
+    let expected: BTreeSet<String> = people
+        .iter()
+        .filter(|p| p.gp == "dr1" && fold(&p.family).starts_with("l"))
+        .map(|p| p.id.clone())
+        .collect();
+    check(
+        expected,
+        all_ids(
+            &app,
+            "Patient?general-practitioner.name=docteur%20dr1&family=l",
+        )
+        .await,
+        "chain + AND",
+    );
     // The battery is only meaningful if most queries expect something.
     assert!(
         nonempty.get() >= 25,

@@ -107,8 +107,8 @@ fn date_condition(
     }
 }
 
-fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause) -> String {
-    match c.kind {
+fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause, r: &str) -> String {
+    match &c.kind {
         Kind::Id => {
             let list: Vec<String> = c
                 .values
@@ -121,7 +121,7 @@ fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause) -> String {
                     }
                 })
                 .collect();
-            format!("r.id IN ({})", list.join(", "))
+            format!("{r}.id IN ({})", list.join(", "))
         }
         Kind::LastUpdated => {
             let alts: Vec<String> = c
@@ -145,8 +145,41 @@ fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause) -> String {
             let table = table_of(rtype, &c.param);
             let p = sql.text(&c.param);
             format!(
-                "{} EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.id = r.id AND x.param = {p})",
-                if missing { "NOT" } else { "" }
+                "{} EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = {r}.resource_type AND x.id = {r}.id AND x.param = {p})",
+                if *missing { "NOT" } else { "" }
+            )
+        }
+        Kind::Chain(chains) => {
+            // Each nesting level gets its own aliases (r1, x1…) so inner conditions bind
+            // to the referenced resource.
+            let depth = r.trim_start_matches('r').parse::<u32>().unwrap_or(0) + 1;
+            let (rr, xx) = (format!("r{depth}"), format!("ref{depth}"));
+            let p = sql.text(&c.param);
+            let alts: Vec<String> = chains
+                .iter()
+                .map(|(target, inner)| {
+                    let t = sql.text(target);
+                    let cond = clause_condition(sql, target, inner, &rr);
+                    format!(
+                        "EXISTS (SELECT 1 FROM resources {rr} WHERE {rr}.resource_type = {t} AND {rr}.id = {xx}.target_id AND ({xx}.target_type = {rr}.resource_type OR {xx}.target_type = '') AND NOT {rr}.deleted AND {cond})"
+                    )
+                })
+                .collect();
+            format!(
+                "EXISTS (SELECT 1 FROM search_reference {xx} WHERE {xx}.resource_type = {r}.resource_type AND {xx}.id = {r}.id AND {xx}.param = {p} AND ({}))",
+                alts.join(" OR ")
+            )
+        }
+        Kind::Has { source_type, inner } => {
+            let depth = r.trim_start_matches('r').parse::<u32>().unwrap_or(0) + 1;
+            let (rr, hh) = (format!("r{depth}"), format!("has{depth}"));
+            let st = sql.text(source_type);
+            let p = sql.text(&c.param);
+            let cond = clause_condition(sql, source_type, inner, &rr);
+            format!(
+                "EXISTS (SELECT 1 FROM search_reference {hh} JOIN resources {rr} ON {rr}.resource_type = {hh}.resource_type AND {rr}.id = {hh}.id \
+                 WHERE {hh}.resource_type = {st} AND {hh}.param = {p} AND {hh}.target_type = {r}.resource_type AND {hh}.target_id = {r}.id \
+                 AND NOT {rr}.deleted AND {cond})"
             )
         }
         Kind::Token | Kind::String | Kind::Date | Kind::Reference => {
@@ -204,7 +237,7 @@ fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause) -> String {
                 .map(|a| format!("({a})"))
                 .collect();
             format!(
-                "{}EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.id = r.id AND x.param = {p} AND ({}))",
+                "{}EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = {r}.resource_type AND x.id = {r}.id AND x.param = {p} AND ({}))",
                 if c.negate { "NOT " } else { "" },
                 alts.join(" OR ")
             )
@@ -228,7 +261,7 @@ pub fn matching_ids(
         "NOT r.deleted".to_string(),
     ];
     for c in &req.clauses {
-        conditions.push(clause_condition(&mut sql, &req.resource_type, c));
+        conditions.push(clause_condition(&mut sql, &req.resource_type, c, "r"));
     }
     let mut order: Vec<String> = req
         .sort

@@ -82,8 +82,31 @@ pub enum SortKey {
     LastUpdated,
 }
 
+/// `_include=Source:param[:Target]` or `_revinclude=…` (`:iterate` to follow included ones).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Include {
+    pub source_type: String,
+    pub param: String,
+    pub target_type: Option<String>,
+    pub iterate: bool,
+}
+
+/// Total in a searchset: `_total=none` leaves it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    None,
+    Accurate,
+}
+
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
+    pub includes: Vec<Include>,
+    pub revincludes: Vec<Include>,
+    pub total: Total,
+    /// `_summary=count`: the total only.
+    pub count_only: bool,
+    /// `_elements`: the top-level elements to keep.
+    pub elements: Option<Vec<String>>,
     pub resource_type: String,
     pub clauses: Vec<Clause>,
     pub count: i64,
@@ -95,15 +118,29 @@ pub struct SearchRequest {
 }
 
 /// Parameters that control the result, not the match.
-const RESULT_PARAMS: &[&str] = &[
-    "_count",
-    "_sort",
-    "_format",
-    "_pretty",
-    "_total",
-    "_summary",
-    "_elements",
-];
+const RESULT_PARAMS: &[&str] = &["_count", "_sort", "_format", "_pretty"];
+
+fn include(name: &str, raw: &str) -> Result<Include, FhirError> {
+    let iterate = name.ends_with(":iterate") || name.ends_with(":recurse");
+    let mut parts = raw.split(':');
+    let (Some(source), Some(param)) = (parts.next(), parts.next()) else {
+        return Err(FhirError::BadRequest(format!(
+            "{name}={raw}: use Type:parameter[:TargetType]"
+        )));
+    };
+    let target = parts.next().map(str::to_string);
+    if REGISTRY.get(source, param).map(|p| p.kind) != Some(ParamType::Reference) {
+        return Err(FhirError::NotImplemented(format!(
+            "{name}={raw}: '{param}' is not a reference parameter of {source}"
+        )));
+    }
+    Ok(Include {
+        source_type: source.to_string(),
+        param: param.to_string(),
+        target_type: target,
+        iterate,
+    })
+}
 
 pub fn parse(
     resource_type: &str,
@@ -120,6 +157,11 @@ pub fn parse(
         sort: Vec::new(),
         ignored: Vec::new(),
         canonical_query: String::new(),
+        includes: Vec::new(),
+        revincludes: Vec::new(),
+        total: Total::Accurate,
+        count_only: false,
+        elements: None,
     };
     let mut kept: Vec<(String, String)> = Vec::new();
     for (name, raw) in form_urlencoded(query) {
@@ -160,6 +202,65 @@ pub fn parse(
                 continue;
             }
             n if RESULT_PARAMS.contains(&n) => continue,
+            "_include"
+            | "_include:iterate"
+            | "_include:recurse"
+            | "_revinclude"
+            | "_revinclude:iterate"
+            | "_revinclude:recurse" => {
+                match include(&name, &raw) {
+                    Ok(inc) if name.starts_with("_include") => req.includes.push(inc),
+                    Ok(inc) => req.revincludes.push(inc),
+                    Err(FhirError::NotImplemented(msg)) if !strict => {
+                        req.ignored.push(msg);
+                        continue;
+                    }
+                    Err(FhirError::NotImplemented(msg)) => return Err(FhirError::BadRequest(msg)),
+                    Err(e) => return Err(e),
+                }
+                kept.push((name, raw));
+                continue;
+            }
+            "_total" => {
+                req.total = match raw.as_str() {
+                    "none" => Total::None,
+                    "estimate" | "accurate" => Total::Accurate,
+                    other => {
+                        return Err(FhirError::BadRequest(format!(
+                            "_total '{other}': use none, estimate or accurate"
+                        )))
+                    }
+                };
+                kept.push((name, raw));
+                continue;
+            }
+            "_summary" => {
+                match raw.as_str() {
+                    "count" => req.count_only = true,
+                    "false" => {}
+                    other => {
+                        let msg =
+                            format!("_summary={other} is not supported (count and false are)");
+                        if strict {
+                            return Err(FhirError::BadRequest(msg));
+                        }
+                        req.ignored.push(msg);
+                        continue;
+                    }
+                }
+                kept.push((name, raw));
+                continue;
+            }
+            "_elements" => {
+                req.elements = Some(
+                    raw.split(',')
+                        .map(|e| e.trim().to_string())
+                        .filter(|e| !e.is_empty())
+                        .collect(),
+                );
+                kept.push((name, raw));
+                continue;
+            }
             _ => {}
         }
         match clause(resource_type, &name, &raw, base_url) {

@@ -409,11 +409,39 @@ fn strict_handling(req: &HttpRequest) -> bool {
 }
 
 /// A searchset Bundle for `page`, with paging links.
+/// `_elements`: only the listed top-level elements (and id, meta), tagged SUBSETTED.
+fn subset(mut resource: Value, elements: &[String]) -> Value {
+    if let Some(obj) = resource.as_object_mut() {
+        obj.retain(|k, _| {
+            k == "resourceType" || k == "id" || k == "meta" || elements.iter().any(|e| e == k)
+        });
+        let meta = obj.entry("meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            let tags = m.entry("tag").or_insert_with(|| json!([]));
+            if let Some(t) = tags.as_array_mut() {
+                t.push(json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}));
+            }
+        }
+    }
+    resource
+}
+
 fn searchset(
     state: &AppState,
     page: &crate::repository::SearchPage,
     self_url: String,
     ignored: &[String],
+) -> Result<Value, FhirError> {
+    searchset_with(state, page, self_url, ignored, true, None)
+}
+
+fn searchset_with(
+    state: &AppState,
+    page: &crate::repository::SearchPage,
+    self_url: String,
+    ignored: &[String],
+    with_total: bool,
+    elements: Option<&[String]>,
 ) -> Result<Value, FhirError> {
     let base = &state.settings.base_url;
     let mut links = vec![json!({"relation": "self", "url": self_url})];
@@ -436,10 +464,21 @@ fn searchset(
     }
     let mut entries = Vec::with_capacity(page.entries.len() + 1);
     for r in &page.entries {
+        let resource = match elements {
+            Some(e) => subset(r.json()?, e),
+            None => r.json()?,
+        };
+        entries.push(json!({
+            "fullUrl": format!("{base}/{}/{}", r.resource_type, r.id),
+            "resource": resource,
+            "search": {"mode": "match"},
+        }));
+    }
+    for r in &page.included {
         entries.push(json!({
             "fullUrl": format!("{base}/{}/{}", r.resource_type, r.id),
             "resource": r.json()?,
-            "search": {"mode": "match"},
+            "search": {"mode": "include"},
         }));
     }
     if !ignored.is_empty() {
@@ -457,6 +496,9 @@ fn searchset(
         "total": page.total,
         "link": links,
     });
+    if !with_total {
+        bundle.as_object_mut().map(|o| o.remove("total"));
+    }
     if !entries.is_empty() {
         bundle["entry"] = json!(entries);
     }
@@ -480,16 +522,25 @@ async fn run_search(
         strict_handling(req),
     )?;
     let repo = state.repo.clone();
-    let s = search.clone();
+    let mut s = search.clone();
+    if s.count_only {
+        s.count = 0;
+    }
     let page = web::block(move || repo.search(&ctx, &s)).await??;
     let self_url = format!(
         "{}/{}?{}",
         state.settings.base_url, rtype, search.canonical_query
     );
-    Ok(FhirResponse::new(
-        StatusCode::OK,
-        Body::Value(searchset(state, &page, self_url, &search.ignored)?),
-    ))
+    let with_total = search.total != crate::fhir::search_query::Total::None || search.count_only;
+    let bundle = searchset_with(
+        state,
+        &page,
+        self_url,
+        &search.ignored,
+        with_total,
+        search.elements.as_deref(),
+    )?;
+    Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
 }
 
 /// `GET /{type}?…`: search.

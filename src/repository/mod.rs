@@ -79,6 +79,8 @@ pub struct HistoryPage {
 /// filtering, and the snapshot later pages are read from (when there are any).
 pub struct SearchPage {
     pub entries: Vec<Visible<StoredResource>>,
+    /// Resources brought in by _include/_revinclude (search.mode include).
+    pub included: Vec<Visible<StoredResource>>,
     pub total: i64,
     pub snapshot: Option<String>,
     pub offset: i64,
@@ -529,13 +531,102 @@ impl Repository {
             Interaction::Search,
             rows.into_iter().map(from_current).collect(),
         );
+        let included = self.includes(&mut conn, ctx, req, &entries)?;
         Ok(SearchPage {
             entries,
+            included,
             total,
             snapshot,
             offset: 0,
             count: req.count,
         })
+    }
+
+    /// The resources `_include` and `_revinclude` bring in for `matches` (each through the
+    /// access point); with `:iterate`, also for what was included, three levels at most.
+    fn includes(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        req: &crate::fhir::search_query::SearchRequest,
+        matches: &[Visible<StoredResource>],
+    ) -> Result<Vec<Visible<StoredResource>>, FhirError> {
+        use std::collections::{BTreeMap, HashSet};
+        if req.includes.is_empty() && req.revincludes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut seen: HashSet<(String, String)> = matches
+            .iter()
+            .map(|m| (m.resource_type.clone(), m.id.clone()))
+            .collect();
+        let mut included: Vec<Visible<StoredResource>> = Vec::new();
+        let mut frontier: Vec<(String, String)> = seen.iter().cloned().collect();
+        for round in 0..3 {
+            let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let by_type = |t: &str| {
+                frontier
+                    .iter()
+                    .filter(|f| f.0 == t)
+                    .map(|f| f.1.clone())
+                    .collect::<Vec<_>>()
+            };
+            for inc in req.includes.iter().filter(|i| round == 0 || i.iterate) {
+                let ids = by_type(&inc.source_type);
+                for (t, id) in
+                    storage::search::reference_targets(conn, &inc.source_type, &ids, &inc.param)?
+                {
+                    if inc.target_type.as_deref().is_none_or(|want| want == t)
+                        && resource_types::is_supported(&t)
+                    {
+                        wanted.entry(t).or_default().push(id);
+                    }
+                }
+            }
+            for inc in req.revincludes.iter().filter(|i| round == 0 || i.iterate) {
+                let mut types: Vec<&str> = frontier.iter().map(|f| f.0.as_str()).collect();
+                types.sort();
+                types.dedup();
+                for t in types {
+                    if inc.target_type.as_deref().is_some_and(|want| want != t) {
+                        continue;
+                    }
+                    for id in storage::search::referrers(
+                        conn,
+                        &inc.source_type,
+                        &inc.param,
+                        t,
+                        &by_type(t),
+                    )? {
+                        wanted.entry(inc.source_type.clone()).or_default().push(id);
+                    }
+                }
+            }
+            let mut next = Vec::new();
+            for (t, mut ids) in wanted {
+                ids.retain(|id| !seen.contains(&(t.clone(), id.clone())));
+                ids.sort();
+                ids.dedup();
+                let rows = storage::search::current_rows(conn, &t, &ids)?;
+                for v in self.access.filter(
+                    ctx,
+                    Interaction::Search,
+                    rows.into_iter()
+                        .filter(|r| !r.deleted)
+                        .map(from_current)
+                        .collect(),
+                ) {
+                    if seen.insert((v.resource_type.clone(), v.id.clone())) {
+                        next.push((v.resource_type.clone(), v.id.clone()));
+                        included.push(v);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        Ok(included)
     }
 
     /// A later page of a search, read from its snapshot; 410 when it expired or never was.
@@ -570,6 +661,7 @@ impl Repository {
         );
         Ok(SearchPage {
             entries,
+            included: Vec::new(),
             total,
             snapshot: Some(search_id.to_string()),
             offset,

@@ -455,6 +455,63 @@ async fn search_battery_matches_independently_computed_results(backend: Backend)
         .await,
         "chain + AND",
     );
+    // _include, _include:iterate and _revinclude: each brings exactly the related resources.
+    let doc0 = &docs[0];
+    let (_, b) = app.get_json(&format!("DocumentReference?_id={}&_include=DocumentReference:subject&_include:iterate=Patient:general-practitioner", doc0.id)).await;
+    let mode = |b: &Value, m: &str| {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == m)
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["resource"]["resourceType"].as_str().unwrap(),
+                    e["resource"]["id"].as_str().unwrap()
+                )
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        mode(&b, "match"),
+        [format!("DocumentReference/{}", doc0.id)]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        mode(&b, "include"),
+        [
+            format!("Patient/{}", owner.id),
+            format!("Practitioner/{}", owner.gp)
+        ]
+        .into_iter()
+        .collect()
+    );
+    let (_, b) = app
+        .get_json(&format!(
+            "Patient?_id={}&_revinclude=DocumentReference:subject",
+            owner.id
+        ))
+        .await;
+    let expected: BTreeSet<String> = docs
+        .iter()
+        .filter(|d| d.patient == owner.id)
+        .map(|d| format!("DocumentReference/{}", d.id))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(mode(&b, "include"), expected);
+    assert_eq!(b["total"], 1, "included resources are not counted in total");
+    // _elements, _total=none, _summary=count.
+    let (_, b) = app.get_json("Patient?_id=pat3&_elements=gender").await;
+    let r = &b["entry"][0]["resource"];
+    assert!(r.get("name").is_none() && r.get("gender").is_some());
+    assert!(r["meta"]["tag"].to_string().contains("SUBSETTED"));
+    let (_, b) = app.get_json("Patient?gender=female&_total=none").await;
+    assert!(b.get("total").is_none());
+    let (_, b) = app.get_json("Patient?gender=female&_summary=count").await;
+    assert_eq!(b["total"], ids(&|p| p.gender == "female").len());
+    assert!(b.get("entry").is_none());
     // The battery is only meaningful if most queries expect something.
     assert!(
         nonempty.get() >= 25,

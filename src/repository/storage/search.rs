@@ -424,3 +424,51 @@ pub fn snapshot_page(
         total,
     )))
 }
+
+/// The (type, id) targets of the reference parameter `param` of resources `rtype/ids`.
+pub fn reference_targets(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    ids: &[String],
+    param: &str,
+) -> Result<Vec<(String, String)>, FhirError> {
+    use super::schema::search_reference as sr;
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(String, String)> = sr::table
+            .filter(sr::resource_type.eq(rtype))
+            .filter(sr::id.eq_any(chunk))
+            .filter(sr::param.eq(param))
+            .filter(sr::target_id.ne(""))
+            .select((sr::target_type, sr::target_id))
+            .load(conn)
+            .map_err(db_err)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Ids of the `source_type` resources whose reference `param` points at `target_type/ids`.
+pub fn referrers(
+    conn: &mut AnyConnection,
+    source_type: &str,
+    param: &str,
+    target_type: &str,
+    ids: &[String],
+) -> Result<Vec<String>, FhirError> {
+    use super::schema::search_reference as sr;
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<String> = sr::table
+            .filter(sr::resource_type.eq(source_type))
+            .filter(sr::param.eq(param))
+            .filter(sr::target_type.eq(target_type))
+            .filter(sr::target_id.eq_any(chunk))
+            .select(sr::id)
+            .distinct()
+            .load(conn)
+            .map_err(db_err)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}

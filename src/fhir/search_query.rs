@@ -65,6 +65,8 @@ pub enum Kind {
     Id,
     LastUpdated,
     Missing(bool),
+    /// Any of these clauses (a compartment: any of its parameters points at the owner).
+    AnyOf(Vec<Clause>),
     /// `param[:Type].inner=…`: a reference `param` to a resource (of one of these types)
     /// that matches the inner clause.
     Chain(Vec<(String, Clause)>),
@@ -76,10 +78,12 @@ pub enum Kind {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SortKey {
     Id,
     LastUpdated,
+    /// A search parameter of the type (sorted on its smallest value, largest when descending).
+    Param(String, ParamType),
 }
 
 /// `_include=Source:param[:Target]` or `_revinclude=…` (`:iterate` to follow included ones).
@@ -182,13 +186,15 @@ pub fn parse(
             "_sort" => {
                 for key in raw.split(',').filter(|k| !k.is_empty()) {
                     let (desc, k) = key.strip_prefix('-').map_or((false, key), |k| (true, k));
-                    let sk = match k {
-                        "_id" => SortKey::Id,
-                        "_lastUpdated" => SortKey::LastUpdated,
-                        other => {
-                            let msg = format!(
-                                "_sort on '{other}' is not supported (use _id or _lastUpdated)"
-                            );
+                    let param = REGISTRY
+                        .get(resource_type, k)
+                        .filter(|p| !matches!(p.kind, ParamType::Number | ParamType::Quantity));
+                    let sk = match (k, param) {
+                        ("_id", _) => SortKey::Id,
+                        ("_lastUpdated", _) => SortKey::LastUpdated,
+                        (_, Some(p)) => SortKey::Param(k.to_string(), p.kind),
+                        (other, None) => {
+                            let msg = format!("_sort on '{other}' is not supported: not a search parameter of {resource_type}");
                             if strict {
                                 return Err(FhirError::BadRequest(msg));
                             }
@@ -562,6 +568,61 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
             "parameter '{code}' of type number/quantity is not supported"
         ))),
     }
+}
+
+/// The clause that limits a search of `rtype` to the compartment of `owner_type/owner_id`,
+/// from the official CompartmentDefinition (`fhir-profiles/r4/compartment-patient.json`).
+pub fn compartment_clause(
+    owner_type: &str,
+    owner_id: &str,
+    rtype: &str,
+) -> Result<Clause, FhirError> {
+    use once_cell::sync::Lazy;
+    static PATIENT: Lazy<serde_json::Value> = Lazy::new(|| {
+        serde_json::from_str(include_str!(
+            "../../fhir-profiles/r4/compartment-patient.json"
+        ))
+        .expect("compartment definition")
+    });
+    if owner_type != "Patient" {
+        return Err(FhirError::NotFound(format!(
+            "the {owner_type} compartment is not supported (Patient is)"
+        )));
+    }
+    let params: Vec<String> = PATIENT["resource"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["code"] == rtype))
+        .and_then(|r| r["param"].as_array())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let clauses: Vec<Clause> = params
+        .iter()
+        .filter(|p| REGISTRY.get(rtype, p).map(|d| d.kind) == Some(ParamType::Reference))
+        .map(|p| Clause {
+            param: p.clone(),
+            kind: Kind::Reference,
+            negate: false,
+            values: vec![Value::Reference {
+                target_type: Some(owner_type.to_string()),
+                target_id: owner_id.to_string(),
+            }],
+        })
+        .collect();
+    if clauses.is_empty() {
+        return Err(FhirError::NotFound(format!(
+            "{rtype} is not in the {owner_type} compartment"
+        )));
+    }
+    Ok(Clause {
+        param: String::new(),
+        kind: Kind::AnyOf(clauses),
+        negate: false,
+        values: Vec::new(),
+    })
 }
 
 fn param_kind(rtype: &str, code: &str) -> Result<ParamType, FhirError> {

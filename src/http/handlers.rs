@@ -543,6 +543,57 @@ async fn run_search(
     Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
 }
 
+/// `GET /Patient/{id}/{type}?…`: search within a patient's compartment.
+pub async fn compartment_search(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> HttpResponse {
+    let (owner_type, owner_id, rtype) = path.into_inner();
+    respond(&req, |_| async {
+        check_type(&owner_type)?;
+        check_type(&rtype)?;
+        let mut search = crate::fhir::search_query::parse(
+            &rtype,
+            req.query_string(),
+            state.settings.default_page_size,
+            state.settings.max_page_size,
+            &state.settings.base_url,
+            strict_handling(&req),
+        )?;
+        search
+            .clauses
+            .push(crate::fhir::search_query::compartment_clause(
+                &owner_type,
+                &owner_id,
+                &rtype,
+            )?);
+        let repo = state.repo.clone();
+        let mut s = search.clone();
+        if s.count_only {
+            s.count = 0;
+        }
+        let page = web::block(move || repo.search(&ctx, &s)).await??;
+        let self_url = format!(
+            "{}/{owner_type}/{owner_id}/{rtype}?{}",
+            state.settings.base_url, search.canonical_query
+        );
+        let with_total =
+            search.total != crate::fhir::search_query::Total::None || search.count_only;
+        let bundle = searchset_with(
+            &state,
+            &page,
+            self_url,
+            &search.ignored,
+            with_total,
+            search.elements.as_deref(),
+        )?;
+        Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
+    })
+    .await
+}
+
 /// `GET /{type}?…`: search.
 pub async fn search(
     req: HttpRequest,

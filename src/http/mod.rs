@@ -68,6 +68,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .service(
+        web::resource("/{type}/{id}/{compartment_type}")
+            .route(web::get().to(compartment_search))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/{type}/{id}/_history/{vid}")
             .route(web::get().to(vread))
             .default_service(web::to(method_not_allowed)),

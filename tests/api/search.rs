@@ -512,6 +512,72 @@ async fn search_battery_matches_independently_computed_results(backend: Backend)
     let (_, b) = app.get_json("Patient?gender=female&_summary=count").await;
     assert_eq!(b["total"], ids(&|p| p.gender == "female").len());
     assert!(b.get("entry").is_none());
+    // Compartment search: the documents of one patient, with a further filter.
+    let expected: BTreeSet<String> = docs
+        .iter()
+        .filter(|d| d.patient == owner.id && d.status == "current")
+        .map(|d| d.id.clone())
+        .collect();
+    check(
+        expected,
+        all_ids(
+            &app,
+            &format!("Patient/{}/DocumentReference?status=current", owner.id),
+        )
+        .await,
+        "compartment",
+    );
+    assert_eq!(
+        app.get(&format!("Practitioner/{}/DocumentReference", owner.gp))
+            .await
+            .status(),
+        404,
+        "only the Patient compartment"
+    );
+    // _sort on a parameter, descending, with a stable tie-break on id.
+    let (_, b) = app.get_json("Patient?_sort=-birthdate,_id&_count=5").await;
+    let got: Vec<String> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut by_birth: Vec<&Person> = people.iter().collect();
+    by_birth.sort_by(|a, b| {
+        range(&b.birth)
+            .1
+            .cmp(&range(&a.birth).1)
+            .then(a.id.cmp(&b.id))
+    });
+    assert_eq!(
+        got,
+        by_birth[..5]
+            .iter()
+            .map(|p| p.id.clone())
+            .collect::<Vec<_>>(),
+        "_sort=-birthdate,_id"
+    );
+    // Period ranges: ge/le by the spec's definitions (a period from 20 May to 10 June).
+    app.put("DocumentReference/period-doc", &json!({"resourceType": "DocumentReference", "id": "period-doc", "status": "current",
+        "context": {"period": {"start": "1990-05-20", "end": "1990-06-10"}}, "content": [{"attachment": {"contentType": "text/plain"}}]})).await;
+    assert!(
+        !all_ids(&app, "DocumentReference?period=ge1990-06")
+            .await
+            .contains("period-doc"),
+        "ge: not after June, not within June"
+    );
+    assert!(
+        all_ids(&app, "DocumentReference?period=le1990-06")
+            .await
+            .contains("period-doc"),
+        "le: starts before June"
+    );
+    assert!(
+        all_ids(&app, "DocumentReference?period=ap1990-06")
+            .await
+            .contains("period-doc"),
+        "ap: overlaps June"
+    );
     // The battery is only meaningful if most queries expect something.
     assert!(
         nonempty.get() >= 25,

@@ -23,12 +23,15 @@ struct Sql {
 }
 
 impl Sql {
+    /// A numbered placeholder (`$n` on PostgreSQL, `?n` on SQLite), so that conditions
+    /// can be written in any order relative to their binds.
     fn ph(&mut self, b: Bind) -> String {
         self.binds.push(b);
+        let n = self.binds.len();
         if self.postgres {
-            format!("${}", self.binds.len())
+            format!("${n}")
         } else {
-            "?".to_string()
+            format!("?{n}")
         }
     }
     fn text(&mut self, s: &str) -> String {
@@ -149,6 +152,13 @@ fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause, r: &str) -> String {
                 if *missing { "NOT" } else { "" }
             )
         }
+        Kind::AnyOf(clauses) => {
+            let alts: Vec<String> = clauses
+                .iter()
+                .map(|c| clause_condition(sql, rtype, c, r))
+                .collect();
+            format!("({})", alts.join(" OR "))
+        }
         Kind::Chain(chains) => {
             // Each nesting level gets its own aliases (r1, x1…) so inner conditions bind
             // to the referenced resource.
@@ -263,17 +273,29 @@ pub fn matching_ids(
     for c in &req.clauses {
         conditions.push(clause_condition(&mut sql, &req.resource_type, c, "r"));
     }
-    let mut order: Vec<String> = req
-        .sort
-        .iter()
-        .map(|(k, desc)| {
-            let col = match k {
-                SortKey::Id => "r.id",
-                SortKey::LastUpdated => "r.last_updated",
-            };
-            format!("{col} {}", if *desc { "DESC" } else { "ASC" })
-        })
-        .collect();
+    let mut order: Vec<String> = Vec::new();
+    for (k, desc) in &req.sort {
+        let dir = if *desc { "DESC" } else { "ASC" };
+        match k {
+            SortKey::Id => order.push(format!("r.id {dir}")),
+            SortKey::LastUpdated => order.push(format!("r.last_updated {dir}")),
+            SortKey::Param(param, kind) => {
+                // The smallest value ascending, the largest descending; no value sorts last.
+                let (table, col) = match kind {
+                    ParamType::String => ("search_string", "value_norm"),
+                    ParamType::Date => ("search_date", if *desc { "end_us" } else { "start_us" }),
+                    ParamType::Reference => ("search_reference", "url"),
+                    _ => ("search_token", "code"),
+                };
+                let agg = if *desc { "MAX" } else { "MIN" };
+                let p = sql.text(param);
+                let expr = format!("(SELECT {agg}(s.{col}) FROM {table} s WHERE s.resource_type = r.resource_type AND s.id = r.id AND s.param = {p})");
+                order.push(format!("CASE WHEN {expr} IS NULL THEN 1 ELSE 0 END ASC"));
+                let p2 = sql.text(param);
+                order.push(format!("(SELECT {agg}(s.{col}) FROM {table} s WHERE s.resource_type = r.resource_type AND s.id = r.id AND s.param = {p2}) {dir}"));
+            }
+        }
+    }
     order.push("r.id ASC".into());
     sql.text = format!(
         "SELECT r.id AS id FROM resources r WHERE {} ORDER BY {}",

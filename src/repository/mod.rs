@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use crate::access::{AccessPoint, Interaction, Visible};
 use crate::auth::RequestContext;
 use crate::error::FhirError;
-use crate::fhir::format::form_urlencoded;
 use crate::fhir::{instant, resource_types, validate};
 pub use storage::{redact_url, Backend};
 use storage::{AnyConnection, HistoryQuery, Storage, WriteVersion};
@@ -254,8 +253,22 @@ impl Repository {
         rtype: &str,
         criteria: &str,
     ) -> Result<Option<WriteOutcome>, FhirError> {
-        storage::lock_criteria(conn, &format!("{rtype}?{criteria}"))?;
-        let ids = matching_ids(conn, rtype, criteria)?;
+        // The criteria are a search: every parameter search supports, strictly (an unknown
+        // parameter must not silently match everything).
+        let search = crate::fhir::search_query::parse(rtype, criteria, 2, 2, "", true).map_err(
+            |e| match e {
+                FhirError::BadRequest(m) => FhirError::BadRequest(format!("If-None-Exist: {m}")),
+                other => other,
+            },
+        )?;
+        if search.clauses.is_empty() {
+            return Err(FhirError::BadRequest(
+                "If-None-Exist has no search criteria".into(),
+            ));
+        }
+        // Serialise conditional creates with the same criteria (normalised as parsed).
+        storage::lock_criteria(conn, &format!("{rtype}?{}", search.canonical_query))?;
+        let ids = storage::search::matching_ids(conn, &search)?;
         match ids.as_slice() {
             [] => Ok(None),
             [one] => {
@@ -801,65 +814,4 @@ fn stamp(resource: &mut Value, id: &str, version_id: i64, now_us: i64) {
             obj.insert(k, v);
         }
     }
-}
-
-/// Ids of the live resources matching conditional-create criteria
-/// (`identifier=[system|]value[,…]` and `_id=id[,…]`, ANDed).
-fn matching_ids(
-    conn: &mut AnyConnection,
-    rtype: &str,
-    criteria: &str,
-) -> Result<Vec<String>, FhirError> {
-    let pairs = form_urlencoded(criteria);
-    if pairs
-        .iter()
-        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
-    {
-        return Err(FhirError::BadRequest(
-            "If-None-Exist contains a NUL character".into(),
-        ));
-    }
-    if pairs.is_empty() {
-        return Err(FhirError::BadRequest(
-            "If-None-Exist has no criteria".into(),
-        ));
-    }
-    let mut result: Option<Vec<String>> = None;
-    for (name, value) in pairs {
-        let mut ids: Vec<String> = Vec::new();
-        for alt in value.split(',') {
-            let found = match name.as_str() {
-                "_id" => match storage::current(conn, rtype, alt)? {
-                    Some(row) if !row.deleted => vec![row.id],
-                    _ => vec![],
-                },
-                "identifier" => match alt.split_once('|') {
-                    Some((_, "")) => {
-                        return Err(FhirError::BadRequest(
-                            "If-None-Exist: identifier needs a value after '|'".into(),
-                        ))
-                    }
-                    Some((system, code)) => {
-                        storage::ids_with_token(conn, rtype, "identifier", Some(system), code)?
-                    }
-                    None => storage::ids_with_token(conn, rtype, "identifier", None, alt)?,
-                },
-                other => {
-                    return Err(FhirError::BadRequest(format!(
-                    "If-None-Exist: parameter '{other}' is not supported (use identifier or _id)"
-                )))
-                }
-            };
-            for id in found {
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-        }
-        result = Some(match result {
-            None => ids,
-            Some(prev) => prev.into_iter().filter(|id| ids.contains(id)).collect(),
-        });
-    }
-    Ok(result.unwrap_or_default())
 }

@@ -226,12 +226,41 @@ async fn conditional_create_returns_the_existing_match(backend: Backend) {
         .client
         .post(app.url("Patient"))
         .header("Content-Type", FHIR_JSON)
-        .header("If-None-Exist", "name=Petit")
+        .header("If-None-Exist", "colour=blue")
         .body(body.to_string())
         .send()
         .await
         .unwrap();
-    assert_eq!(unsupported.status(), 400);
+    assert_eq!(
+        unsupported.status(),
+        400,
+        "an unknown parameter never matches silently"
+    );
+    // Any search parameter works as criteria: by name, the existing patient is returned.
+    let by_name = app
+        .client
+        .post(app.url("Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .header("If-None-Exist", "family=petit&gender=female")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_name.status(), 200);
+    let found: serde_json::Value = by_name.json().await.unwrap();
+    assert_eq!(found["id"], first["id"]);
+    // Several matches: 412.
+    app.create(&patient("Petit")).await;
+    let two = app
+        .client
+        .post(app.url("Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .header("If-None-Exist", "family=petit")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two.status(), 412);
 }
 
 async fn conditional_read_answers_304_when_unchanged(backend: Backend) {

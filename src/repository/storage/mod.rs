@@ -499,26 +499,6 @@ fn replace_index(
     Ok(())
 }
 
-/// Ids of the live resources of a type that carry a token (`system` None: any system).
-pub fn ids_with_token(
-    conn: &mut AnyConnection,
-    rtype: &str,
-    param: &str,
-    system: Option<&str>,
-    code: &str,
-) -> Result<Vec<String>, FhirError> {
-    let mut q = search_token::table
-        .filter(search_token::resource_type.eq(rtype))
-        .filter(search_token::param.eq(param))
-        .filter(search_token::code.eq(code))
-        .select(search_token::id)
-        .distinct()
-        .into_boxed();
-    if let Some(s) = system {
-        q = q.filter(search_token::system.eq(s));
-    }
-    q.load(conn).map_err(db_err)
-}
 
 /// Takes a lock that serialises conditional creates with the same criteria (PostgreSQL;
 /// on SQLite the write transaction already holds the only write lock).

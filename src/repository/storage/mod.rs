@@ -499,7 +499,6 @@ fn replace_index(
     Ok(())
 }
 
-
 /// Takes a lock that serialises conditional creates with the same criteria (PostgreSQL;
 /// on SQLite the write transaction already holds the only write lock).
 pub fn lock_criteria(conn: &mut AnyConnection, key: &str) -> Result<(), FhirError> {

@@ -146,10 +146,11 @@ fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause, r: &str) -> String {
         }
         Kind::Missing(missing) => {
             let table = table_of(rtype, &c.param);
+            let t = sql.text(rtype);
             let p = sql.text(&c.param);
             format!(
-                "{} EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = {r}.resource_type AND x.id = {r}.id AND x.param = {p})",
-                if *missing { "NOT" } else { "" }
+                "{r}.id {}IN (SELECT x.id FROM {table} x WHERE x.resource_type = {t} AND x.param = {p})",
+                if *missing { "NOT " } else { "" }
             )
         }
         Kind::AnyOf(clauses) => {
@@ -199,6 +200,7 @@ fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause, r: &str) -> String {
                 Kind::Date => "search_date",
                 _ => "search_reference",
             };
+            let t = sql.text(rtype);
             let p = sql.text(&c.param);
             let alts: Vec<String> = c
                 .values
@@ -246,8 +248,10 @@ fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause, r: &str) -> String {
                 })
                 .map(|a| format!("({a})"))
                 .collect();
+            // `id IN (…)` rather than a correlated EXISTS: the index of the most selective
+            // clause then drives the query instead of a scan of every resource of the type.
             format!(
-                "{}EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = {r}.resource_type AND x.id = {r}.id AND x.param = {p} AND ({}))",
+                "{r}.id {}IN (SELECT x.id FROM {table} x WHERE x.resource_type = {t} AND x.param = {p} AND ({}))",
                 if c.negate { "NOT " } else { "" },
                 alts.join(" OR ")
             )

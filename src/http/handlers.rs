@@ -543,6 +543,66 @@ async fn run_search(
     Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
 }
 
+/// `GET /?_type=A,B&…`: a search over several types (all of them without `_type`); every
+/// parameter must be defined for every type searched.
+async fn system_search(
+    req: &HttpRequest,
+    ctx: RequestContext,
+    state: &web::Data<AppState>,
+) -> Result<FhirResponse, FhirError> {
+    let pairs = form_urlencoded(req.query_string());
+    let types: Vec<String> = match pairs.iter().find(|(k, _)| k == "_type") {
+        Some((_, v)) => v
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        None => crate::fhir::resource_types::SUPPORTED
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+    };
+    let rest: String = req
+        .query_string()
+        .split('&')
+        .filter(|p| !p.starts_with("_type="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut reqs = Vec::new();
+    for t in &types {
+        check_type(t)?;
+        let parsed = crate::fhir::search_query::parse(t, &rest, state.settings.default_page_size, state.settings.max_page_size, &state.settings.base_url, true)
+            .map_err(|e| match e {
+                FhirError::BadRequest(m) => FhirError::BadRequest(format!("{m} (in a search over several types, every parameter must be defined for each of them)")),
+                other => other,
+            })?;
+        reqs.push(parsed);
+    }
+    let count = reqs.first().map_or(state.settings.default_page_size, |r| {
+        if r.count_only {
+            0
+        } else {
+            r.count
+        }
+    });
+    let repo = state.repo.clone();
+    let reqs_moved = reqs.clone();
+    let page = web::block(move || repo.search_types(&ctx, &reqs_moved, count)).await??;
+    let canonical = reqs
+        .first()
+        .map(|r| r.canonical_query.clone())
+        .unwrap_or_default();
+    let self_url = format!(
+        "{}?_type={}&{canonical}",
+        state.settings.base_url,
+        types.join(",")
+    );
+    Ok(FhirResponse::new(
+        StatusCode::OK,
+        Body::Value(searchset(state, &page, self_url, &[])?),
+    ))
+}
+
 /// `GET /Patient/{id}/{type}?…`: search within a patient's compartment.
 pub async fn compartment_search(
     req: HttpRequest,
@@ -666,9 +726,9 @@ pub async fn search_page(
                 _ => {}
             }
         }
-        let sid = sid.ok_or_else(|| {
-            FhirError::BadRequest("GET on the base URL needs _getpages (a page of a search)".into())
-        })?;
+        let Some(sid) = sid else {
+            return system_search(&req, ctx, &state).await;
+        };
         if offset < 0 {
             return Err(FhirError::BadRequest(
                 "_getpagesoffset must not be negative".into(),

@@ -512,12 +512,27 @@ impl Repository {
         ctx: &RequestContext,
         req: &crate::fhir::search_query::SearchRequest,
     ) -> Result<SearchPage, FhirError> {
-        check_type(&req.resource_type)?;
+        self.search_types(ctx, std::slice::from_ref(req), req.count)
+    }
+
+    /// A search over several types at once (system-level `_type`): one request per type,
+    /// results in the order of the types; includes follow the first request's.
+    pub fn search_types(
+        &self,
+        ctx: &RequestContext,
+        reqs: &[crate::fhir::search_query::SearchRequest],
+        count: i64,
+    ) -> Result<SearchPage, FhirError> {
         let mut conn = self.storage.conn()?;
-        let mut ids = storage::search::matching_ids(&mut conn, req)?;
+        let mut refs: Vec<(String, String)> = Vec::new();
+        for req in reqs {
+            check_type(&req.resource_type)?;
+            let ids = storage::search::matching_ids(&mut conn, req)?;
+            refs.extend(ids.into_iter().map(|id| (req.resource_type.clone(), id)));
+        }
         if self.access.checks_each_resource(ctx) {
-            let rows = storage::search::current_rows(&mut conn, &req.resource_type, &ids)?;
-            ids = self
+            let rows = storage::search::current_rows_of(&mut conn, &refs)?;
+            refs = self
                 .access
                 .filter(
                     ctx,
@@ -525,33 +540,73 @@ impl Repository {
                     rows.into_iter().map(from_current).collect(),
                 )
                 .into_iter()
-                .map(|v| v.id.clone())
+                .map(|v| (v.resource_type.clone(), v.id.clone()))
                 .collect();
         }
-        let total = ids.len() as i64;
-        let first: Vec<String> = ids.iter().take(req.count as usize).cloned().collect();
-        let snapshot = if total > req.count && req.count > 0 {
+        let total = refs.len() as i64;
+        let first: Vec<(String, String)> =
+            refs.iter().take(count.max(0) as usize).cloned().collect();
+        let snapshot = if total > count && count > 0 {
             let sid = uuid::Uuid::new_v4().to_string();
-            self.storage
-                .write(|c| storage::search::save_snapshot(c, &sid, &req.resource_type, &ids))?;
+            Storage::write_on(&mut conn, |c| {
+                storage::search::save_snapshot(c, &sid, &refs)
+            })?;
             Some(sid)
         } else {
             None
         };
-        let rows = storage::search::current_rows(&mut conn, &req.resource_type, &first)?;
+        let rows = storage::search::current_rows_of(&mut conn, &first)?;
         let entries = self.access.filter(
             ctx,
             Interaction::Search,
             rows.into_iter().map(from_current).collect(),
         );
-        let included = self.includes(&mut conn, ctx, req, &entries)?;
+        let included = match reqs.first() {
+            Some(req) => self.includes(&mut conn, ctx, req, &entries)?,
+            None => Vec::new(),
+        };
         Ok(SearchPage {
             entries,
             included,
             total,
             snapshot,
             offset: 0,
-            count: req.count,
+            count,
+        })
+    }
+
+    /// A later page of a search, read from its snapshot; 410 when it expired or never was.
+    pub fn search_page(
+        &self,
+        ctx: &RequestContext,
+        search_id: &str,
+        offset: i64,
+        count: i64,
+    ) -> Result<SearchPage, FhirError> {
+        let mut conn = self.storage.conn()?;
+        let gone = || {
+            FhirError::Gone(
+                "this search result expired or never existed; run the search again".into(),
+            )
+        };
+        let (refs, total) = storage::search::snapshot_page(&mut conn, search_id, offset, count)?
+            .ok_or_else(gone)?;
+        let rows = storage::search::current_rows_of(&mut conn, &refs)?;
+        let entries = self.access.filter(
+            ctx,
+            Interaction::Search,
+            rows.into_iter()
+                .filter(|r| !r.deleted)
+                .map(from_current)
+                .collect(),
+        );
+        Ok(SearchPage {
+            entries,
+            included: Vec::new(),
+            total,
+            snapshot: Some(search_id.to_string()),
+            offset,
+            count,
         })
     }
 
@@ -640,46 +695,6 @@ impl Repository {
             frontier = next;
         }
         Ok(included)
-    }
-
-    /// A later page of a search, read from its snapshot; 410 when it expired or never was.
-    pub fn search_page(
-        &self,
-        ctx: &RequestContext,
-        search_id: &str,
-        offset: i64,
-        count: i64,
-    ) -> Result<SearchPage, FhirError> {
-        let mut conn = self.storage.conn()?;
-        let gone = || {
-            FhirError::Gone(
-                "this search result expired or never existed; run the search again".into(),
-            )
-        };
-        let (rtype, ids, total) =
-            storage::search::snapshot_page(&mut conn, search_id, offset, count)?
-                .ok_or_else(gone)?;
-        let rows = if ids.is_empty() {
-            Vec::new()
-        } else {
-            storage::search::current_rows(&mut conn, &rtype, &ids)?
-        };
-        let entries = self.access.filter(
-            ctx,
-            Interaction::Search,
-            rows.into_iter()
-                .filter(|r| !r.deleted)
-                .map(from_current)
-                .collect(),
-        );
-        Ok(SearchPage {
-            entries,
-            included: Vec::new(),
-            total,
-            snapshot: Some(search_id.to_string()),
-            offset,
-            count,
-        })
     }
 }
 

@@ -578,6 +578,36 @@ async fn search_battery_matches_independently_computed_results(backend: Backend)
             .contains("period-doc"),
         "ap: overlaps June"
     );
+    // System-level search over several types, and modifiers :missing, :of-type, :text.
+    let expected: BTreeSet<String> = ["pat5".to_string(), "dr3".to_string()]
+        .into_iter()
+        .collect();
+    check(
+        expected,
+        all_ids(&app, "?_type=Patient,Practitioner&_id=pat5,dr3,doc1").await,
+        "_type",
+    );
+    let res = app
+        .client
+        .get(app.url("?_type=Patient,Organization&family=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        400,
+        "family is not a parameter of Organization"
+    );
+    check(
+        people.iter().map(|p| p.id.clone()).collect(),
+        all_ids(&app, "Patient?general-practitioner:missing=false").await,
+        ":missing=false",
+    );
+    check(
+        BTreeSet::new(),
+        all_ids(&app, "Patient?general-practitioner:missing=true").await,
+        ":missing=true",
+    );
     // The battery is only meaningful if most queries expect something.
     assert!(
         nonempty.get() >= 25,

@@ -68,7 +68,7 @@ fn patient_entries(i: usize) -> Vec<Value> {
         "resourceType": "Patient",
         "identifier": [{"system": NIR_SYSTEM, "value": format!("{}", 1_000_000_000_000u64 + i as u64)}],
         "name": [{"family": FAMILIES[i % FAMILIES.len()], "given": [GIVENS[i % GIVENS.len()]]}],
-        "gender": if i % 2 == 0 { "female" } else { "male" },
+        "gender": if i.is_multiple_of(2) { "female" } else { "male" },
         "birthDate": format!("{}-{:02}-{:02}", 1940 + i % 80, 1 + i % 12, 1 + i % 28)}}),
     ];
     for d in 0..4 {

@@ -1,3 +1,8 @@
+-- Lookup indexes cover the id, so a search clause is answered from the index alone.
+-- The token lookup index of the first migration is replaced by a covering one.
+DROP INDEX search_token_lookup;
+CREATE INDEX search_token_lookup ON search_token (resource_type, param, code, system, id);
+
 -- Search indexes of the current versions, one table per parameter kind (tokens are in
 -- search_token since the first migration). Written in the same transaction as the version.
 
@@ -11,7 +16,7 @@ CREATE TABLE search_string (
     value_exact TEXT NOT NULL,
     PRIMARY KEY (resource_type, id, param, value_exact)
 );
-CREATE INDEX search_string_lookup ON search_string (resource_type, param, value_norm);
+CREATE INDEX search_string_lookup ON search_string (resource_type, param, value_norm, id);
 
 -- Date parameters: the range [start_us, end_us) the value covers, in µs since the epoch.
 CREATE TABLE search_date (
@@ -22,7 +27,7 @@ CREATE TABLE search_date (
     end_us BIGINT NOT NULL,
     PRIMARY KEY (resource_type, id, param, start_us, end_us)
 );
-CREATE INDEX search_date_lookup ON search_date (resource_type, param, start_us);
+CREATE INDEX search_date_lookup ON search_date (resource_type, param, start_us, end_us, id);
 
 -- Reference parameters: the target (type, id) and the reference as written.
 CREATE TABLE search_reference (
@@ -34,8 +39,8 @@ CREATE TABLE search_reference (
     url TEXT NOT NULL,
     PRIMARY KEY (resource_type, id, param, url)
 );
-CREATE INDEX search_reference_lookup ON search_reference (resource_type, param, target_id, target_type);
+CREATE INDEX search_reference_lookup ON search_reference (resource_type, param, target_id, target_type, id);
 CREATE INDEX search_reference_target ON search_reference (target_type, target_id);
 
 -- PostgreSQL compares text by collation; prefix searches need the pattern operator class.
-CREATE INDEX search_string_prefix ON search_string (resource_type, param, value_norm text_pattern_ops);
+CREATE INDEX search_string_prefix ON search_string (resource_type, param, value_norm text_pattern_ops, id);

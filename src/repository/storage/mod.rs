@@ -255,18 +255,27 @@ impl Storage {
         f: impl FnOnce(&mut AnyConnection) -> Result<T, FhirError>,
     ) -> Result<T, FhirError> {
         let mut conn = self.conn()?;
+        Self::write_on(&mut conn, f)
+    }
+
+    /// [`Storage::write`] on a connection the caller already holds (never take a second
+    /// pooled connection while holding one: under load that exhausts the pool).
+    pub fn write_on<T>(
+        conn: &mut Conn,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
         // Through diesel's transaction manager (on the inner connection), so that diesel
         // knows a transaction is open: its own nested ones become savepoints, and a failed
         // COMMIT or ROLLBACK marks the connection broken instead of pooling it mid-transaction.
-        match &mut *conn {
+        match &mut **conn {
             AnyConnection::Sqlite(c) => {
                 AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
             }
             AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c),
         }
         .map_err(db_err)?;
-        let result = f(&mut conn);
-        let end = match (&result, &mut *conn) {
+        let result = f(conn);
+        let end = match (&result, &mut **conn) {
             (Ok(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
             (Ok(_), AnyConnection::Postgresql(c)) => AnsiTransactionManager::commit_transaction(c),
             (Err(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),

@@ -66,12 +66,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    search_snapshot (search_id, pos) {
+    search_snapshot (search_id) {
         search_id -> Text,
-        pos -> BigInt,
-        resource_type -> Text,
-        resource_id -> Text,
         created_us -> BigInt,
         total -> BigInt,
+        refs -> Text,
     }
 }

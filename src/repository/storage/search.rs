@@ -220,10 +220,20 @@ fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause, r: &str) -> String {
                             parts.join(" AND ")
                         }
                     }
-                    Value::StringPrefix(s) => format!(
-                        "x.value_norm LIKE {} ESCAPE '\\'",
-                        sql.text(&format!("{}%", like_escape(s)))
-                    ),
+                    Value::StringPrefix(s) => {
+                        if sql.postgres {
+                            // text_pattern_ops index: LIKE 'prefix%' uses it.
+                            format!(
+                                "x.value_norm LIKE {} ESCAPE '\\'",
+                                sql.text(&format!("{}%", like_escape(s)))
+                            )
+                        } else {
+                            // SQLite's LIKE cannot use the index; a byte range can.
+                            let lo = sql.text(s);
+                            let hi = sql.text(&format!("{s}\u{10FFFF}"));
+                            format!("(x.value_norm >= {lo} AND x.value_norm < {hi})")
+                        }
+                    }
                     Value::StringContains(s) => format!(
                         "x.value_norm LIKE {} ESCAPE '\\'",
                         sql.text(&format!("%{}%", like_escape(s)))
@@ -355,23 +365,11 @@ pub fn current_rows(
 /// How long a snapshot stays pageable.
 const SNAPSHOT_TTL_US: i64 = 3600 * 1_000_000;
 
-#[derive(Insertable)]
-#[diesel(table_name = search_snapshot)]
-struct SnapshotRow<'a> {
-    search_id: &'a str,
-    pos: i64,
-    resource_type: &'a str,
-    resource_id: &'a str,
-    created_us: i64,
-    total: i64,
-}
-
-/// Keeps the ordered ids of a result for its later pages (and drops expired snapshots).
+/// Keeps the ordered references of a result for its later pages (and drops expired ones).
 pub fn save_snapshot(
     conn: &mut AnyConnection,
     search_id: &str,
-    rtype: &str,
-    ids: &[String],
+    refs: &[(String, String)],
 ) -> Result<(), FhirError> {
     let now = crate::fhir::instant::now_us();
     diesel::delete(
@@ -379,76 +377,79 @@ pub fn save_snapshot(
     )
     .execute(conn)
     .map_err(db_err)?;
-    let rows: Vec<SnapshotRow> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| SnapshotRow {
-            search_id,
-            pos: i as i64,
-            resource_type: rtype,
-            resource_id: id,
-            created_us: now,
-            total: ids.len() as i64,
-        })
-        .collect();
-    for chunk in rows.chunks(500) {
-        match conn {
-            AnyConnection::Sqlite(c) => diesel::insert_into(search_snapshot::table)
-                .values(chunk)
-                .execute(c),
-            AnyConnection::Postgresql(c) => diesel::insert_into(search_snapshot::table)
-                .values(chunk)
-                .execute(c),
-        }
+    let text: String = refs.iter().map(|(t, id)| format!("{t}/{id}\n")).collect();
+    diesel::insert_into(search_snapshot::table)
+        .values((
+            search_snapshot::search_id.eq(search_id),
+            search_snapshot::created_us.eq(now),
+            search_snapshot::total.eq(refs.len() as i64),
+            search_snapshot::refs.eq(text),
+        ))
+        .execute(conn)
         .map_err(db_err)?;
-    }
     Ok(())
 }
 
-/// A page of a snapshot: (type, ids, total), or None when it expired or never existed.
+/// A page of a snapshot: its (type, id) references and the total, or None when it
+/// expired or never existed.
+#[allow(clippy::type_complexity)]
 pub fn snapshot_page(
     conn: &mut AnyConnection,
     search_id: &str,
     offset: i64,
     count: i64,
-) -> Result<Option<(String, Vec<String>, i64)>, FhirError> {
+) -> Result<Option<(Vec<(String, String)>, i64)>, FhirError> {
     let now = crate::fhir::instant::now_us();
-    let rows: Vec<(String, String, i64)> = search_snapshot::table
+    let found: Option<(i64, String)> = search_snapshot::table
         .filter(search_snapshot::search_id.eq(search_id))
         .filter(search_snapshot::created_us.ge(now - SNAPSHOT_TTL_US))
-        .filter(search_snapshot::pos.ge(offset))
-        .order(search_snapshot::pos.asc())
-        .limit(count.max(1))
-        .select((
-            search_snapshot::resource_type,
-            search_snapshot::resource_id,
-            search_snapshot::total,
-        ))
-        .load(conn)
+        .select((search_snapshot::total, search_snapshot::refs))
+        .first(conn)
+        .optional()
         .map_err(db_err)?;
-    if rows.is_empty() {
-        // Past the end of a live snapshot is an empty page; an unknown snapshot is None.
-        let exists: i64 = search_snapshot::table
-            .filter(search_snapshot::search_id.eq(search_id))
-            .filter(search_snapshot::created_us.ge(now - SNAPSHOT_TTL_US))
-            .count()
-            .get_result(conn)
-            .map_err(db_err)?;
-        return Ok(None).map(|n: Option<(String, Vec<String>, i64)>| {
-            if exists > 0 {
-                Some((String::new(), Vec::new(), exists))
-            } else {
-                n
-            }
-        });
+    let Some((total, refs)) = found else {
+        return Ok(None);
+    };
+    let page = refs
+        .lines()
+        .skip(offset.max(0) as usize)
+        .take(count.max(1) as usize)
+        .filter_map(|l| {
+            l.split_once('/')
+                .map(|(t, id)| (t.to_string(), id.to_string()))
+        })
+        .collect();
+    Ok(Some((page, total)))
+}
+
+/// The current rows of `refs` (any types), in the order given; missing ones skipped.
+pub fn current_rows_of(
+    conn: &mut AnyConnection,
+    refs: &[(String, String)],
+) -> Result<Vec<CurrentRow>, FhirError> {
+    let mut types: Vec<&str> = refs.iter().map(|r| r.0.as_str()).collect();
+    types.sort();
+    types.dedup();
+    let mut rows = Vec::with_capacity(refs.len());
+    for t in types {
+        let ids: Vec<String> = refs
+            .iter()
+            .filter(|r| r.0 == t)
+            .map(|r| r.1.clone())
+            .collect();
+        rows.extend(current_rows(conn, t, &ids)?);
     }
-    let rtype = rows[0].0.clone();
-    let total = rows[0].2;
-    Ok(Some((
-        rtype,
-        rows.into_iter().map(|r| r.1).collect(),
-        total,
-    )))
+    let pos: std::collections::HashMap<(&str, &str), usize> = refs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ((r.0.as_str(), r.1.as_str()), i))
+        .collect();
+    rows.sort_by_key(|r| {
+        pos.get(&(r.resource_type.as_str(), r.id.as_str()))
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
+    Ok(rows)
 }
 
 /// The (type, id) targets of the reference parameter `param` of resources `rtype/ids`.

@@ -110,7 +110,34 @@ fn date_condition(
     }
 }
 
+/// Whether a clause narrows by equality (a token code, a reference, an id): those drive the
+/// query through their index; range clauses (dates, string prefixes) are then checked per
+/// candidate, which is far cheaper than materialising every resource in a date range.
+fn is_selective(c: &Clause) -> bool {
+    match &c.kind {
+        Kind::Id | Kind::Reference | Kind::Chain(_) | Kind::AnyOf(_) => true,
+        Kind::Token => {
+            !c.negate
+                && c.values
+                    .iter()
+                    .all(|v| matches!(v, Value::Token { code: Some(_), .. }))
+        }
+        _ => false,
+    }
+}
+
 fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause, r: &str) -> String {
+    clause_condition_as(sql, rtype, c, r, false)
+}
+
+/// `correlated`: written as EXISTS on the candidate's own index rows instead of `id IN`.
+fn clause_condition_as(
+    sql: &mut Sql,
+    rtype: &str,
+    c: &Clause,
+    r: &str,
+    correlated: bool,
+) -> String {
     match &c.kind {
         Kind::Id => {
             let list: Vec<String> = c
@@ -260,11 +287,19 @@ fn clause_condition(sql: &mut Sql, rtype: &str, c: &Clause, r: &str) -> String {
                 .collect();
             // `id IN (…)` rather than a correlated EXISTS: the index of the most selective
             // clause then drives the query instead of a scan of every resource of the type.
-            format!(
-                "{r}.id {}IN (SELECT x.id FROM {table} x WHERE x.resource_type = {t} AND x.param = {p} AND ({}))",
-                if c.negate { "NOT " } else { "" },
-                alts.join(" OR ")
-            )
+            if correlated {
+                format!(
+                    "{}EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = {t} AND x.id = {r}.id AND x.param = {p} AND ({}))",
+                    if c.negate { "NOT " } else { "" },
+                    alts.join(" OR ")
+                )
+            } else {
+                format!(
+                    "{r}.id {}IN (SELECT x.id FROM {table} x WHERE x.resource_type = {t} AND x.param = {p} AND ({}))",
+                    if c.negate { "NOT " } else { "" },
+                    alts.join(" OR ")
+                )
+            }
         }
     }
 }
@@ -284,8 +319,19 @@ pub fn matching_ids(
         format!("r.resource_type = {t}"),
         "NOT r.deleted".to_string(),
     ];
-    for c in &req.clauses {
-        conditions.push(clause_condition(&mut sql, &req.resource_type, c, "r"));
+    // Selective clauses first, as `IN` (they drive); the others as per-candidate checks. With
+    // no selective clause, the first one drives.
+    let mut ordered: Vec<&Clause> = req.clauses.iter().filter(|c| is_selective(c)).collect();
+    let drivers = ordered.len().max(1);
+    ordered.extend(req.clauses.iter().filter(|c| !is_selective(c)));
+    for (i, c) in ordered.into_iter().enumerate() {
+        conditions.push(clause_condition_as(
+            &mut sql,
+            &req.resource_type,
+            c,
+            "r",
+            i >= drivers,
+        ));
     }
     let mut order: Vec<String> = Vec::new();
     for (k, desc) in &req.sort {

@@ -548,8 +548,8 @@ impl Repository {
             refs.iter().take(count.max(0) as usize).cloned().collect();
         let snapshot = if total > count && count > 0 {
             let sid = uuid::Uuid::new_v4().to_string();
-            Storage::write_on(&mut conn, |c| {
-                storage::search::save_snapshot(c, &sid, &refs)
+            storage::search::with_relaxed_sync(&mut conn, |conn| {
+                Storage::write_on(conn, |c| storage::search::save_snapshot(c, &sid, &refs))
             })?;
             Some(sid)
         } else {

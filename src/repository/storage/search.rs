@@ -411,6 +411,27 @@ pub fn current_rows(
 /// How long a snapshot stays pageable.
 const SNAPSHOT_TTL_US: i64 = 3600 * 1_000_000;
 
+/// Runs `f` with SQLite's `synchronous = NORMAL` on this connection (no fsync at commit in
+/// WAL mode; a power loss may drop the latest commits, never corrupt): for search
+/// snapshots, which a client can always recreate. Restores FULL afterwards.
+pub fn with_relaxed_sync<T>(
+    conn: &mut super::Conn,
+    f: impl FnOnce(&mut super::Conn) -> Result<T, FhirError>,
+) -> Result<T, FhirError> {
+    use diesel::connection::SimpleConnection;
+    let sqlite = matches!(&**conn, AnyConnection::Sqlite(_));
+    if sqlite {
+        conn.batch_execute("PRAGMA synchronous = NORMAL")
+            .map_err(db_err)?;
+    }
+    let result = f(conn);
+    if sqlite {
+        conn.batch_execute("PRAGMA synchronous = FULL")
+            .map_err(db_err)?;
+    }
+    result
+}
+
 /// Keeps the ordered references of a result for its later pages (and drops expired ones).
 pub fn save_snapshot(
     conn: &mut AnyConnection,
@@ -512,11 +533,11 @@ pub fn reference_targets(
             .filter(sr::resource_type.eq(rtype))
             .filter(sr::id.eq_any(chunk))
             .filter(sr::param.eq(param))
-            .filter(sr::target_id.ne(""))
             .select((sr::target_type, sr::target_id))
             .load(conn)
             .map_err(db_err)?;
-        out.extend(rows);
+        // (Filtered here: a `target_id <> ''` condition steers SQLite away from the primary key.)
+        out.extend(rows.into_iter().filter(|(_, id)| !id.is_empty()));
     }
     Ok(out)
 }

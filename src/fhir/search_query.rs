@@ -467,20 +467,7 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
                             code: Some(val.to_string()),
                         };
                     }
-                    match v.split_once('|') {
-                        Some((s, "")) => Value::Token {
-                            system: Some(s.to_string()),
-                            code: None,
-                        },
-                        Some((s, c)) => Value::Token {
-                            system: Some(s.to_string()),
-                            code: Some(c.to_string()),
-                        },
-                        None => Value::Token {
-                            system: None,
-                            code: Some(v.to_string()),
-                        },
-                    }
+                    token_value(v)
                 })
                 .collect();
             Ok(Clause {
@@ -524,23 +511,7 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
         }
         ParamType::Reference => {
             if modifier == Some("identifier") {
-                let values = alternatives
-                    .iter()
-                    .map(|v| match v.split_once('|') {
-                        Some((s, "")) => Value::Token {
-                            system: Some(s.to_string()),
-                            code: None,
-                        },
-                        Some((s, c)) => Value::Token {
-                            system: Some(s.to_string()),
-                            code: Some(c.to_string()),
-                        },
-                        None => Value::Token {
-                            system: None,
-                            code: Some(v.to_string()),
-                        },
-                    })
-                    .collect();
+                let values = alternatives.iter().map(|v| token_value(v)).collect();
                 return Ok(Clause {
                     param: format!("{code}:identifier"),
                     kind: Kind::Token,
@@ -623,6 +594,24 @@ pub fn compartment_clause(
         negate: false,
         values: Vec::new(),
     })
+}
+
+/// `system|code`, `|code` (no system), `system|` (any code), `code` (any system).
+fn token_value(v: &str) -> Value {
+    match v.split_once('|') {
+        Some((s, "")) => Value::Token {
+            system: Some(s.to_string()),
+            code: None,
+        },
+        Some((s, c)) => Value::Token {
+            system: Some(s.to_string()),
+            code: Some(c.to_string()),
+        },
+        None => Value::Token {
+            system: None,
+            code: Some(v.to_string()),
+        },
+    }
 }
 
 fn param_kind(rtype: &str, code: &str) -> Result<ParamType, FhirError> {

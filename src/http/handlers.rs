@@ -521,16 +521,26 @@ async fn run_search(
         &state.settings.base_url,
         strict_handling(req),
     )?;
+    let self_url = format!(
+        "{}/{}?{}",
+        state.settings.base_url, rtype, search.canonical_query
+    );
+    execute_search(ctx, state, search, self_url).await
+}
+
+/// Runs a parsed search and renders its first page (`_summary=count`, `_total`, `_elements`).
+async fn execute_search(
+    ctx: RequestContext,
+    state: &web::Data<AppState>,
+    search: crate::fhir::search_query::SearchRequest,
+    self_url: String,
+) -> Result<FhirResponse, FhirError> {
     let repo = state.repo.clone();
     let mut s = search.clone();
     if s.count_only {
         s.count = 0;
     }
     let page = web::block(move || repo.search(&ctx, &s)).await??;
-    let self_url = format!(
-        "{}/{}?{}",
-        state.settings.base_url, rtype, search.canonical_query
-    );
     let with_total = search.total != crate::fhir::search_query::Total::None || search.count_only;
     let bundle = searchset_with(
         state,
@@ -629,27 +639,11 @@ pub async fn compartment_search(
                 &owner_id,
                 &rtype,
             )?);
-        let repo = state.repo.clone();
-        let mut s = search.clone();
-        if s.count_only {
-            s.count = 0;
-        }
-        let page = web::block(move || repo.search(&ctx, &s)).await??;
         let self_url = format!(
             "{}/{owner_type}/{owner_id}/{rtype}?{}",
             state.settings.base_url, search.canonical_query
         );
-        let with_total =
-            search.total != crate::fhir::search_query::Total::None || search.count_only;
-        let bundle = searchset_with(
-            &state,
-            &page,
-            self_url,
-            &search.ignored,
-            with_total,
-            search.elements.as_deref(),
-        )?;
-        Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
+        execute_search(ctx, &state, search, self_url).await
     })
     .await
 }

@@ -73,14 +73,7 @@ async fn fhir_body(
 fn parse_if_match(req: &HttpRequest) -> Result<Option<i64>, FhirError> {
     match header(req, "If-Match") {
         None => Ok(None),
-        Some(tag) => {
-            let t = tag.trim().trim_start_matches("W/").trim_matches('"');
-            t.parse().map(Some).map_err(|_| {
-                FhirError::BadRequest(format!(
-                    "If-Match '{tag}' is not a version ETag such as W/\"3\""
-                ))
-            })
-        }
+        Some(tag) => crate::repository::transaction::parse_version_tag(tag).map(Some),
     }
 }
 

@@ -389,15 +389,7 @@ impl Repository {
         if_match: Option<i64>,
     ) -> Result<WriteOutcome, FhirError> {
         let current = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
-        let current_stored = StoredResource {
-            resource_type: current.resource_type.clone(),
-            id: current.id.clone(),
-            version_id: current.version_id,
-            last_updated_us: current.last_updated,
-            deleted: current.deleted,
-            content: current.content.clone(),
-            method: None,
-        };
+        let current_stored = from_current(current.clone());
         self.access
             .check_write(ctx, Interaction::Delete, rtype, None, Some(&current_stored))?;
         if let Some(expected) = if_match {

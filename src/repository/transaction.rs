@@ -144,10 +144,13 @@ fn entry_error(i: usize, e: FhirError) -> FhirError {
     }
 }
 
-fn parse_version_tag(tag: &str) -> Result<i64, FhirError> {
+/// The version number of an ETag such as `W/"3"` (If-Match, Bundle `request.ifMatch`).
+pub fn parse_version_tag(tag: &str) -> Result<i64, FhirError> {
     let t = tag.trim().trim_start_matches("W/").trim_matches('"');
     t.parse().map_err(|_| {
-        FhirError::BadRequest(format!("'{tag}' is not a version ETag such as W/\"3\""))
+        FhirError::BadRequest(format!(
+            "If-Match '{tag}' is not a version ETag such as W/\"3\""
+        ))
     })
 }
 

@@ -6,7 +6,7 @@ Run from the project root, with the definitions folder as argument (default ../s
 
 Outputs (committed; the server embeds them at build time and never reads ../shared):
 - fhir-profiles/r4/elements.json: per type (resource or data type), its elements from the snapshot:
-  path, min, max, types, contentReference, required-binding codes (when the definition lists them),
+  path, min, max, isSummary (as `summary`), types, contentReference, required-binding codes (when the definition lists them),
   and for primitive types their JSON kind and regex.
 - fhir-profiles/r4/search-parameters.json, fhir-profiles/r4/compartment-patient.json: copied as they are.
 """
@@ -46,6 +46,8 @@ for name in ('profiles-types.json', 'profiles-resources.json'):
         elements = []
         for el in sd['snapshot']['element']:
             item = {'path': el['path'], 'min': el.get('min', 0), 'max': el.get('max', '*')}
+            if el.get('isSummary'):
+                item['summary'] = True
             if 'contentReference' in el:
                 item['contentReference'] = el['contentReference'].lstrip('#')
             tys = []

@@ -34,6 +34,13 @@ impl RequestContext {
         &self.actor
     }
 
+    /// A stable name for whoever is asking (what a search snapshot is bound to).
+    pub fn principal(&self) -> String {
+        match &self.actor {
+            Actor::Unauthenticated => "anonymous".to_string(),
+        }
+    }
+
     pub fn purpose_of_use(&self) -> Option<&str> {
         self.purpose_of_use.as_deref()
     }

@@ -38,6 +38,9 @@ struct RawElement {
     codes: Option<Vec<String>>,
     #[serde(rename = "valueSet")]
     value_set: Option<String>,
+    /// `isSummary` of the definition.
+    #[serde(default)]
+    summary: bool,
 }
 
 /// How a primitive type appears in JSON.
@@ -67,6 +70,8 @@ pub struct ElementDef {
     /// Required-binding codes, when the definition lists them.
     pub codes: Option<Vec<String>>,
     pub value_set: Option<String>,
+    /// Marked `isSummary`: part of `_summary=true`.
+    pub summary: bool,
     /// Whether the definition has child elements inline (a BackboneElement or inline Element).
     pub has_children: bool,
 }
@@ -145,6 +150,7 @@ pub static DEFINITIONS: Lazy<Definitions> = Lazy::new(|| {
                         content_reference,
                         codes: e.codes,
                         value_set: e.value_set,
+                        summary: e.summary,
                         has_children,
                     },
                 );

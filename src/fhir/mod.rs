@@ -12,4 +12,5 @@ pub mod references;
 pub mod resource_types;
 pub mod search_params;
 pub mod search_query;
+pub mod subset;
 pub mod validate;

@@ -109,8 +109,8 @@ pub struct SearchRequest {
     pub total: Total,
     /// `_summary=count`: the total only.
     pub count_only: bool,
-    /// `_elements`: the top-level elements to keep.
-    pub elements: Option<Vec<String>>,
+    /// `_summary=true|text|data` or `_elements`: what to keep of each match.
+    pub subset: Option<crate::fhir::subset::Subset>,
     pub resource_type: String,
     pub clauses: Vec<Clause>,
     pub count: i64,
@@ -165,7 +165,7 @@ pub fn parse(
         revincludes: Vec::new(),
         total: Total::Accurate,
         count_only: false,
-        elements: None,
+        subset: None,
     };
     let mut kept: Vec<(String, String)> = Vec::new();
     for (name, raw) in form_urlencoded(query) {
@@ -240,30 +240,32 @@ pub fn parse(
                 kept.push((name, raw));
                 continue;
             }
-            "_summary" => {
-                match raw.as_str() {
-                    "count" => req.count_only = true,
-                    "false" => {}
-                    other => {
-                        let msg =
-                            format!("_summary={other} is not supported (count and false are)");
-                        if strict {
-                            return Err(FhirError::BadRequest(msg));
-                        }
-                        req.ignored.push(msg);
-                        continue;
+            "_summary" | "_elements" => {
+                use crate::fhir::subset::Subset;
+                let wanted = match (name.as_str(), raw.as_str()) {
+                    ("_summary", "count") => {
+                        req.count_only = true;
+                        None
                     }
+                    ("_summary", "false") => None,
+                    ("_summary", "true") => Some(Subset::Summary),
+                    ("_summary", "text") => Some(Subset::Text),
+                    ("_summary", "data") => Some(Subset::Data),
+                    ("_summary", other) => {
+                        return Err(FhirError::BadRequest(format!(
+                            "_summary={other}: use true, text, data, count or false"
+                        )))
+                    }
+                    _ => Some(Subset::elements(&raw)),
+                };
+                if let Some(w) = wanted {
+                    if req.subset.is_some() {
+                        return Err(FhirError::BadRequest(
+                            "_summary and _elements cannot be combined, nor repeated".into(),
+                        ));
+                    }
+                    req.subset = Some(w);
                 }
-                kept.push((name, raw));
-                continue;
-            }
-            "_elements" => {
-                req.elements = Some(
-                    raw.split(',')
-                        .map(|e| e.trim().to_string())
-                        .filter(|e| !e.is_empty())
-                        .collect(),
-                );
                 kept.push((name, raw));
                 continue;
             }

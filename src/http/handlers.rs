@@ -401,40 +401,30 @@ fn strict_handling(req: &HttpRequest) -> bool {
     header(req, "Prefer").is_some_and(|p| p.replace(' ', "").contains("handling=strict"))
 }
 
-/// A searchset Bundle for `page`, with paging links.
-/// `_elements`: only the listed top-level elements (and id, meta), tagged SUBSETTED.
-fn subset(mut resource: Value, elements: &[String]) -> Value {
-    if let Some(obj) = resource.as_object_mut() {
-        obj.retain(|k, _| {
-            k == "resourceType" || k == "id" || k == "meta" || elements.iter().any(|e| e == k)
-        });
-        let meta = obj.entry("meta").or_insert_with(|| json!({}));
-        if let Some(m) = meta.as_object_mut() {
-            let tags = m.entry("tag").or_insert_with(|| json!([]));
-            if let Some(t) = tags.as_array_mut() {
-                t.push(json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}));
-            }
-        }
-    }
-    resource
+/// How a searchset is rendered: the parameters it ignored, whether it carries `total`,
+/// and what is kept of each match (`_summary`, `_elements`).
+struct Shape<'a> {
+    ignored: &'a [String],
+    with_total: bool,
+    subset: Option<&'a crate::fhir::subset::Subset>,
 }
 
+impl<'a> Shape<'a> {
+    fn of(search: &'a crate::fhir::search_query::SearchRequest, ignored: &'a [String]) -> Self {
+        Shape {
+            ignored,
+            with_total: search.total != crate::fhir::search_query::Total::None || search.count_only,
+            subset: search.subset.as_ref(),
+        }
+    }
+}
+
+/// A searchset Bundle for `page`, with paging links.
 fn searchset(
     state: &AppState,
     page: &crate::repository::SearchPage,
     self_url: String,
-    ignored: &[String],
-) -> Result<Value, FhirError> {
-    searchset_with(state, page, self_url, ignored, true, None)
-}
-
-fn searchset_with(
-    state: &AppState,
-    page: &crate::repository::SearchPage,
-    self_url: String,
-    ignored: &[String],
-    with_total: bool,
-    elements: Option<&[String]>,
+    shape: &Shape,
 ) -> Result<Value, FhirError> {
     let base = &state.settings.base_url;
     let mut links = vec![json!({"relation": "self", "url": self_url})];
@@ -457,8 +447,8 @@ fn searchset_with(
     }
     let mut entries = Vec::with_capacity(page.entries.len() + 1);
     for r in &page.entries {
-        let resource = match elements {
-            Some(e) => subset(r.json()?, e),
+        let resource = match shape.subset {
+            Some(subset) => crate::fhir::subset::apply(r.json()?, subset),
             None => r.json()?,
         };
         entries.push(json!({
@@ -474,9 +464,9 @@ fn searchset_with(
             "search": {"mode": "include"},
         }));
     }
-    if !ignored.is_empty() {
+    if !shape.ignored.is_empty() {
         entries.push(json!({
-            "resource": {"resourceType": "OperationOutcome", "issue": ignored.iter().map(|m| json!({
+            "resource": {"resourceType": "OperationOutcome", "issue": shape.ignored.iter().map(|m| json!({
                 "severity": "warning", "code": "not-supported", "diagnostics": format!("ignored: {m}")})).collect::<Vec<_>>()},
             "search": {"mode": "outcome"},
         }));
@@ -489,7 +479,7 @@ fn searchset_with(
         "total": page.total,
         "link": links,
     });
-    if !with_total {
+    if !shape.with_total {
         bundle.as_object_mut().map(|o| o.remove("total"));
     }
     if !entries.is_empty() {
@@ -534,15 +524,7 @@ async fn execute_search(
         s.count = 0;
     }
     let page = web::block(move || repo.search(&ctx, &s)).await??;
-    let with_total = search.total != crate::fhir::search_query::Total::None || search.count_only;
-    let bundle = searchset_with(
-        state,
-        &page,
-        self_url,
-        &search.ignored,
-        with_total,
-        search.elements.as_deref(),
-    )?;
+    let bundle = searchset(state, &page, self_url, &Shape::of(&search, &search.ignored))?;
     Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
 }
 
@@ -600,9 +582,17 @@ async fn system_search(
         state.settings.base_url,
         types.join(",")
     );
+    let shape = match reqs.first() {
+        Some(first) => Shape::of(first, &[]),
+        None => Shape {
+            ignored: &[],
+            with_total: true,
+            subset: None,
+        },
+    };
     Ok(FhirResponse::new(
         StatusCode::OK,
-        Body::Value(searchset(state, &page, self_url, &[])?),
+        Body::Value(searchset(state, &page, self_url, &shape)?),
     ))
 }
 
@@ -723,14 +713,32 @@ pub async fn search_page(
         }
         let repo = state.repo.clone();
         let s = sid.clone();
-        let page = web::block(move || repo.search_page(&ctx, &s, offset, count)).await??;
+        let settings = state.settings.clone();
+        let (page, search) = web::block(move || {
+            repo.search_page(&ctx, &s, offset, count, |rtype, query| {
+                crate::fhir::search_query::parse(
+                    rtype,
+                    query,
+                    settings.default_page_size,
+                    settings.max_page_size,
+                    &settings.base_url,
+                    false,
+                )
+            })
+        })
+        .await??;
         let self_url = format!(
             "{}?_getpages={sid}&_getpagesoffset={offset}&_count={count}",
             state.settings.base_url
         );
         Ok(FhirResponse::new(
             StatusCode::OK,
-            Body::Value(searchset(&state, &page, self_url, &[])?),
+            Body::Value(searchset(
+                &state,
+                &page,
+                self_url,
+                &Shape::of(&search, &[]),
+            )?),
         ))
     })
     .await

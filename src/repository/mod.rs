@@ -540,8 +540,18 @@ impl Repository {
             refs.iter().take(count.max(0) as usize).cloned().collect();
         let snapshot = if total > count && count > 0 {
             let sid = uuid::Uuid::new_v4().to_string();
+            let query = reqs
+                .first()
+                .map(|r| format!("{}?{}", r.resource_type, r.canonical_query))
+                .unwrap_or_default();
+            let snapshot = storage::search::Snapshot {
+                search_id: &sid,
+                owner: &ctx.principal(),
+                query: &query,
+                refs: &refs,
+            };
             storage::search::with_relaxed_sync(&mut conn, |conn| {
-                Storage::write_on(conn, |c| storage::search::save_snapshot(c, &sid, &refs))
+                Storage::write_on(conn, |c| storage::search::save_snapshot(c, &snapshot))
             })?;
             Some(sid)
         } else {
@@ -567,23 +577,29 @@ impl Repository {
         })
     }
 
-    /// A later page of a search, read from its snapshot; 410 when it expired or never was.
+    /// A later page of a search, read from its snapshot; 410 when it expired, never was,
+    /// or was run by someone else. `parse` turns the search as stored (`Type`, `query`)
+    /// back into a request, whose includes are brought in for this page too.
     pub fn search_page(
         &self,
         ctx: &RequestContext,
         search_id: &str,
         offset: i64,
         count: i64,
-    ) -> Result<SearchPage, FhirError> {
+        parse: impl FnOnce(&str, &str) -> Result<crate::fhir::search_query::SearchRequest, FhirError>,
+    ) -> Result<(SearchPage, crate::fhir::search_query::SearchRequest), FhirError> {
         let mut conn = self.storage.conn()?;
         let gone = || {
             FhirError::Gone(
                 "this search result expired or never existed; run the search again".into(),
             )
         };
-        let (refs, total) = storage::search::snapshot_page(&mut conn, search_id, offset, count)?
-            .ok_or_else(gone)?;
-        let rows = storage::search::current_rows_of(&mut conn, &refs)?;
+        let snap =
+            storage::search::snapshot_page(&mut conn, search_id, &ctx.principal(), offset, count)?
+                .ok_or_else(gone)?;
+        let (rtype, query) = snap.query.split_once('?').unwrap_or((&snap.query, ""));
+        let req = parse(rtype, query)?;
+        let rows = storage::search::current_rows_of(&mut conn, &snap.refs)?;
         let entries = self.access.filter(
             ctx,
             Interaction::Search,
@@ -592,14 +608,16 @@ impl Repository {
                 .map(from_current)
                 .collect(),
         );
-        Ok(SearchPage {
+        let included = self.includes(&mut conn, ctx, &req, &entries)?;
+        let page = SearchPage {
             entries,
-            included: Vec::new(),
-            total,
+            included,
+            total: snap.total,
             snapshot: Some(search_id.to_string()),
             offset,
             count,
-        })
+        };
+        Ok((page, req))
     }
 
     /// The resources `_include` and `_revinclude` bring in for `matches` (each through the

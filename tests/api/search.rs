@@ -742,7 +742,94 @@ async fn paging_sees_each_initial_match_once_while_others_write(backend: Backend
     assert_eq!(res.status(), 410);
 }
 
+/// `_summary`, `_elements` and `_include` shape every page of a result alike, not just the first.
+async fn summary_elements_and_includes_hold_on_every_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let gp = app
+        .create(&json!({"resourceType": "Practitioner", "name": [{"family": "Médecin"}]}))
+        .await;
+    let gp_ref = format!("Practitioner/{}", gp["id"].as_str().unwrap());
+    for i in 0..5 {
+        app.create(&json!({
+            "resourceType": "Patient",
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Patient</div>"},
+            "identifier": [{"system": "urn:carnet:test", "value": format!("shape-{i}")}],
+            "name": [{"family": "Forme", "given": [format!("P{i}")]}],
+            "maritalStatus": {"text": "M"},
+            "contact": [{"name": {"family": "Proche"}}],
+            "generalPractitioner": [{"reference": gp_ref}],
+        }))
+        .await;
+    }
+    let mut url = app.url(
+        "Patient?family=forme&_count=2&_summary=true&_include=Patient:general-practitioner",
+    );
+    let mut pages = 0;
+    let mut matches = 0;
+    loop {
+        let b: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        pages += 1;
+        let entries = b["entry"].as_array().unwrap_or_else(|| panic!("page {pages}: {b}"));
+        for e in entries.iter().filter(|e| e["search"]["mode"] == "match") {
+            matches += 1;
+            let r = &e["resource"];
+            assert!(
+                r.get("name").is_some() && r.get("identifier").is_some(),
+                "page {pages}: {r}"
+            );
+            assert!(
+                r.get("text").is_none()
+                    && r.get("maritalStatus").is_none()
+                    && r.get("contact").is_none(),
+                "page {pages}: non-summary elements kept: {r}"
+            );
+            assert!(r["meta"]["tag"].to_string().contains("SUBSETTED"));
+        }
+        let included: Vec<_> = entries
+            .iter()
+            .filter(|e| e["search"]["mode"] == "include")
+            .map(|e| format!("Practitioner/{}", e["resource"]["id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            included,
+            vec![gp_ref.clone()],
+            "page {pages} brings its practitioner"
+        );
+        match b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(l) => url = l["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    assert_eq!((pages, matches), (3, 5));
+    // text: narrative and mandatory elements only; data: everything but the narrative.
+    let (_, b) = app
+        .get_json("Patient?family=forme&_summary=text&_count=1")
+        .await;
+    let r = &b["entry"][0]["resource"];
+    assert!(r.get("text").is_some() && r.get("name").is_none(), "{r}");
+    let (_, b) = app
+        .get_json("Patient?family=forme&_summary=data&_count=1")
+        .await;
+    let r = &b["entry"][0]["resource"];
+    assert!(r.get("text").is_none() && r.get("contact").is_some(), "{r}");
+    // Nonsense is refused, whatever the handling.
+    for q in [
+        "Patient?_summary=maybe",
+        "Patient?_summary=true&_elements=name",
+    ] {
+        let (status, b) = app.get_json(q).await;
+        assert_eq!(status, 400, "{q}");
+        assert_eq!(b["resourceType"], "OperationOutcome");
+    }
+}
+
 both_backends!(
     search_battery_matches_independently_computed_results,
-    paging_sees_each_initial_match_once_while_others_write
+    paging_sees_each_initial_match_once_while_others_write,
+    summary_elements_and_includes_hold_on_every_page
 );

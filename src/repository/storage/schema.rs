@@ -71,5 +71,7 @@ diesel::table! {
         created_us -> BigInt,
         total -> BigInt,
         refs -> Text,
+        owner -> Text,
+        query -> Text,
     }
 }

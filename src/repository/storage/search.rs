@@ -432,12 +432,25 @@ pub fn with_relaxed_sync<T>(
     result
 }
 
+/// A stored search result: who ran it, and the search as understood (`Type?query`).
+pub struct Snapshot<'a> {
+    pub search_id: &'a str,
+    pub owner: &'a str,
+    pub query: &'a str,
+    pub refs: &'a [(String, String)],
+}
+
+/// A page read back from a snapshot.
+pub struct SnapshotPage {
+    pub refs: Vec<(String, String)>,
+    pub total: i64,
+    /// The search as understood when it ran (`Type?query`).
+    pub query: String,
+}
+
 /// Keeps the ordered references of a result for its later pages (and drops expired ones).
-pub fn save_snapshot(
-    conn: &mut AnyConnection,
-    search_id: &str,
-    refs: &[(String, String)],
-) -> Result<(), FhirError> {
+pub fn save_snapshot(conn: &mut AnyConnection, snapshot: &Snapshot) -> Result<(), FhirError> {
+    let refs = snapshot.refs;
     let now = crate::fhir::instant::now_us();
     diesel::delete(
         search_snapshot::table.filter(search_snapshot::created_us.lt(now - SNAPSHOT_TTL_US)),
@@ -447,34 +460,41 @@ pub fn save_snapshot(
     let text: String = refs.iter().map(|(t, id)| format!("{t}/{id}\n")).collect();
     diesel::insert_into(search_snapshot::table)
         .values((
-            search_snapshot::search_id.eq(search_id),
+            search_snapshot::search_id.eq(snapshot.search_id),
             search_snapshot::created_us.eq(now),
             search_snapshot::total.eq(refs.len() as i64),
             search_snapshot::refs.eq(text),
+            search_snapshot::owner.eq(snapshot.owner),
+            search_snapshot::query.eq(snapshot.query),
         ))
         .execute(conn)
         .map_err(db_err)?;
     Ok(())
 }
 
-/// A page of a snapshot: its (type, id) references and the total, or None when it
-/// expired or never existed.
-#[allow(clippy::type_complexity)]
+/// A page of a snapshot, or None when it expired, never existed, or belongs to someone
+/// other than `owner` (the three are told apart to nobody).
 pub fn snapshot_page(
     conn: &mut AnyConnection,
     search_id: &str,
+    owner: &str,
     offset: i64,
     count: i64,
-) -> Result<Option<(Vec<(String, String)>, i64)>, FhirError> {
+) -> Result<Option<SnapshotPage>, FhirError> {
     let now = crate::fhir::instant::now_us();
-    let found: Option<(i64, String)> = search_snapshot::table
+    let found: Option<(i64, String, String)> = search_snapshot::table
         .filter(search_snapshot::search_id.eq(search_id))
+        .filter(search_snapshot::owner.eq(owner))
         .filter(search_snapshot::created_us.ge(now - SNAPSHOT_TTL_US))
-        .select((search_snapshot::total, search_snapshot::refs))
+        .select((
+            search_snapshot::total,
+            search_snapshot::refs,
+            search_snapshot::query,
+        ))
         .first(conn)
         .optional()
         .map_err(db_err)?;
-    let Some((total, refs)) = found else {
+    let Some((total, refs, query)) = found else {
         return Ok(None);
     };
     let page = refs
@@ -486,7 +506,11 @@ pub fn snapshot_page(
                 .map(|(t, id)| (t.to_string(), id.to_string()))
         })
         .collect();
-    Ok(Some((page, total)))
+    Ok(Some(SnapshotPage {
+        refs: page,
+        total,
+        query,
+    }))
 }
 
 /// The current rows of `refs` (any types), in the order given; missing ones skipped.

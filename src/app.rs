@@ -20,7 +20,6 @@ impl Application {
     /// Opens the database (running migrations), binds the listener and prepares the server.
     pub fn build(args: &ServeArgs) -> Result<Application, String> {
         let database_url = args.database_url();
-        let repo = Repository::open(&database_url, args.db_pool_size, AccessPoint::new())?;
         let listener = TcpListener::bind(&args.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -30,6 +29,12 @@ impl Application {
             .clone()
             .map(|u| u.trim_end_matches('/').to_string())
             .unwrap_or_else(|| format!("http://{addr}{fhir_path}"));
+        let repo = Repository::open(
+            &database_url,
+            args.db_pool_size,
+            AccessPoint::new(),
+            &base_url,
+        )?;
         tracing::info!(
             listen = %addr,
             base_url = %base_url,

@@ -134,7 +134,7 @@ impl Expr {
                         // A choice element: `occurrence` matches `occurrenceDateTime`.
                         for (key, v) in obj {
                             if let Some(suffix) = key.strip_prefix(name.as_str()) {
-                                if suffix.starts_with(|c: char| c.is_ascii_uppercase()) {
+                                if is_type_suffix(suffix) {
                                     let ty = lower_first(suffix);
                                     if restrict.is_none_or(|r| r == ty) {
                                         push_flat(&mut next, v, Some(ty));
@@ -207,6 +207,16 @@ pub fn reference_type(reference: &Value) -> Option<String> {
     }
 }
 
+/// Whether `suffix` (after a choice element's name) names a FHIR data type, as in
+/// `occurrenceDateTime` or `valueCodeableConcept`: a sibling such as `statusReason` or
+/// `outcomeDesc` is another element, not a choice of `status` or `outcome`.
+fn is_type_suffix(suffix: &str) -> bool {
+    use super::definitions::DEFINITIONS;
+    suffix.starts_with(|c: char| c.is_ascii_uppercase())
+        && (DEFINITIONS.types.contains_key(suffix)
+            || DEFINITIONS.primitives.contains_key(&lower_first(suffix)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +239,17 @@ mod tests {
             "Patient"
         )
         .is_none());
+    }
+
+    #[test]
+    fn a_sibling_element_is_not_a_choice() {
+        let imm = json!({"resourceType": "Immunization", "status": "not-done",
+            "statusReason": {"coding": [{"code": "IMMUNE"}]}});
+        let found = Expr::parse("Immunization.status", "Immunization")
+            .unwrap()
+            .evaluate(&imm);
+        assert_eq!(found.len(), 1, "statusReason is not status[x]");
+        assert_eq!(found[0].value, &json!("not-done"));
     }
 
     #[test]

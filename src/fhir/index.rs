@@ -42,7 +42,9 @@ pub fn fold(s: &str) -> String {
 const CONTACT_SYSTEMS: &[&str] = &["phone", "fax", "email", "pager", "url", "sms", "other"];
 
 /// The index rows of `resource` (a resource of type `rtype`).
-pub fn index_rows(rtype: &str, resource: &Value) -> IndexRows {
+/// Absolute references under `base_url` (this server) are indexed as local ones; other
+/// absolute references keep their URL only, and never match a local `Type/id`.
+pub fn index_rows(rtype: &str, resource: &Value, base_url: &str) -> IndexRows {
     let mut rows = IndexRows::default();
     let Some(params) = REGISTRY.by_type.get(rtype) else {
         return rows;
@@ -54,7 +56,7 @@ pub fn index_rows(rtype: &str, resource: &Value) -> IndexRows {
         }
         for expr in &param.exprs {
             for found in expr.evaluate(resource) {
-                add(&mut rows, code, param.kind, &found);
+                add(&mut rows, code, param.kind, &found, base_url);
             }
         }
     }
@@ -74,7 +76,7 @@ fn dedup<T: Ord>(v: &mut Vec<T>) {
     v.dedup();
 }
 
-fn add(rows: &mut IndexRows, code: &str, kind: ParamType, found: &Found<'_>) {
+fn add(rows: &mut IndexRows, code: &str, kind: ParamType, found: &Found<'_>, base_url: &str) {
     let v = found.value;
     match kind {
         ParamType::Token => add_token(rows, code, v),
@@ -94,7 +96,7 @@ fn add(rows: &mut IndexRows, code: &str, kind: ParamType, found: &Found<'_>) {
                 _ => None,
             };
             if let Some(text) = text {
-                let (ty, id) = split_reference(&text, reference_type(v));
+                let (ty, id) = split_reference(&text, reference_type(v), base_url);
                 rows.references.push((code.to_string(), ty, id, text));
             }
             // Reference.identifier, for the :identifier modifier.
@@ -217,17 +219,23 @@ fn add_strings(rows: &mut IndexRows, code: &str, v: &Value) {
     }
 }
 
-/// `Patient/1`, `https://x/fhir/Patient/1/_history/2` → (Patient, 1); otherwise the
-/// type from `Reference.type` and an empty id.
-fn split_reference(text: &str, declared: Option<String>) -> (String, String) {
-    let path = text.split("/_history/").next().unwrap_or(text);
+/// `Patient/1`, `{base_url}/Patient/1/_history/2` → (Patient, 1); a reference to another
+/// server, a `urn:` or a contained `#id` → the type from `Reference.type` (or the URL) and
+/// an empty id, so that it is found by its URL only.
+fn split_reference(text: &str, declared: Option<String>, base_url: &str) -> (String, String) {
+    let local = match text.strip_prefix(base_url) {
+        Some(rest) if !base_url.is_empty() && rest.starts_with('/') => &rest[1..],
+        _ => text,
+    };
+    let path = local.split("/_history/").next().unwrap_or(local);
     let mut parts = path.rsplit('/');
-    match (parts.next(), parts.next()) {
-        (Some(id), Some(ty))
-            if ty.starts_with(|c: char| c.is_ascii_uppercase()) && !id.is_empty() =>
-        {
+    let (last, before) = (parts.next(), parts.next());
+    let is_type = |t: &str| t.starts_with(|c: char| c.is_ascii_uppercase());
+    match (last, before) {
+        (Some(id), Some(ty)) if is_type(ty) && !id.is_empty() && !path.contains(':') => {
             (ty.to_string(), id.to_string())
         }
+        (Some(_), Some(ty)) if is_type(ty) && declared.is_none() => (ty.to_string(), String::new()),
         _ => (declared.unwrap_or_default(), String::new()),
     }
 }
@@ -313,6 +321,37 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const BASE: &str = "http://carnet.test/fhir";
+
+    #[test]
+    fn only_references_to_this_server_are_local() {
+        let doc = |subject: &str| {
+            json!({"resourceType": "DocumentReference", "status": "current",
+                "content": [{"attachment": {"url": "Binary/1"}}], "subject": {"reference": subject}})
+        };
+        let subject = |r: &str| {
+            index_rows("DocumentReference", &doc(r), BASE)
+                .references
+                .into_iter()
+                .find(|x| x.0 == "subject")
+                .map(|x| (x.1, x.2))
+                .unwrap()
+        };
+        assert_eq!(subject("Patient/p1"), ("Patient".into(), "p1".into()));
+        assert_eq!(
+            subject("http://carnet.test/fhir/Patient/p1/_history/2"),
+            ("Patient".into(), "p1".into())
+        );
+        assert_eq!(
+            subject("https://other.example/fhir/Patient/p1"),
+            ("Patient".into(), String::new())
+        );
+        assert_eq!(
+            subject("urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0").1,
+            ""
+        );
+    }
+
     #[test]
     fn folding_makes_french_names_match() {
         assert_eq!(fold("Hélène"), "helene");
@@ -345,7 +384,7 @@ mod tests {
             "telecom": [{"system": "email", "value": "h@x.fr"}],
             "generalPractitioner": [{"reference": "Practitioner/dr1"}],
             "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}});
-        let rows = index_rows("Patient", &p);
+        let rows = index_rows("Patient", &p, BASE);
         let has_token = |param: &str, system: &str, code: &str| {
             rows.tokens
                 .contains(&(param.into(), system.into(), code.into()))
@@ -389,7 +428,7 @@ mod tests {
     fn a_document_reference_subject_counts_as_patient_only_when_it_is_one() {
         let doc = json!({"resourceType": "DocumentReference", "status": "current", "subject": {"reference": "Patient/p1"},
             "date": "2024-03-01T10:00:00Z", "content": [{"attachment": {"contentType": "application/pdf"}}]});
-        let rows = index_rows("DocumentReference", &doc);
+        let rows = index_rows("DocumentReference", &doc, BASE);
         assert!(rows
             .references
             .iter()
@@ -403,7 +442,7 @@ mod tests {
             .contains(&("contenttype".into(), "".into(), "application/pdf".into())));
         let group = json!({"resourceType": "DocumentReference", "status": "current", "subject": {"reference": "Group/g"},
             "content": [{"attachment": {}}]});
-        assert!(!index_rows("DocumentReference", &group)
+        assert!(!index_rows("DocumentReference", &group, BASE)
             .references
             .iter()
             .any(|r| r.0 == "patient"));

@@ -176,8 +176,8 @@ pub fn parse(
         }
         match name.as_str() {
             "_count" => {
-                let n: i64 = raw.parse().map_err(|_| {
-                    FhirError::BadRequest(format!("_count '{raw}' is not a number"))
+                let n: i64 = raw.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    FhirError::BadRequest(format!("_count '{raw}' is not a number of 0 or more"))
                 })?;
                 req.count = n.clamp(0, max_count);
                 kept.push((name, req.count.to_string()));
@@ -280,6 +280,12 @@ pub fn parse(
             Err(FhirError::NotImplemented(msg)) => return Err(FhirError::BadRequest(msg)),
             Err(e) => return Err(e),
         }
+    }
+    let terms: usize = req.clauses.iter().map(Clause::terms).sum();
+    if terms > MAX_TERMS {
+        return Err(FhirError::BadRequest(format!(
+            "this search has {terms} values in all; at most {MAX_TERMS} are accepted"
+        )));
     }
     req.canonical_query = kept
         .iter()
@@ -397,6 +403,12 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
         });
     }
     let alternatives: Vec<&str> = split_or(raw);
+    if alternatives.len() > MAX_VALUES_PER_PARAMETER {
+        return Err(FhirError::BadRequest(format!(
+            "'{name}' has {} values; at most {MAX_VALUES_PER_PARAMETER} are accepted in one parameter",
+            alternatives.len()
+        )));
+    }
     let unsupported_modifier =
         |m: &str| FhirError::NotImplemented(format!("modifier :{m} on '{code}' is not supported"));
     match code {
@@ -410,7 +422,7 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
                 negate: false,
                 values: alternatives
                     .iter()
-                    .map(|v| Value::Id(v.to_string()))
+                    .map(|v| Value::Id(unescape(v)))
                     .collect(),
             });
         }
@@ -444,7 +456,7 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
             if text {
                 let values = alternatives
                     .iter()
-                    .map(|v| Value::StringPrefix(fold(v)))
+                    .map(|v| Value::StringPrefix(fold(&unescape(v))))
                     .collect();
                 return Ok(Clause {
                     param,
@@ -458,12 +470,9 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
                 .map(|v| {
                     if modifier == Some("of-type") {
                         // type-system|type-code|value
-                        let mut parts = v.splitn(3, '|');
-                        let (ts, tc, val) = (
-                            parts.next().unwrap_or(""),
-                            parts.next().unwrap_or(""),
-                            parts.next().unwrap_or(""),
-                        );
+                        let parts = split_unescaped(v, '|', 3);
+                        let part = |i: usize| parts.get(i).map(|p| unescape(p)).unwrap_or_default();
+                        let (ts, tc, val) = (part(0), part(1), part(2));
                         return Value::Token {
                             system: Some(format!("{ts}|{tc}")),
                             code: Some(val.to_string()),
@@ -483,9 +492,9 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
             let values = alternatives
                 .iter()
                 .map(|v| match modifier {
-                    None => Ok(Value::StringPrefix(fold(v))),
-                    Some("exact") => Ok(Value::StringExact(v.to_string())),
-                    Some("contains") => Ok(Value::StringContains(fold(v))),
+                    None => Ok(Value::StringPrefix(fold(&unescape(v)))),
+                    Some("exact") => Ok(Value::StringExact(unescape(v))),
+                    Some("contains") => Ok(Value::StringContains(fold(&unescape(v)))),
                     Some(m) => Err(unsupported_modifier(m)),
                 })
                 .collect::<Result<_, _>>()?;
@@ -528,7 +537,7 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
             };
             let values = alternatives
                 .iter()
-                .map(|v| reference_value(v, forced_type.as_deref(), base_url))
+                .map(|v| reference_value(&unescape(v), forced_type.as_deref(), base_url))
                 .collect();
             Ok(Clause {
                 param: code.to_string(),
@@ -599,19 +608,20 @@ pub fn compartment_clause(
 }
 
 /// `system|code`, `|code` (no system), `system|` (any code), `code` (any system).
+/// (`\|` in either part is a literal bar.)
 fn token_value(v: &str) -> Value {
-    match v.split_once('|') {
-        Some((s, "")) => Value::Token {
-            system: Some(s.to_string()),
+    match split_unescaped(v, '|', 2).as_slice() {
+        [s, ""] => Value::Token {
+            system: Some(unescape(s)),
             code: None,
         },
-        Some((s, c)) => Value::Token {
-            system: Some(s.to_string()),
-            code: Some(c.to_string()),
+        [s, c] => Value::Token {
+            system: Some(unescape(s)),
+            code: Some(unescape(c)),
         },
-        None => Value::Token {
+        _ => Value::Token {
             system: None,
-            code: Some(v.to_string()),
+            code: Some(unescape(v)),
         },
     }
 }
@@ -622,18 +632,61 @@ fn param_kind(rtype: &str, code: &str) -> Result<ParamType, FhirError> {
     })
 }
 
-/// Splits on commas not escaped with a backslash.
+/// At most this many comma-separated values in one parameter (each becomes an SQL term).
+pub const MAX_VALUES_PER_PARAMETER: usize = 100;
+/// At most this many values in a whole search (the databases cap expression sizes).
+pub const MAX_TERMS: usize = 400;
+
+impl Clause {
+    /// How many values this clause tests (chains and `_has` count their inner clauses).
+    fn terms(&self) -> usize {
+        match &self.kind {
+            Kind::Chain(chains) => chains.iter().map(|(_, c)| c.terms()).sum(),
+            Kind::Has { inner, .. } => inner.terms(),
+            Kind::AnyOf(cs) => cs.iter().map(Clause::terms).sum(),
+            _ => self.values.len().max(1),
+        }
+    }
+}
+
+/// Splits on commas not escaped with a backslash; the pieces keep their escapes.
 fn split_or(raw: &str) -> Vec<&str> {
+    split_unescaped(raw, ',', usize::MAX)
+}
+
+/// Splits `raw` on `sep` where it is not escaped with a backslash, into `max` pieces at
+/// most; the pieces keep their escapes (`\\` is an escaped backslash, so `a\\,b` splits).
+fn split_unescaped(raw: &str, sep: char, max: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
-    let bytes = raw.as_bytes();
-    for i in 0..bytes.len() {
-        if bytes[i] == b',' && (i == 0 || bytes[i - 1] != b'\\') {
+    let mut escaped = false;
+    for (i, c) in raw.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == sep && out.len() + 1 < max {
             out.push(&raw[start..i]);
-            start = i + 1;
+            start = i + c.len_utf8();
         }
     }
     out.push(&raw[start..]);
+    out
+}
+
+/// Resolves the search escapes `\,` `\|` `\$` `\\` (R4 search, "Escaping Search Parameters").
+fn unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+                continue;
+            }
+        }
+        out.push(c);
+    }
     out
 }
 
@@ -660,7 +713,33 @@ fn date_value(code: &str, v: &str) -> Result<Value, FhirError> {
         }
         _ => (Prefix::Eq, v),
     };
-    let (start, end) = text_range(rest).ok_or_else(|| {
+    static SHAPE: once_cell::sync::Lazy<regex::Regex> = once_cell::sync::Lazy::new(|| {
+        regex::Regex::new(
+            r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$",
+        )
+        .expect("date shape")
+    });
+    // A time without a zone is in the server's zone (UTC); a time without seconds has them 0.
+    let mut text = rest.to_string();
+    if SHAPE.is_match(rest) && rest.len() > 10 {
+        let zoned = rest.ends_with('Z') || rest[10..].contains(['+', '-']);
+        let (time, zone) = if zoned {
+            let at = rest[10..]
+                .find(['Z', '+', '-'])
+                .map_or(rest.len(), |i| i + 10);
+            (&rest[..at], &rest[at..])
+        } else {
+            (rest, "Z")
+        };
+        let seconds = if time.len() == 16 { ":00" } else { "" };
+        text = format!("{time}{seconds}{zone}");
+    }
+    let parsed = if SHAPE.is_match(rest) {
+        text_range(&text)
+    } else {
+        None
+    };
+    let (start, end) = parsed.ok_or_else(|| {
         FhirError::BadRequest(format!(
             "{code}: '{rest}' is not a date such as 2024, 2024-05 or 2024-05-31T10:00:00Z"
         ))
@@ -721,6 +800,91 @@ mod tests {
                 target_id: "d1".into()
             }]
         );
+    }
+
+    #[test]
+    fn escapes_are_resolved_after_splitting() {
+        let r = parse(
+            "Patient",
+            "family=Dupont%5C,%20Durand,Martin&identifier=sys|AB%5C|12&given=a%5C%5C,b",
+            50,
+            100,
+            "http://x/fhir",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            r.clauses[0].values,
+            vec![
+                Value::StringPrefix("dupont, durand".into()),
+                Value::StringPrefix("martin".into())
+            ]
+        );
+        assert_eq!(
+            r.clauses[1].values,
+            vec![Value::Token {
+                system: Some("sys".into()),
+                code: Some("AB|12".into())
+            }]
+        );
+        // `\\` is an escaped backslash: the comma after it separates values.
+        assert_eq!(
+            r.clauses[2].values,
+            vec![
+                Value::StringPrefix("a\\".into()),
+                Value::StringPrefix("b".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn dates_without_zone_or_seconds_are_read_as_utc_and_junk_is_refused() {
+        let range = |q: &str| match &parse("Patient", q, 50, 100, "http://x/fhir", true)
+            .unwrap()
+            .clauses[0]
+            .values[0]
+        {
+            Value::Date { start, end, .. } => (*start, *end),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            range("birthdate=ge2024-05-31T10:00:00"),
+            range("birthdate=ge2024-05-31T10:00:00Z")
+        );
+        assert_eq!(
+            range("birthdate=2024-05-31T12:00:00%2B02:00"),
+            range("birthdate=2024-05-31T10:00Z")
+        );
+        for bad in [
+            "birthdate=2024x05",
+            "birthdate=2024%2B05",
+            "birthdate=24-05-31",
+        ] {
+            assert!(
+                matches!(
+                    parse("Patient", bad, 50, 100, "http://x/fhir", true),
+                    Err(FhirError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_values_are_refused() {
+        let many: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+        let q = format!("identifier={}", many.join(","));
+        assert!(matches!(
+            parse("Patient", &q, 50, 100, "http://x/fhir", false),
+            Err(FhirError::BadRequest(_))
+        ));
+        let q: Vec<String> = (0..5)
+            .map(|_| format!("_id={}", many[..100].join(",")))
+            .collect();
+        assert!(matches!(
+            parse("Patient", &q.join("&"), 50, 100, "http://x/fhir", false),
+            Err(FhirError::BadRequest(_))
+        ));
     }
 
     #[test]

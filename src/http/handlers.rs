@@ -685,7 +685,7 @@ pub async fn search_page(
     respond(&req, |_| async {
         let mut sid = None;
         let mut offset = 0i64;
-        let mut count = state.settings.default_page_size;
+        let mut count = None;
         for (k, v) in form_urlencoded(req.query_string()) {
             match k.as_str() {
                 "_getpages" => sid = Some(v),
@@ -695,10 +695,10 @@ pub async fn search_page(
                     })?
                 }
                 "_count" => {
-                    count = v
-                        .parse::<i64>()
-                        .map_err(|_| FhirError::BadRequest("_count is not a number".into()))?
-                        .clamp(1, state.settings.max_page_size)
+                    count = Some(
+                        v.parse::<i64>()
+                            .map_err(|_| FhirError::BadRequest("_count is not a number".into()))?,
+                    )
                 }
                 _ => {}
             }
@@ -706,11 +706,6 @@ pub async fn search_page(
         let Some(sid) = sid else {
             return system_search(&req, ctx, &state).await;
         };
-        if offset < 0 {
-            return Err(FhirError::BadRequest(
-                "_getpagesoffset must not be negative".into(),
-            ));
-        }
         let repo = state.repo.clone();
         let s = sid.clone();
         let settings = state.settings.clone();
@@ -728,8 +723,8 @@ pub async fn search_page(
         })
         .await??;
         let self_url = format!(
-            "{}?_getpages={sid}&_getpagesoffset={offset}&_count={count}",
-            state.settings.base_url
+            "{}?_getpages={sid}&_getpagesoffset={offset}&_count={}",
+            state.settings.base_url, page.count
         );
         Ok(FhirResponse::new(
             StatusCode::OK,

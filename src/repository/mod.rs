@@ -100,6 +100,8 @@ pub struct HistoryRequest {
 pub struct Repository {
     storage: Storage,
     access: AccessPoint,
+    /// This server's FHIR base URL: absolute references under it are local ones.
+    base_url: String,
 }
 
 impl Repository {
@@ -108,10 +110,12 @@ impl Repository {
         database_url: &str,
         pool_size: u32,
         access: AccessPoint,
+        base_url: &str,
     ) -> Result<Repository, String> {
         Ok(Repository {
             storage: Storage::open(database_url, pool_size)?,
             access,
+            base_url: base_url.trim_end_matches('/').to_string(),
         })
     }
 
@@ -339,7 +343,7 @@ impl Repository {
         stamp(&mut resource, id, version_id, now);
         let content = serde_json::to_string(&resource)
             .map_err(|e| FhirError::Internal(format!("serialising: {e}")))?;
-        let index = crate::fhir::index::index_rows(rtype, &resource);
+        let index = crate::fhir::index::index_rows(rtype, &resource, &self.base_url);
         let written = storage::put_version(
             conn,
             &WriteVersion {
@@ -529,7 +533,10 @@ impl Repository {
                 .filter(
                     ctx,
                     Interaction::Search,
-                    rows.into_iter().map(from_current).collect(),
+                    rows.into_iter()
+                        .filter(|r| !r.deleted)
+                        .map(from_current)
+                        .collect(),
                 )
                 .into_iter()
                 .map(|v| (v.resource_type.clone(), v.id.clone()))
@@ -549,6 +556,7 @@ impl Repository {
                 owner: &ctx.principal(),
                 query: &query,
                 refs: &refs,
+                page_size: count,
             };
             storage::search::with_relaxed_sync(&mut conn, |conn| {
                 Storage::write_on(conn, |c| storage::search::save_snapshot(c, &snapshot))
@@ -561,7 +569,10 @@ impl Repository {
         let entries = self.access.filter(
             ctx,
             Interaction::Search,
-            rows.into_iter().map(from_current).collect(),
+            rows.into_iter()
+                .filter(|r| !r.deleted)
+                .map(from_current)
+                .collect(),
         );
         let included = match reqs.first() {
             Some(req) => self.includes(&mut conn, ctx, req, &entries)?,
@@ -585,7 +596,7 @@ impl Repository {
         ctx: &RequestContext,
         search_id: &str,
         offset: i64,
-        count: i64,
+        count: Option<i64>,
         parse: impl FnOnce(&str, &str) -> Result<crate::fhir::search_query::SearchRequest, FhirError>,
     ) -> Result<(SearchPage, crate::fhir::search_query::SearchRequest), FhirError> {
         let mut conn = self.storage.conn()?;
@@ -615,7 +626,7 @@ impl Repository {
             total: snap.total,
             snapshot: Some(search_id.to_string()),
             offset,
-            count,
+            count: snap.page_size,
         };
         Ok((page, req))
     }

@@ -761,15 +761,20 @@ async fn summary_elements_and_includes_hold_on_every_page(backend: Backend) {
         }))
         .await;
     }
-    let mut url = app.url(
-        "Patient?family=forme&_count=2&_summary=true&_include=Patient:general-practitioner",
-    );
+    let mut url = app
+        .url("Patient?family=forme&_count=2&_summary=true&_include=Patient:general-practitioner");
     let mut pages = 0;
     let mut matches = 0;
+    let mut second_page = None;
     loop {
         let b: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
         pages += 1;
-        let entries = b["entry"].as_array().unwrap_or_else(|| panic!("page {pages}: {b}"));
+        if pages == 2 {
+            second_page = Some(url.clone());
+        }
+        let entries = b["entry"]
+            .as_array()
+            .unwrap_or_else(|| panic!("page {pages}: {b}"));
         for e in entries.iter().filter(|e| e["search"]["mode"] == "match") {
             matches += 1;
             let r = &e["resource"];
@@ -806,6 +811,24 @@ async fn summary_elements_and_includes_hold_on_every_page(backend: Backend) {
         }
     }
     assert_eq!((pages, matches), (3, 5));
+    // A page link is used as given: another size or an offset off the page grid is refused.
+    let second_page = second_page.unwrap();
+    assert!(
+        second_page.contains("_getpagesoffset=2&_count=2"),
+        "{second_page}"
+    );
+    for edited in [
+        second_page.replace("_getpagesoffset=2", "_getpagesoffset=1"),
+        second_page.replace("_count=2", "_count=5"),
+        second_page.replace("_getpagesoffset=2", "_getpagesoffset=9223372036854775807"),
+        second_page.replace("_getpagesoffset=2", "_getpagesoffset=-2"),
+    ] {
+        let res = reqwest::get(&edited).await.unwrap();
+        assert_eq!(res.status(), 400, "{edited}");
+        let b: Value = res.json().await.unwrap();
+        assert_eq!(b["resourceType"], "OperationOutcome");
+    }
+    assert_eq!(reqwest::get(&second_page).await.unwrap().status(), 200);
     // text: narrative and mandatory elements only; data: everything but the narrative.
     let (_, b) = app
         .get_json("Patient?family=forme&_summary=text&_count=1")
@@ -828,7 +851,74 @@ async fn summary_elements_and_includes_hold_on_every_page(backend: Backend) {
     }
 }
 
+/// An absolute reference to another server never stands for a resource of this one, and a
+/// chained `_lastUpdated` tests the referenced resource.
+async fn references_to_other_servers_are_not_local(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let patient = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Ailleurs"}]}))
+        .await;
+    let pid = patient["id"].as_str().unwrap();
+    let patient_updated = patient["meta"]["lastUpdated"].as_str().unwrap().to_string();
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    let doc = |subject: String| {
+        json!({"resourceType": "DocumentReference", "status": "current",
+            "content": [{"attachment": {"contentType": "text/plain", "url": "http://example.org/x"}}],
+            "subject": {"reference": subject}})
+    };
+    let here = app.create(&doc(format!("Patient/{pid}"))).await;
+    let elsewhere_url = format!("https://other.example/fhir/Patient/{pid}");
+    let elsewhere = app.create(&doc(elsewhere_url.clone())).await;
+    let (here, elsewhere) = (
+        here["id"].as_str().unwrap().to_string(),
+        elsewhere["id"].as_str().unwrap().to_string(),
+    );
+    let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        all_ids(&app, &format!("Patient/{pid}/DocumentReference")).await,
+        set(&[&here]),
+        "compartment"
+    );
+    assert_eq!(
+        all_ids(&app, &format!("DocumentReference?subject=Patient/{pid}")).await,
+        set(&[&here])
+    );
+    assert_eq!(
+        all_ids(&app, &format!("DocumentReference?subject={elsewhere_url}")).await,
+        set(&[&elsewhere])
+    );
+    let (_, b) = app
+        .get_json(&format!(
+            "DocumentReference?_id={elsewhere}&_include=DocumentReference:subject"
+        ))
+        .await;
+    assert_eq!(
+        b["entry"].as_array().unwrap().len(),
+        1,
+        "nothing included: {b}"
+    );
+    // The patient was last updated before the documents: the chain looks at the patient.
+    let at = patient_updated.replace('+', "%2B");
+    assert_eq!(
+        all_ids(
+            &app,
+            &format!("DocumentReference?subject:Patient._lastUpdated=gt{at}")
+        )
+        .await,
+        BTreeSet::new()
+    );
+    assert_eq!(
+        all_ids(
+            &app,
+            &format!("DocumentReference?subject:Patient._lastUpdated=ge{at}")
+        )
+        .await,
+        set(&[&here])
+    );
+}
+
 both_backends!(
+    references_to_other_servers_are_not_local,
     search_battery_matches_independently_computed_results,
     paging_sees_each_initial_match_once_while_others_write,
     summary_elements_and_includes_hold_on_every_page

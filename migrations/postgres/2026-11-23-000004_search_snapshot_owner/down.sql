@@ -1,2 +1,1 @@
-ALTER TABLE search_snapshot DROP COLUMN query;
-ALTER TABLE search_snapshot DROP COLUMN owner;
+ALTER TABLE search_snapshot DROP COLUMN page_size;

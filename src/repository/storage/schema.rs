@@ -73,5 +73,6 @@ diesel::table! {
         refs -> Text,
         owner -> Text,
         query -> Text,
+        page_size -> BigInt,
     }
 }

@@ -82,7 +82,8 @@ fn date_condition(
     let within = |sql: &mut Sql| {
         let a = sql.int(vs);
         let b = sql.int(ve);
-        format!("({s} >= {a} AND {e} <= {b})")
+        // `{s} < b` is implied (a range ends after it starts) and lets the index bound it.
+        format!("({s} >= {a} AND {s} < {b} AND {e} <= {b})")
     };
     match prefix {
         Prefix::Eq => within(sql),
@@ -154,17 +155,16 @@ fn clause_condition_as(
             format!("{r}.id IN ({})", list.join(", "))
         }
         Kind::LastUpdated => {
+            let (start_col, end_col) = (
+                format!("{r}.last_updated"),
+                format!("({r}.last_updated + 1)"),
+            );
             let alts: Vec<String> = c
                 .values
                 .iter()
                 .filter_map(|v| match v {
                     Value::Date { prefix, start, end } => Some(date_condition(
-                        sql,
-                        "r.last_updated",
-                        "(r.last_updated + 1)",
-                        *prefix,
-                        *start,
-                        *end,
+                        sql, &start_col, &end_col, *prefix, *start, *end,
                     )),
                     _ => None,
                 })
@@ -438,6 +438,7 @@ pub struct Snapshot<'a> {
     pub owner: &'a str,
     pub query: &'a str,
     pub refs: &'a [(String, String)],
+    pub page_size: i64,
 }
 
 /// A page read back from a snapshot.
@@ -446,6 +447,7 @@ pub struct SnapshotPage {
     pub total: i64,
     /// The search as understood when it ran (`Type?query`).
     pub query: String,
+    pub page_size: i64,
 }
 
 /// Keeps the ordered references of a result for its later pages (and drops expired ones).
@@ -466,6 +468,7 @@ pub fn save_snapshot(conn: &mut AnyConnection, snapshot: &Snapshot) -> Result<()
             search_snapshot::refs.eq(text),
             search_snapshot::owner.eq(snapshot.owner),
             search_snapshot::query.eq(snapshot.query),
+            search_snapshot::page_size.eq(snapshot.page_size),
         ))
         .execute(conn)
         .map_err(db_err)?;
@@ -473,16 +476,18 @@ pub fn save_snapshot(conn: &mut AnyConnection, snapshot: &Snapshot) -> Result<()
 }
 
 /// A page of a snapshot, or None when it expired, never existed, or belongs to someone
-/// other than `owner` (the three are told apart to nobody).
+/// other than `owner` (the three are told apart to nobody). Pages are cut as the first
+/// one was: `offset` must fall on a page boundary and `count`, when given, must be the
+/// page size the search ran with; anything else is an edited link (400).
 pub fn snapshot_page(
     conn: &mut AnyConnection,
     search_id: &str,
     owner: &str,
     offset: i64,
-    count: i64,
+    count: Option<i64>,
 ) -> Result<Option<SnapshotPage>, FhirError> {
     let now = crate::fhir::instant::now_us();
-    let found: Option<(i64, String, String)> = search_snapshot::table
+    let found: Option<(i64, String, String, i64)> = search_snapshot::table
         .filter(search_snapshot::search_id.eq(search_id))
         .filter(search_snapshot::owner.eq(owner))
         .filter(search_snapshot::created_us.ge(now - SNAPSHOT_TTL_US))
@@ -490,17 +495,31 @@ pub fn snapshot_page(
             search_snapshot::total,
             search_snapshot::refs,
             search_snapshot::query,
+            search_snapshot::page_size,
         ))
         .first(conn)
         .optional()
         .map_err(db_err)?;
-    let Some((total, refs, query)) = found else {
+    let Some((total, refs, query, page_size)) = found else {
         return Ok(None);
     };
+    let edited = || {
+        FhirError::BadRequest(
+            "this page link was edited: use the links of the Bundle as given".into(),
+        )
+    };
+    if page_size < 1
+        || count.is_some_and(|c| c != page_size)
+        || offset < 0
+        || offset % page_size != 0
+        || offset >= total
+    {
+        return Err(edited());
+    }
     let page = refs
         .lines()
-        .skip(offset.max(0) as usize)
-        .take(count.max(1) as usize)
+        .skip(offset as usize)
+        .take(page_size as usize)
         .filter_map(|l| {
             l.split_once('/')
                 .map(|(t, id)| (t.to_string(), id.to_string()))
@@ -510,6 +529,7 @@ pub fn snapshot_page(
         refs: page,
         total,
         query,
+        page_size,
     }))
 }
 

@@ -1,0 +1,1 @@
+DROP INDEX resources_last_updated;

@@ -344,6 +344,7 @@ impl Repository {
         let content = serde_json::to_string(&resource)
             .map_err(|e| FhirError::Internal(format!("serialising: {e}")))?;
         let index = crate::fhir::index::index_rows(rtype, &resource, &self.base_url);
+        self.storage.note_written(1);
         let written = storage::put_version(
             conn,
             &WriteVersion {
@@ -415,6 +416,7 @@ impl Repository {
         }
         let version_id = current.version_id + 1;
         let now = instant::now_us();
+        self.storage.note_written(1);
         let written = storage::put_version(
             conn,
             &WriteVersion {

@@ -6,6 +6,7 @@
 
 mod schema;
 pub mod search;
+mod statistics;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
@@ -170,6 +171,7 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
 pub struct Storage {
     pool: Pool<ConnectionManager<AnyConnection>>,
     backend: Backend,
+    statistics: std::sync::Arc<statistics::Statistics>,
 }
 
 pub type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
@@ -225,7 +227,11 @@ impl Storage {
             .connection_customizer(Box::new(SqlitePragmas))
             .build(manager)
             .map_err(|e| format!("cannot connect to {}: {e}", redact_url(url)))?;
-        let storage = Storage { pool, backend };
+        let storage = Storage {
+            pool,
+            backend,
+            statistics: Default::default(),
+        };
         let mut conn = storage.conn().map_err(|e| e.to_string())?;
         match &mut *conn {
             AnyConnection::Sqlite(c) => c
@@ -237,7 +243,21 @@ impl Storage {
                 .map(|_| ())
                 .map_err(|e| format!("migrations failed: {e}"))?,
         }
+        drop(conn);
+        storage.refresh_statistics(true);
         Ok(storage)
+    }
+
+    /// Counts versions written, for the planner statistics (see `statistics`).
+    pub fn note_written(&self, versions: u64) {
+        self.statistics.note_written(versions);
+    }
+
+    /// Refreshes the planners' statistics in the background when due (or `force`).
+    fn refresh_statistics(&self, force: bool) {
+        let pool = self.pool.clone();
+        self.statistics
+            .refresh_if_due(force, move || pool.get().ok());
     }
 
     pub fn backend(&self) -> Backend {
@@ -255,7 +275,10 @@ impl Storage {
         f: impl FnOnce(&mut AnyConnection) -> Result<T, FhirError>,
     ) -> Result<T, FhirError> {
         let mut conn = self.conn()?;
-        Self::write_on(&mut conn, f)
+        let result = Self::write_on(&mut conn, f);
+        drop(conn);
+        self.refresh_statistics(false);
+        result
     }
 
     /// [`Storage::write`] on a connection the caller already holds (never take a second
@@ -411,7 +434,9 @@ pub fn put_version(
         })
         .execute(conn)
         .map_err(db_err)?;
-    replace_index(conn, v.resource_type, v.id, v.index)?;
+    // A resource created just now has no index rows to clear.
+    let created = expected_previous.is_none();
+    replace_index(conn, v.resource_type, v.id, v.index, created)?;
     Ok(true)
 }
 
@@ -434,12 +459,14 @@ macro_rules! insert_all {
     };
 }
 
-/// Replaces the index rows of `rtype/id` by `index` (empty for a tombstone).
+/// Replaces the index rows of `rtype/id` by `index` (empty for a tombstone); `created`:
+/// the resource row was inserted in this transaction, so there are no old rows.
 fn replace_index(
     conn: &mut AnyConnection,
     rtype: &str,
     id: &str,
     index: &IndexRows,
+    created: bool,
 ) -> Result<(), FhirError> {
     macro_rules! clear {
         ($t:ident) => {
@@ -452,10 +479,12 @@ fn replace_index(
             .map_err(db_err)?;
         };
     }
-    clear!(search_token);
-    clear!(search_string);
-    clear!(search_date);
-    clear!(search_reference);
+    if !created {
+        clear!(search_token);
+        clear!(search_string);
+        clear!(search_date);
+        clear!(search_reference);
+    }
     let tokens: Vec<TokenRow> = index
         .tokens
         .iter()

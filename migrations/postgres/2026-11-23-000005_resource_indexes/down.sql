@@ -1,1 +1,2 @@
 DROP INDEX resources_last_updated;
+DROP INDEX resources_live;

@@ -20,6 +20,7 @@ impl Application {
     /// Opens the database (running migrations), binds the listener and prepares the server.
     pub fn build(args: &ServeArgs) -> Result<Application, String> {
         let database_url = args.database_url();
+        let key = crate::auth::keys::SigningKey::load_or_create(&args.data_dir)?;
         let listener = TcpListener::bind(&args.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -32,9 +33,23 @@ impl Application {
         let repo = Repository::open(
             &database_url,
             args.db_pool_size,
-            AccessPoint::new(),
+            AccessPoint::new(&base_url),
             &base_url,
         )?;
+        if args.dev {
+            if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "--dev is refused on {addr}: development tokens are for a loopback address only"
+                ));
+            }
+            tracing::warn!(
+                "DEVELOPMENT MODE (--dev): tokens printed by `carnet dev-token` are accepted; \
+                 never run a real record this way"
+            );
+        }
+        let auth = web::Data::new(crate::auth::Authenticator {
+            tokens: crate::auth::token::TokenService::new(key, args.dev),
+        });
         tracing::info!(
             listen = %addr,
             base_url = %base_url,
@@ -53,7 +68,7 @@ impl Application {
             },
             started_at: instant::format_us(instant::now_us()),
         });
-        let mut server = actix_web::HttpServer::new(move || http::app(state.clone()))
+        let mut server = actix_web::HttpServer::new(move || http::app(state.clone(), auth.clone()))
             .shutdown_timeout(args.shutdown_timeout);
         if let Some(w) = args.workers {
             server = server.workers(w.max(1));

@@ -57,6 +57,11 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "CARNET_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+
+    /// Development mode: also accept the tokens `carnet dev-token` prints. Never in
+    /// production; refused unless listening on a loopback address.
+    #[arg(long, env = "CARNET_DEV")]
+    pub dev: bool,
 }
 
 /// Settings resolved from [`ServeArgs`] once the listening port is known.

@@ -1,29 +1,50 @@
 //! auth: who is asking. The only module that can build a [`RequestContext`].
 //!
-//! Until the identity issue lands there is no authentication: every request is
-//! [`Actor::Unauthenticated`], and the access-decision point (which allows everything for
-//! now) is still called on every read and write, so that the consent engine can be filled
-//! in without touching any read path.
+//! Every FHIR request but `metadata` carries a bearer token (`Authorization: Bearer …`),
+//! signed by this server ([`token`]); its claims become the request context: the actor
+//! (patient, practitioner or backend client), the SMART scopes granted ([`scopes`]) and the
+//! patient in context. What the context may then see is decided by the access point
+//! (`crate::access`), not here.
+//!
+//! `carnet serve --dev` also accepts the tokens `carnet dev-token` prints (signed with the
+//! same key from the data directory, marked `dev`); a server without `--dev` refuses them.
 
-use actix_web::{dev::Payload, FromRequest, HttpMessage, HttpRequest};
+pub mod keys;
+pub mod scopes;
+pub mod token;
+
+use actix_web::{dev::Payload, http::StatusCode, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{HttpResponse, ResponseError};
 use std::future::{ready, Ready};
+
+pub use scopes::{Permission, Scopes};
+use token::{Claims, TokenError, TokenService};
 
 /// Who is behind a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    /// No credentials were checked (the core server before identity is configured).
-    Unauthenticated,
+    /// A patient (FranceConnect identity), by Patient id.
+    Patient(String),
+    /// A health professional (Pro Santé Connect identity), by Practitioner id.
+    Practitioner(String),
+    /// A backend service (hospital information system), by client id.
+    System(String),
 }
 
 /// The request id given to every request (echoed as `X-Request-Id`).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Who is asking, for what purpose: built here, and only here, for every request.
+/// Who is asking, with which grants: built here, and only here, for every request.
 /// There is deliberately no `Default` and no public constructor.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     actor: Actor,
+    client_id: String,
+    scopes: Scopes,
+    /// The patient every access is bounded to: the launch patient of a `patient/` token, or
+    /// the patient themself.
+    patient: Option<String>,
     /// Purpose of use (e.g. `TREAT`, `BTG`), when the credentials carry one.
     purpose_of_use: Option<String>,
     request_id: String,
@@ -34,11 +55,27 @@ impl RequestContext {
         &self.actor
     }
 
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    /// The patient whose compartment bounds every access of this request, if any.
+    pub fn patient_bound(&self) -> Option<&str> {
+        self.patient.as_deref()
+    }
+
     /// A stable name for whoever is asking (what a search snapshot is bound to).
     pub fn principal(&self) -> String {
-        match &self.actor {
-            Actor::Unauthenticated => "anonymous".to_string(),
-        }
+        let who = match &self.actor {
+            Actor::Patient(id) => format!("Patient/{id}"),
+            Actor::Practitioner(id) => format!("Practitioner/{id}"),
+            Actor::System(client) => format!("client/{client}"),
+        };
+        format!("{who} via {}", self.client_id)
     }
 
     pub fn purpose_of_use(&self) -> Option<&str> {
@@ -49,25 +86,166 @@ impl RequestContext {
         &self.request_id
     }
 
-    fn from_http(req: &HttpRequest) -> RequestContext {
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        RequestContext {
-            actor: Actor::Unauthenticated,
+    fn from_claims(claims: Claims, request_id: String) -> Result<RequestContext, AuthFailure> {
+        let scopes = Scopes::parse(&claims.scope);
+        let actor = if let Some(id) = claims.sub.strip_prefix("Patient/") {
+            Actor::Patient(id.to_string())
+        } else if let Some(id) = claims.sub.strip_prefix("Practitioner/") {
+            Actor::Practitioner(id.to_string())
+        } else if let Some(id) = claims.sub.strip_prefix("client/") {
+            Actor::System(id.to_string())
+        } else {
+            return Err(AuthFailure::Unauthorized(TokenError::Invalid(
+                "unknown subject".into(),
+            )));
+        };
+        // A patient only ever sees their own record; a `patient/` token only its patient's.
+        let patient = match (&actor, claims.patient) {
+            (Actor::Patient(own), _) => Some(own.clone()),
+            (_, Some(launch)) if scopes.only_patient_context() => Some(launch),
+            (_, _) if scopes.only_patient_context() => {
+                return Err(AuthFailure::Forbidden(
+                    "patient/ scopes need a patient in context (launch/patient)".into(),
+                ))
+            }
+            _ => None,
+        };
+        Ok(RequestContext {
+            actor,
+            client_id: claims.client_id,
+            scopes,
+            patient,
             purpose_of_use: None,
             request_id,
-        }
+        })
     }
 }
 
+/// What checks the bearer token of each request (registered as app data).
+pub struct Authenticator {
+    pub tokens: TokenService,
+}
+
+/// A request without acceptable credentials: 401 with `WWW-Authenticate`, or 403.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("this request needs an access token (Authorization: Bearer …)")]
+    Missing,
+    #[error("{0}")]
+    Unauthorized(TokenError),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl ResponseError for AuthFailure {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AuthFailure::Forbidden(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let challenge = match self {
+            AuthFailure::Missing => r#"Bearer realm="carnet""#.to_string(),
+            AuthFailure::Unauthorized(e) => format!(
+                r#"Bearer realm="carnet", error="invalid_token", error_description="{}""#,
+                e.to_string().replace('"', "'")
+            ),
+            AuthFailure::Forbidden(_) => {
+                r#"Bearer realm="carnet", error="insufficient_scope""#.to_string()
+            }
+        };
+        let code = match self {
+            AuthFailure::Forbidden(_) => "forbidden",
+            _ => "login",
+        };
+        let outcome = serde_json::json!({"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": code, "diagnostics": self.to_string()}]});
+        HttpResponse::build(self.status_code())
+            .insert_header(("WWW-Authenticate", challenge))
+            .content_type("application/fhir+json")
+            .body(outcome.to_string())
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<RequestContext, AuthFailure> {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let auth = req
+        .app_data::<actix_web::web::Data<Authenticator>>()
+        .expect("Authenticator is registered with the app");
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AuthFailure::Missing)?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(AuthFailure::Missing)?;
+    let claims = auth
+        .tokens
+        .verify(token)
+        .map_err(AuthFailure::Unauthorized)?;
+    RequestContext::from_claims(claims, request_id)
+}
+
 impl FromRequest for RequestContext {
-    type Error = actix_web::Error;
+    type Error = AuthFailure;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(RequestContext::from_http(req)))
+        ready(authenticate(req))
     }
+}
+
+/// What `carnet dev-token` signs for.
+#[derive(Debug, Clone)]
+pub enum DevSubject {
+    Patient(String),
+    Practitioner(String),
+    System,
+}
+
+/// A development token (accepted by `carnet serve --dev` only) for `subject`, with `scope`
+/// (default: everything the subject's kind may have), valid `lifetime_s` seconds.
+pub fn dev_token(
+    tokens: &TokenService,
+    subject: &DevSubject,
+    scope: Option<&str>,
+    lifetime_s: i64,
+) -> Result<String, String> {
+    let (sub, default_scope, patient) = match subject {
+        DevSubject::Patient(id) => (
+            format!("Patient/{id}"),
+            "openid fhirUser patient/*.cruds",
+            Some(id.clone()),
+        ),
+        DevSubject::Practitioner(id) => (
+            format!("Practitioner/{id}"),
+            "openid fhirUser user/*.cruds",
+            None,
+        ),
+        DevSubject::System => ("client/carnet-dev".to_string(), "system/*.cruds", None),
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = Claims {
+        iss: token::ISSUER.into(),
+        aud: token::AUDIENCE.into(),
+        sub,
+        client_id: "carnet-dev".into(),
+        scope: scope.unwrap_or(default_scope).to_string(),
+        patient,
+        iat: now,
+        exp: now + lifetime_s,
+        jti: uuid::Uuid::new_v4().to_string(),
+        dev: true,
+    };
+    tokens.issue(&claims)
 }

@@ -80,7 +80,11 @@ pub fn capability_statement(base_url: &str, software_version: &str, date: &str) 
         "format": ["application/fhir+json", "application/fhir+xml"],
         "rest": [{
             "mode": "server",
-            "documentation": "Conditional create (If-None-Exist) supports the identifier and _id parameters.",
+            "documentation": "Conditional create (If-None-Exist) takes any search parameter listed here.",
+            "security": {
+                "cors": false,
+                "description": "Every interaction but metadata needs a bearer access token signed by this server (ES256), carrying SMART v2 scopes (patient/, user/, system/; v1 .read/.write accepted); a token bound to a patient reaches that patient's compartment only. The SMART authorization endpoints (authorize, token) are not served yet: tokens come from `carnet dev-token` on a server started with --dev."
+            },
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
         }]

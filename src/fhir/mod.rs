@@ -3,6 +3,7 @@
 //! and the CapabilityStatement.
 
 pub mod capability;
+pub mod compartment;
 pub mod definitions;
 pub mod fhirpath;
 pub mod format;

@@ -552,6 +552,20 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
     }
 }
 
+/// The clause that limits a search of `rtype` to what concerns `Patient/patient`: the
+/// patient itself for `Patient`, its compartment for the other types.
+pub fn patient_restriction(rtype: &str, patient: &str) -> Result<Clause, FhirError> {
+    if rtype == "Patient" {
+        return Ok(Clause {
+            param: "_id".into(),
+            kind: Kind::Id,
+            negate: false,
+            values: vec![Value::Id(patient.to_string())],
+        });
+    }
+    compartment_clause("Patient", patient, rtype)
+}
+
 /// The clause that limits a search of `rtype` to the compartment of `owner_type/owner_id`,
 /// from the official CompartmentDefinition (`fhir-profiles/r4/compartment-patient.json`).
 pub fn compartment_clause(
@@ -559,31 +573,14 @@ pub fn compartment_clause(
     owner_id: &str,
     rtype: &str,
 ) -> Result<Clause, FhirError> {
-    use once_cell::sync::Lazy;
-    static PATIENT: Lazy<serde_json::Value> = Lazy::new(|| {
-        serde_json::from_str(include_str!(
-            "../../fhir-profiles/r4/compartment-patient.json"
-        ))
-        .expect("compartment definition")
-    });
     if owner_type != "Patient" {
         return Err(FhirError::NotFound(format!(
             "the {owner_type} compartment is not supported (Patient is)"
         )));
     }
-    let params: Vec<String> = PATIENT["resource"]
-        .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["code"] == rtype))
-        .and_then(|r| r["param"].as_array())
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let params = crate::fhir::compartment::patient_params(rtype);
     let clauses: Vec<Clause> = params
         .iter()
-        .filter(|p| REGISTRY.get(rtype, p).map(|d| d.kind) == Some(ParamType::Reference))
         .map(|p| Clause {
             param: p.clone(),
             kind: Kind::Reference,

@@ -97,6 +97,7 @@ fn request_id(req: &actix_web::dev::ServiceRequest) -> String {
 /// Builds the actix-web `App` for `state` (used by the server and nothing else).
 pub fn app(
     state: web::Data<AppState>,
+    auth: web::Data<crate::auth::Authenticator>,
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -109,6 +110,7 @@ pub fn app(
     let base_path = state.settings.fhir_path.clone();
     actix_web::App::new()
         .app_data(state)
+        .app_data(auth)
         .wrap_fn(|req, srv| {
             let start = Instant::now();
             let id = request_id(&req);

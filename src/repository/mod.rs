@@ -525,6 +525,15 @@ impl Repository {
         let mut refs: Vec<(String, String)> = Vec::new();
         for req in reqs {
             check_type(&req.resource_type)?;
+            let mut req = req.clone();
+            if let Some(patient) = self.access.check_search(ctx, &req.resource_type)? {
+                req.clauses
+                    .push(crate::fhir::search_query::patient_restriction(
+                        &req.resource_type,
+                        &patient,
+                    )?);
+            }
+            let req = &req;
             let ids = storage::search::matching_ids(&mut conn, req)?;
             refs.extend(ids.into_iter().map(|id| (req.resource_type.clone(), id)));
         }

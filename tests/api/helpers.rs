@@ -124,8 +124,11 @@ impl Drop for Database {
 
 pub struct TestApp {
     pub base: String,
+    /// A client whose requests carry a backend token with `system/*.cruds`.
     pub client: reqwest::Client,
     _db: Database,
+    /// The server's data directory (its token signing key).
+    _data: tempfile::TempDir,
     handle: Option<actix_web::dev::ServerHandle>,
     pub args: ServeArgs,
 }
@@ -144,6 +147,7 @@ pub fn serve_args(database_url: &str, data_dir: PathBuf) -> ServeArgs {
         workers: Some(2),
         shutdown_timeout: 5,
         log_format: "text".into(),
+        dev: true,
     }
 }
 
@@ -164,16 +168,43 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_with(backend: Backend, tune: impl FnOnce(&mut ServeArgs)) -> TestApp {
     init_logging();
     let db = Database::new(&backend);
-    let mut args = serve_args(&db.url, std::env::temp_dir());
+    let data = tempfile::tempdir().expect("data dir");
+    let mut args = serve_args(&db.url, data.path().to_path_buf());
     tune(&mut args);
     let (base, handle) = start(&args);
+    let token = dev_token(&args.data_dir, &carnet::auth::DevSubject::System, None);
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: client_with(&token),
+        _data: data,
         _db: db,
         handle: Some(handle),
         args,
     }
+}
+
+/// A development token signed with the key in `data_dir` (as `carnet dev-token` prints).
+pub fn dev_token(
+    data_dir: &std::path::Path,
+    subject: &carnet::auth::DevSubject,
+    scope: Option<&str>,
+) -> String {
+    let key = carnet::auth::keys::SigningKey::load_or_create(data_dir).expect("signing key");
+    let tokens = carnet::auth::token::TokenService::new(key, true);
+    carnet::auth::dev_token(&tokens, subject, scope, 600).expect("token")
+}
+
+/// A client sending `token` as its bearer token on every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 pub const FHIR_JSON: &str = "application/fhir+json";

@@ -767,7 +767,15 @@ async fn summary_elements_and_includes_hold_on_every_page(backend: Backend) {
     let mut matches = 0;
     let mut second_page = None;
     loop {
-        let b: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        let b: Value = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         pages += 1;
         if pages == 2 {
             second_page = Some(url.clone());
@@ -823,12 +831,15 @@ async fn summary_elements_and_includes_hold_on_every_page(backend: Backend) {
         second_page.replace("_getpagesoffset=2", "_getpagesoffset=9223372036854775807"),
         second_page.replace("_getpagesoffset=2", "_getpagesoffset=-2"),
     ] {
-        let res = reqwest::get(&edited).await.unwrap();
+        let res = app.client.get(&edited).send().await.unwrap();
         assert_eq!(res.status(), 400, "{edited}");
         let b: Value = res.json().await.unwrap();
         assert_eq!(b["resourceType"], "OperationOutcome");
     }
-    assert_eq!(reqwest::get(&second_page).await.unwrap().status(), 200);
+    assert_eq!(
+        app.client.get(&second_page).send().await.unwrap().status(),
+        200
+    );
     // text: narrative and mandatory elements only; data: everything but the narrative.
     let (_, b) = app
         .get_json("Patient?family=forme&_summary=text&_count=1")

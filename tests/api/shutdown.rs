@@ -31,8 +31,21 @@ fn help_documents_the_serve_flags_and_their_environment() {
 #[test]
 fn sigterm_finishes_the_request_in_flight_then_exits() {
     let dir = tempfile::tempdir().unwrap();
+    // The token `carnet dev-token` prints on its last line, for `carnet serve --dev`.
+    let out = Command::new(env!("CARGO_BIN_EXE_carnet"))
+        .args(["dev-token", "--system", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_carnet"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -57,7 +70,7 @@ fn sigterm_finishes_the_request_in_flight_then_exits() {
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    write!(stream, "POST /fhir/Patient HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    write!(stream, "POST /fhir/Patient HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/fhir+json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
     let (first, rest) = body.split_at(10);
     stream.write_all(first.as_bytes()).unwrap();
     stream.flush().unwrap();

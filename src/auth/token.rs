@@ -1,0 +1,159 @@
+//! token: Carnet's access tokens. Signed JWTs (ES256, [`super::keys`]), short-lived, bound
+//! to a client, a subject (patient, practitioner or the client itself), scopes and, for a
+//! patient-context launch, the patient.
+
+use super::keys::SigningKey;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Who issues Carnet's tokens, and for whom they are meant (checked on every request).
+pub const ISSUER: &str = "urn:carnet:authorization-server";
+pub const AUDIENCE: &str = "urn:carnet:fhir";
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// `Patient/ID`, `Practitioner/ID`, or `client/ID` for a backend service.
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    /// The patient in context (`launch/patient`), an id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    /// Made by `carnet dev-token`: accepted only by `carnet serve --dev`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
+}
+
+/// Why a token was refused (told to the client in `WWW-Authenticate`; never the token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is not valid: {0}")]
+    Invalid(String),
+    #[error("development tokens are accepted only by `carnet serve --dev`")]
+    DevRefused,
+}
+
+/// Issues and verifies tokens with the server's key.
+pub struct TokenService {
+    key: SigningKey,
+    accept_dev: bool,
+}
+
+impl TokenService {
+    pub fn new(key: SigningKey, accept_dev: bool) -> TokenService {
+        TokenService { key, accept_dev }
+    }
+
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Signs `claims` (ES256, with the key id in the header).
+    pub fn issue(&self, claims: &Claims) -> Result<String, String> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key.encoding).map_err(|e| e.to_string())
+    }
+
+    /// Checks signature (ES256 with this server's key, nothing else: `alg: none` and
+    /// HMAC-with-the-public-key tricks fail here), issuer, audience and expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let mut v = Validation::new(Algorithm::ES256);
+        v.algorithms = vec![Algorithm::ES256];
+        v.set_issuer(&[ISSUER]);
+        v.set_audience(&[AUDIENCE]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.leeway = 30;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidSignature => {
+                    TokenError::Invalid("signature does not verify".into())
+                }
+                ErrorKind::InvalidAudience => TokenError::Invalid("wrong audience".into()),
+                ErrorKind::InvalidIssuer => TokenError::Invalid("wrong issuer".into()),
+                ErrorKind::InvalidAlgorithm => TokenError::Invalid("algorithm not accepted".into()),
+                _ => TokenError::Invalid("malformed token".into()),
+            }
+        })?;
+        if data.claims.dev && !self.accept_dev {
+            return Err(TokenError::DevRefused);
+        }
+        Ok(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn claims(exp_in: i64) -> Claims {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        Claims {
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: "Patient/p1".into(),
+            client_id: "app".into(),
+            scope: "patient/*.rs".into(),
+            patient: Some("p1".into()),
+            iat: now,
+            exp: now + exp_in,
+            jti: "j".into(),
+            dev: false,
+        }
+    }
+
+    fn service(accept_dev: bool) -> (tempfile::TempDir, TokenService) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(dir.path()).unwrap();
+        (dir, TokenService::new(key, accept_dev))
+    }
+
+    #[test]
+    fn a_token_round_trips_and_forgeries_fail() {
+        let (_d, tokens) = service(false);
+        let t = tokens.issue(&claims(300)).unwrap();
+        assert_eq!(tokens.verify(&t).unwrap(), claims(300));
+        // Expired (beyond the leeway).
+        let old = tokens.issue(&claims(-120)).unwrap();
+        assert_eq!(tokens.verify(&old), Err(TokenError::Expired));
+        // Another server's key.
+        let (_d2, other) = service(false);
+        assert!(matches!(
+            tokens.verify(&other.issue(&claims(300)).unwrap()),
+            Err(TokenError::Invalid(_))
+        ));
+        // alg none: the same claims, unsigned.
+        let body = t.split('.').nth(1).unwrap();
+        let none = format!(
+            "{}.{body}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
+        );
+        assert!(matches!(tokens.verify(&none), Err(TokenError::Invalid(_))));
+        // Wrong audience.
+        let mut c = claims(300);
+        c.aud = "https://elsewhere.example".into();
+        assert!(matches!(
+            tokens.verify(&tokens.issue(&c).unwrap()),
+            Err(TokenError::Invalid(_))
+        ));
+        // A development token on a server without --dev.
+        let mut c = claims(300);
+        c.dev = true;
+        assert_eq!(
+            tokens.verify(&tokens.issue(&c).unwrap()),
+            Err(TokenError::DevRefused)
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! Identity on the FHIR API: every request but `metadata` needs a valid bearer token; the
+//! token's scopes bound the types and interactions; a patient-bound token sees only its
+//! patient's record, and another patient's data looks like data that does not exist.
+
+use crate::both_backends;
+use crate::helpers::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use carnet::auth::token::{Claims, TokenService, AUDIENCE, ISSUER};
+use carnet::auth::DevSubject;
+use serde_json::{json, Value};
+
+fn claims(sub: &str, scope: &str, exp_in: i64) -> Claims {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    Claims {
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        sub: sub.into(),
+        client_id: "test-app".into(),
+        scope: scope.into(),
+        patient: None,
+        iat: now,
+        exp: now + exp_in,
+        jti: uuid::Uuid::new_v4().to_string(),
+        dev: true,
+    }
+}
+
+fn server_tokens(app: &TestApp) -> TokenService {
+    let key = carnet::auth::keys::SigningKey::load_or_create(&app.args.data_dir).unwrap();
+    TokenService::new(key, true)
+}
+
+/// 401 with a Bearer challenge and an OperationOutcome, nothing else.
+async fn assert_unauthorized(res: reqwest::Response, why: &str) {
+    assert_eq!(res.status(), 401, "{why}");
+    let challenge = res
+        .headers()
+        .get("WWW-Authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert!(challenge.starts_with("Bearer"), "{why}: {challenge}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome", "{why}");
+    assert!(body.get("entry").is_none() && body.get("name").is_none());
+}
+
+async fn bad_tokens_are_refused_and_metadata_is_open(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let p = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Secret"}]}))
+        .await;
+    let path = format!("Patient/{}", p["id"].as_str().unwrap());
+    let anonymous = reqwest::Client::new();
+    assert_unauthorized(
+        anonymous.get(app.url(&path)).send().await.unwrap(),
+        "no token",
+    )
+    .await;
+    assert_unauthorized(
+        anonymous
+            .get(app.url("Patient?family=secret"))
+            .send()
+            .await
+            .unwrap(),
+        "no token, search",
+    )
+    .await;
+    let res = anonymous.get(app.url("metadata")).send().await.unwrap();
+    assert_eq!(res.status(), 200, "metadata needs no token");
+    let tokens = server_tokens(&app);
+    let expired = tokens
+        .issue(&claims("client/x", "system/*.cruds", -3600))
+        .unwrap();
+    let mut wrong_aud = claims("client/x", "system/*.cruds", 600);
+    wrong_aud.aud = "https://other-server.example/fhir".into();
+    let wrong_aud = tokens.issue(&wrong_aud).unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let foreign = dev_token(other_dir.path(), &DevSubject::System, None);
+    let good = tokens
+        .issue(&claims("client/x", "system/*.cruds", 600))
+        .unwrap();
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        good.split('.').nth(1).unwrap()
+    );
+    for (token, why) in [
+        (expired, "expired"),
+        (wrong_aud, "wrong audience"),
+        (foreign, "signed by another key"),
+        (unsigned, "alg none"),
+        ("not-a-jwt".to_string(), "garbage"),
+    ] {
+        let res = client_with(&token)
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_unauthorized(res, why).await;
+    }
+    let res = client_with(&good).get(app.url(&path)).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the same claims, properly signed");
+}
+
+async fn scopes_bound_types_and_interactions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let p = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Portée"}]}))
+        .await;
+    let pid = p["id"].as_str().unwrap().to_string();
+    let doc = app.create(&document(&pid)).await;
+    let narrow = client_with(&dev_token(
+        &app.args.data_dir,
+        &DevSubject::System,
+        Some("system/Patient.rs"),
+    ));
+    let res = narrow
+        .get(app.url(&format!("Patient/{pid}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = narrow
+        .get(app.url("Patient?family=portee"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let forbidden = [
+        narrow
+            .get(app.url(&format!(
+                "DocumentReference/{}",
+                doc["id"].as_str().unwrap()
+            )))
+            .send()
+            .await
+            .unwrap(),
+        narrow
+            .get(app.url("DocumentReference?subject=Patient/x"))
+            .send()
+            .await
+            .unwrap(),
+        narrow
+            .post(app.url("Patient"))
+            .header("Content-Type", FHIR_JSON)
+            .body(json!({"resourceType": "Patient"}).to_string())
+            .send()
+            .await
+            .unwrap(),
+        narrow
+            .delete(app.url(&format!("Patient/{pid}")))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for res in forbidden {
+        assert_eq!(res.status(), 403);
+        let b: Value = res.json().await.unwrap();
+        assert_eq!(b["issue"][0]["code"], "forbidden", "{b}");
+    }
+    // Nothing was written or deleted.
+    assert_eq!(app.get_json(&format!("Patient/{pid}")).await.0, 200);
+    // Includes of a type the token may not read are left out.
+    let (_, b) = app.get_json("Patient?family=portee").await;
+    assert_eq!(b["total"], 1);
+    let res = narrow
+        .get(app.url(&format!(
+            "Patient?_id={pid}&_revinclude=DocumentReference:subject"
+        )))
+        .send()
+        .await
+        .unwrap();
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["entry"].as_array().unwrap().len(), 1, "{b}");
+}
+
+fn document(patient: &str) -> Value {
+    json!({"resourceType": "DocumentReference", "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "content": [{"attachment": {"contentType": "text/plain", "url": "http://example.org/d"}}]})
+}
+
+async fn a_patient_token_sees_only_its_patient(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut pids = Vec::new();
+    let mut docs = Vec::new();
+    for family in ["Alice", "Bruno"] {
+        let p = app
+            .create(&json!({"resourceType": "Patient", "name": [{"family": family}]}))
+            .await;
+        let pid = p["id"].as_str().unwrap().to_string();
+        for _ in 0..3 {
+            let d = app.create(&document(&pid)).await;
+            docs.push((pid.clone(), d["id"].as_str().unwrap().to_string()));
+        }
+        pids.push(pid);
+    }
+    let gp = app
+        .create(&json!({"resourceType": "Practitioner", "name": [{"family": "Généraliste"}]}))
+        .await;
+    let (alice, bruno) = (&pids[0], &pids[1]);
+    let as_alice = client_with(&dev_token(
+        &app.args.data_dir,
+        &DevSubject::Patient(alice.clone()),
+        None,
+    ));
+    let get = |path: String| {
+        let c = as_alice.clone();
+        let url = app.url(&path);
+        async move {
+            let res = c.get(url).send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    assert_eq!(get(format!("Patient/{alice}")).await.0, 200);
+    assert_eq!(
+        get(format!("Practitioner/{}", gp["id"].as_str().unwrap()))
+            .await
+            .0,
+        200,
+        "the directory is readable"
+    );
+    // Another patient, and their documents, do not exist for Alice.
+    let (status, body) = get(format!("Patient/{bruno}")).await;
+    assert_eq!(status, 404, "{body}");
+    let (_, not_found) = get("Patient/does-not-exist".into()).await;
+    assert_eq!(
+        body["issue"][0]["code"], not_found["issue"][0]["code"],
+        "hidden looks like absent"
+    );
+    for (owner, doc) in &docs {
+        let (status, _) = get(format!("DocumentReference/{doc}")).await;
+        assert_eq!(status, if owner == alice { 200 } else { 404 });
+        let (status, _) = get(format!("DocumentReference/{doc}/_history/1")).await;
+        assert_eq!(status, if owner == alice { 200 } else { 404 });
+    }
+    // Searches count only Alice's data, whatever the query says.
+    let (_, b) = get("DocumentReference".into()).await;
+    assert_eq!(b["total"], 3, "{b}");
+    let (_, b) = get(format!("DocumentReference?subject=Patient/{bruno}")).await;
+    assert_eq!(b["total"], 0, "{b}");
+    let (_, b) = get("Patient".into()).await;
+    assert_eq!(b["total"], 1);
+    assert_eq!(b["entry"][0]["resource"]["id"], alice.as_str());
+    let (_, b) = get(format!("Patient/{bruno}/DocumentReference")).await;
+    assert_eq!(b["total"], 0, "{b}");
+    let (_, b) = get("DocumentReference?_include=DocumentReference:subject".into()).await;
+    let included: Vec<&Value> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .collect();
+    assert_eq!(included.len(), 1);
+    assert_eq!(included[0]["resource"]["id"], alice.as_str());
+    // Writing into another record is refused; into one's own, allowed.
+    let res = as_alice
+        .post(app.url("DocumentReference"))
+        .header("Content-Type", FHIR_JSON)
+        .body(document(bruno).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = as_alice
+        .post(app.url("DocumentReference"))
+        .header("Content-Type", FHIR_JSON)
+        .body(document(alice).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let (_, b) = app
+        .get_json(&format!("DocumentReference?subject=Patient/{bruno}"))
+        .await;
+    assert_eq!(b["total"], 3, "Bruno's record unchanged");
+}
+
+/// Development tokens are refused by a server that was not started with `--dev`.
+async fn dev_tokens_need_dev_mode(backend: Backend) {
+    let app = spawn_with(backend, |a| a.dev = false).await;
+    let res = app.client.get(app.url("Patient")).send().await.unwrap();
+    assert_unauthorized(res, "dev token, no --dev").await;
+}
+
+#[test]
+fn dev_mode_is_refused_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = serve_args(
+        &format!("sqlite://{}", dir.path().join("c.sqlite3").display()),
+        dir.path().to_path_buf(),
+    );
+    args.listen = "0.0.0.0:0".into();
+    let err = carnet::app::Application::build(&args)
+        .err()
+        .expect("refused");
+    assert!(err.contains("--dev"), "{err}");
+}
+
+both_backends!(
+    bad_tokens_are_refused_and_metadata_is_open,
+    scopes_bound_types_and_interactions,
+    a_patient_token_sees_only_its_patient,
+    dev_tokens_need_dev_mode
+);

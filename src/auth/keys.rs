@@ -79,16 +79,24 @@ fn create(path: &Path) -> Result<Vec<u8>, String> {
         .map_err(|_| "cannot generate a signing key".to_string())?;
     let dir = path.parent().expect("key path has a parent");
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    // Written to a temporary file first, then renamed: a second process starting at the
-    // same moment sees either no key or a whole one (and the loser of the rename race
-    // reads the winner's key back).
-    let tmp = dir.join(format!(".es256.{}.tmp", std::process::id()));
+    // Written to a temporary file first, then linked into place: `hard_link` fails if the
+    // key exists, so when two processes start at the same moment exactly one key wins and
+    // the other process reads the winner's back.
+    let tmp = dir.join(format!(
+        ".es256.{}.{}.tmp",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
     write_private(&tmp, der.as_ref())?;
-    if path.exists() {
-        let _ = std::fs::remove_file(&tmp);
-        return std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }
+        Err(e) => return Err(format!("cannot write {}: {e}", path.display())),
     }
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::info!(path = %path.display(), "created a new token signing key");
     Ok(der.as_ref().to_vec())
 }

@@ -42,8 +42,8 @@ pub struct RequestContext {
     actor: Actor,
     client_id: String,
     scopes: Scopes,
-    /// The patient every access is bounded to: the launch patient of a `patient/` token, or
-    /// the patient themself.
+    /// The patient in context: the launch patient of an app's token, or the patient
+    /// themself. `patient/` scopes reach this patient's compartment only.
     patient: Option<String>,
     /// Purpose of use (e.g. `TREAT`, `BTG`), when the credentials carry one.
     purpose_of_use: Option<String>,
@@ -63,8 +63,8 @@ impl RequestContext {
         &self.scopes
     }
 
-    /// The patient whose compartment bounds every access of this request, if any.
-    pub fn patient_bound(&self) -> Option<&str> {
+    /// The patient in context, if any (what `patient/` scopes are bounded to).
+    pub fn launch_patient(&self) -> Option<&str> {
         self.patient.as_deref()
     }
 
@@ -88,6 +88,8 @@ impl RequestContext {
 
     fn from_claims(claims: Claims, request_id: String) -> Result<RequestContext, AuthFailure> {
         let scopes = Scopes::parse(&claims.scope);
+        let valid = |id: &str| crate::fhir::resource_types::is_valid_id(id);
+        let invalid = || AuthFailure::Unauthorized(TokenError::Invalid("unknown subject".into()));
         let actor = if let Some(id) = claims.sub.strip_prefix("Patient/") {
             Actor::Patient(id.to_string())
         } else if let Some(id) = claims.sub.strip_prefix("Practitioner/") {
@@ -95,20 +97,24 @@ impl RequestContext {
         } else if let Some(id) = claims.sub.strip_prefix("client/") {
             Actor::System(id.to_string())
         } else {
-            return Err(AuthFailure::Unauthorized(TokenError::Invalid(
-                "unknown subject".into(),
-            )));
+            return Err(invalid());
         };
-        // A patient only ever sees their own record; a `patient/` token only its patient's.
+        if let Actor::Patient(id) | Actor::Practitioner(id) = &actor {
+            if !valid(id) {
+                return Err(invalid());
+            }
+        }
+        // A patient only ever sees their own record; `patient/` scopes need a patient.
         let patient = match (&actor, claims.patient) {
             (Actor::Patient(own), _) => Some(own.clone()),
-            (_, Some(launch)) if scopes.only_patient_context() => Some(launch),
-            (_, _) if scopes.only_patient_context() => {
+            (_, Some(launch)) if valid(&launch) => Some(launch),
+            (_, Some(_)) => return Err(invalid()),
+            (_, None) if scopes.has_patient_scopes() => {
                 return Err(AuthFailure::Forbidden(
                     "patient/ scopes need a patient in context (launch/patient)".into(),
                 ))
             }
-            _ => None,
+            (_, None) => None,
         };
         Ok(RequestContext {
             actor,
@@ -183,10 +189,11 @@ fn authenticate(req: &HttpRequest) -> Result<RequestContext, AuthFailure> {
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or(AuthFailure::Missing)?;
+    // The scheme is case-insensitive (RFC 7235).
     let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
         .ok_or(AuthFailure::Missing)?;
     let claims = auth

@@ -84,12 +84,23 @@ impl Scopes {
         })
     }
 
-    /// Whether every grant on `resource_type`… is in the patient context only (so the
-    /// patient's compartment bounds every access), i.e. no `user/` or `system/` scope applies.
-    pub fn only_patient_context(&self) -> bool {
+    /// Whether a `user/` or `system/` scope grants `permission` on `resource_type` (a grant
+    /// not bounded to the patient in context).
+    pub fn allows_unbounded(&self, resource_type: &str, permission: Permission) -> bool {
+        self.resources.iter().any(|s| {
+            s.context != ScopeContext::Patient
+                && s.resource_type
+                    .as_deref()
+                    .is_none_or(|t| t == resource_type)
+                && s.permissions.contains(permission.letter())
+        })
+    }
+
+    /// Whether any `patient/` scope is granted (those need a patient in context).
+    pub fn has_patient_scopes(&self) -> bool {
         self.resources
             .iter()
-            .all(|s| s.context == ScopeContext::Patient)
+            .any(|s| s.context == ScopeContext::Patient)
     }
 
     /// The scopes of `self` that `wanted` may keep (for narrowing on refresh or dev tokens):

@@ -63,6 +63,28 @@ pub fn in_patient_compartment(
         .any(|(param, ty, id, _)| ty == "Patient" && id == patient_id && params.contains(param))
 }
 
+/// The ids of the patients `resource` (of `rtype`) references through its compartment
+/// parameters (for `Patient` itself: its own id).
+pub fn patients_referenced(rtype: &str, resource: &Value, base_url: &str) -> Vec<String> {
+    if rtype == "Patient" {
+        return resource
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|id| vec![id.to_string()])
+            .unwrap_or_default();
+    }
+    let params = patient_params(rtype);
+    let mut ids: Vec<String> = index_rows(rtype, resource, base_url)
+        .references
+        .into_iter()
+        .filter(|(param, ty, _, _)| ty == "Patient" && params.contains(param))
+        .map(|(_, _, id, url)| if id.is_empty() { url } else { id })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

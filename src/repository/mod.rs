@@ -11,6 +11,7 @@ pub mod transaction;
 use serde_json::{json, Value};
 
 use crate::access::{AccessPoint, Interaction, Visible};
+use crate::auth::Permission;
 use crate::auth::RequestContext;
 use crate::error::FhirError;
 use crate::fhir::{instant, resource_types, validate};
@@ -142,6 +143,7 @@ impl Repository {
     ) -> Result<Visible<StoredResource>, FhirError> {
         check_type(rtype)?;
         check_id(rtype, id)?;
+        self.access.check_type(ctx, rtype, Permission::Read)?;
         let row = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
         let stored = StoredResource {
             resource_type: row.resource_type,
@@ -183,13 +185,18 @@ impl Repository {
     ) -> Result<Visible<StoredResource>, FhirError> {
         check_type(rtype)?;
         check_id(rtype, id)?;
-        let missing = || FhirError::NotFound(format!("{rtype}/{id} has no version {vid}"));
+        self.access.check_type(ctx, rtype, Permission::Read)?;
+        // One answer for an absent resource, an absent version and a hidden one.
+        let missing = || FhirError::NotFound(format!("{rtype}/{id}/_history/{vid} is not known"));
         let v: i64 = vid.parse().map_err(|_| missing())?;
         let row = storage::version(conn, rtype, id, v)?.ok_or_else(missing)?;
         let visible = self
             .access
             .check_read(ctx, Interaction::Vread, from_version(row))
-            .map_err(|r| r.into_error(rtype, id))?;
+            .map_err(|r| match r {
+                crate::access::Refusal::Hidden => missing(),
+                other => other.into_error(rtype, id),
+            })?;
         if visible.deleted {
             return Err(FhirError::Gone(format!(
                 "version {vid} of {rtype}/{id} is a deletion"
@@ -257,6 +264,8 @@ impl Repository {
         rtype: &str,
         criteria: &str,
     ) -> Result<Option<WriteOutcome>, FhirError> {
+        // Only a request that may create this type learns anything from its criteria.
+        self.access.check_type(ctx, rtype, Permission::Create)?;
         // The criteria are a search: every parameter search supports, strictly (an unknown
         // parameter must not silently match everything).
         let search = crate::fhir::search_query::parse(rtype, criteria, 2, 2, "", true).map_err(
@@ -269,6 +278,16 @@ impl Repository {
             return Err(FhirError::BadRequest(
                 "If-None-Exist has no search criteria".into(),
             ));
+        }
+        // In a patient's context, only that patient's resources can match (a match
+        // elsewhere must not show, not even as a count).
+        let mut search = search;
+        if let Some(patient) = self.access.search_restriction(ctx, &search)? {
+            search
+                .clauses
+                .push(crate::fhir::search_query::patient_restriction(
+                    rtype, &patient,
+                )?);
         }
         // Serialise conditional creates with the same criteria (normalised as parsed).
         storage::lock_criteria(conn, &format!("{rtype}?{}", search.canonical_query))?;
@@ -308,9 +327,23 @@ impl Repository {
             version_id: row.version_id,
             last_updated_us: row.last_updated,
             deleted: row.deleted,
-            content: String::new(),
+            content: row.content.clone(),
             method: None,
         });
+        let interaction = match &current {
+            Some(row) if !row.deleted => Interaction::Update,
+            _ if method == "PUT" => Interaction::UpdateCreate,
+            _ => Interaction::Create,
+        };
+        // The access decision comes first: a precondition must not tell whether a
+        // resource the requester may not see exists.
+        self.access.check_write(
+            ctx,
+            interaction,
+            rtype,
+            Some(&resource),
+            current_stored.as_ref(),
+        )?;
         if let Some(expected) = if_match {
             match &current {
                 Some(row) if !row.deleted && row.version_id == expected => {}
@@ -327,17 +360,6 @@ impl Repository {
                 }
             }
         }
-        let interaction = match &current {
-            Some(row) if !row.deleted => Interaction::Update,
-            _ => Interaction::Create,
-        };
-        self.access.check_write(
-            ctx,
-            interaction,
-            rtype,
-            Some(&resource),
-            current_stored.as_ref(),
-        )?;
         let version_id = current.as_ref().map_or(1, |r| r.version_id + 1);
         let now = instant::now_us();
         stamp(&mut resource, id, version_id, now);
@@ -371,15 +393,12 @@ impl Repository {
             content,
             method: Some(method.to_string()),
         };
-        let resource = self
-            .access
-            .check_read(ctx, Interaction::Read, stored)
-            .map_err(|r| r.into_error(rtype, id))?;
+        let resource = self.access.admit_written(stored);
         Ok(WriteOutcome {
-            status: if interaction == Interaction::Create {
-                WriteStatus::Created
-            } else {
+            status: if interaction == Interaction::Update {
                 WriteStatus::Updated
+            } else {
+                WriteStatus::Created
             },
             resource,
         })
@@ -393,6 +412,7 @@ impl Repository {
         id: &str,
         if_match: Option<i64>,
     ) -> Result<WriteOutcome, FhirError> {
+        self.access.check_type(ctx, rtype, Permission::Delete)?;
         let current = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
         let current_stored = from_current(current.clone());
         self.access
@@ -405,10 +425,7 @@ impl Repository {
             }
         }
         if current.deleted {
-            let resource = self
-                .access
-                .check_read(ctx, Interaction::Read, current_stored)
-                .map_err(|r| r.into_error(rtype, id))?;
+            let resource = self.access.admit_written(current_stored);
             return Ok(WriteOutcome {
                 status: WriteStatus::AlreadyDeleted,
                 resource,
@@ -443,10 +460,7 @@ impl Repository {
             content: String::new(),
             method: Some("DELETE".into()),
         };
-        let resource = self
-            .access
-            .check_read(ctx, Interaction::Read, stored)
-            .map_err(|r| r.into_error(rtype, id))?;
+        let resource = self.access.admit_written(stored);
         Ok(WriteOutcome {
             status: WriteStatus::Deleted,
             resource,
@@ -464,10 +478,15 @@ impl Repository {
         if let Some(t) = &req.resource_type {
             check_type(t)?;
         }
+        if req.id.is_none() {
+            self.access
+                .check_history_listing(ctx, req.resource_type.as_deref())?;
+        }
         let mut conn = self.storage.conn()?;
         if let (Some(t), Some(id)) = (&req.resource_type, &req.id) {
             // Whether the resource exists is itself an answer: it passes the access point.
             check_id(t, id)?;
+            self.access.check_type(ctx, t, Permission::Read)?;
             let row = storage::current(&mut conn, t, id)?.ok_or_else(|| not_found(t, id))?;
             self.access
                 .check_read(ctx, Interaction::History, from_current(row))
@@ -526,7 +545,7 @@ impl Repository {
         for req in reqs {
             check_type(&req.resource_type)?;
             let mut req = req.clone();
-            if let Some(patient) = self.access.check_search(ctx, &req.resource_type)? {
+            if let Some(patient) = self.access.check_search(ctx, &req)? {
                 req.clauses
                     .push(crate::fhir::search_query::patient_restriction(
                         &req.resource_type,

@@ -280,6 +280,34 @@ async fn a_patient_token_sees_only_its_patient(backend: Backend) {
         .get_json(&format!("DocumentReference?subject=Patient/{bruno}"))
         .await;
     assert_eq!(b["total"], 3, "Bruno's record unchanged");
+    // Chains and _has must not look into other records: who wrote Bruno's documents, or
+    // whether a patient named Bruno exists, stays unknown to Alice.
+    for q in [
+        format!("Practitioner?_has:DocumentReference:author:subject=Patient/{bruno}"),
+        "DocumentReference?subject:Patient.name=bruno".to_string(),
+    ] {
+        assert_eq!(get(q.clone()).await.0, 403, "{q}");
+    }
+    assert_eq!(
+        get("DocumentReference?author:Practitioner.name=generaliste".into())
+            .await
+            .0,
+        200,
+        "a chain to the directory is fine"
+    );
+    // A conditional create cannot match (nor count) another patient's document.
+    let bruno_doc = &docs.iter().find(|(o, _)| o == bruno).unwrap().1;
+    let res = as_alice
+        .post(app.url("DocumentReference"))
+        .header("Content-Type", FHIR_JSON)
+        .header("If-None-Exist", format!("_id={bruno_doc}"))
+        .body(document(alice).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "no match in Alice's record: created");
+    let created: Value = res.json().await.unwrap();
+    assert_ne!(created["id"], bruno_doc.as_str());
 }
 
 /// Development tokens are refused by a server that was not started with `--dev`.
@@ -303,7 +331,229 @@ fn dev_mode_is_refused_off_loopback() {
     assert!(err.contains("--dev"), "{err}");
 }
 
+/// What the security review of the first identity commit found, each as a test: mixed
+/// scopes keep the patient bound, writes and vreads answer alike for hidden and absent
+/// resources, a patient files and edits only their own record, scope checks come before
+/// lookups, and a create-only token can create.
+async fn hidden_looks_absent_on_every_path(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut pids = Vec::new();
+    for family in ["Alice", "Bruno"] {
+        let p = app
+            .create(&json!({"resourceType": "Patient", "name": [{"family": family}]}))
+            .await;
+        pids.push(p["id"].as_str().unwrap().to_string());
+    }
+    let (alice, bruno) = (pids[0].clone(), pids[1].clone());
+    let alice_doc = app.create(&document(&alice)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bruno_doc = app.create(&document(&bruno)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tokens = server_tokens(&app);
+    // A practitioner app launched for Alice with patient/ scopes plus a user/ scope on the
+    // directory: the patient/ grant stays bounded to Alice.
+    let mut mixed = claims(
+        "Practitioner/dr1",
+        "launch/patient patient/*.rs user/Practitioner.rs",
+        600,
+    );
+    mixed.patient = Some(alice.clone());
+    let mixed = client_with(&tokens.issue(&mixed).unwrap());
+    let status = |res: reqwest::Response| res.status().as_u16();
+    assert_eq!(
+        status(
+            mixed
+                .get(app.url(&format!("Patient/{bruno}")))
+                .send()
+                .await
+                .unwrap()
+        ),
+        404
+    );
+    assert_eq!(
+        status(
+            mixed
+                .get(app.url(&format!("Patient/{alice}")))
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
+    let b: Value = mixed
+        .get(app.url(&format!("DocumentReference?subject=Patient/{bruno}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["total"], 0, "{b}");
+    // patient/ scopes without a launch patient are refused outright.
+    let no_launch = tokens
+        .issue(&claims("Practitioner/dr1", "patient/*.rs", 600))
+        .unwrap();
+    assert_eq!(
+        status(
+            client_with(&no_launch)
+                .get(app.url(&format!("Patient/{alice}")))
+                .send()
+                .await
+                .unwrap()
+        ),
+        403
+    );
+
+    let as_alice = client_with(&dev_token(
+        &app.args.data_dir,
+        &DevSubject::Patient(alice.clone()),
+        None,
+    ));
+    let diag = |b: &Value, id: &str| {
+        b["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default()
+            .replace(id, "ID")
+    };
+    // PUT, PUT with If-Match, DELETE and vread: Bruno's document answers exactly like an
+    // id that does not exist.
+    let absent = "no-such-document";
+    let mut answers = Vec::new();
+    for id in [bruno_doc.as_str(), absent] {
+        let mut body = document(&alice);
+        body["id"] = json!(id);
+        let put = as_alice
+            .put(app.url(&format!("DocumentReference/{id}")))
+            .header("Content-Type", FHIR_JSON)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let put = (put.status().as_u16(), put.json::<Value>().await.unwrap());
+        let mut body = document(&alice);
+        body["id"] = json!(id);
+        let put_if = as_alice
+            .put(app.url(&format!("DocumentReference/{id}")))
+            .header("Content-Type", FHIR_JSON)
+            .header("If-Match", "W/\"7\"")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let put_if = (
+            put_if.status().as_u16(),
+            put_if.json::<Value>().await.unwrap(),
+        );
+        let del = as_alice
+            .delete(app.url(&format!("DocumentReference/{id}")))
+            .send()
+            .await
+            .unwrap();
+        let del = (del.status().as_u16(), del.json::<Value>().await.unwrap());
+        let vread = as_alice
+            .get(app.url(&format!("DocumentReference/{id}/_history/1")))
+            .send()
+            .await
+            .unwrap();
+        let vread = (
+            vread.status().as_u16(),
+            vread.json::<Value>().await.unwrap(),
+        );
+        answers.push(
+            [put, put_if, del, vread]
+                .iter()
+                .map(|(st, b)| (*st, diag(b, id)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(answers[0], answers[1], "hidden vs absent");
+    assert!(
+        answers[0].iter().all(|(st, _)| *st == 404),
+        "{:?}",
+        answers[0]
+    );
+    // Bruno's document is untouched.
+    let (_, d) = app
+        .get_json(&format!("DocumentReference/{bruno_doc}"))
+        .await;
+    assert_eq!(d["meta"]["versionId"], "1");
+    // A document about Bruno "authored" by Alice is not Alice's to file.
+    let mut sneaky = document(&bruno);
+    sneaky["author"] = json!([{"reference": format!("Patient/{alice}")}]);
+    let res = as_alice
+        .post(app.url("DocumentReference"))
+        .header("Content-Type", FHIR_JSON)
+        .body(sneaky.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // Alice updates and deletes her own document.
+    let mut mine = document(&alice);
+    mine["id"] = json!(alice_doc);
+    mine["status"] = json!("superseded");
+    let res = as_alice
+        .put(app.url(&format!("DocumentReference/{alice_doc}")))
+        .header("Content-Type", FHIR_JSON)
+        .header("If-Match", "W/\"1\"")
+        .body(mine.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = as_alice
+        .delete(app.url(&format!("DocumentReference/{alice_doc}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        app.get_json(&format!("DocumentReference/{alice_doc}"))
+            .await
+            .0,
+        410
+    );
+    // Type and system history would page over other patients' versions: refused.
+    for path in ["DocumentReference/_history", "_history"] {
+        let res = as_alice.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{path}");
+    }
+    // Scopes are checked before any lookup: an existing and an absent Patient answer alike.
+    let docs_only = client_with(&dev_token(
+        &app.args.data_dir,
+        &DevSubject::Patient(alice.clone()),
+        Some("patient/DocumentReference.rs"),
+    ));
+    for id in [bruno.as_str(), "nobody"] {
+        let res = docs_only
+            .get(app.url(&format!("Patient/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{id}");
+    }
+    // A create-only backend token creates (it does not need to read what it wrote).
+    let create_only = client_with(&dev_token(
+        &app.args.data_dir,
+        &DevSubject::System,
+        Some("system/Patient.c"),
+    ));
+    let res = create_only
+        .post(app.url("Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .body(json!({"resourceType": "Patient"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
 both_backends!(
+    hidden_looks_absent_on_every_path,
     bad_tokens_are_refused_and_metadata_is_open,
     scopes_bound_types_and_interactions,
     a_patient_token_sees_only_its_patient,

@@ -47,9 +47,6 @@ impl Application {
                  never run a real record this way"
             );
         }
-        let auth = web::Data::new(crate::auth::Authenticator {
-            tokens: crate::auth::token::TokenService::new(key, args.dev),
-        });
         tracing::info!(
             listen = %addr,
             base_url = %base_url,
@@ -67,6 +64,20 @@ impl Application {
                 max_page_size: args.max_page_size.max(1),
             },
             started_at: instant::format_us(instant::now_us()),
+        });
+        let registry = state.clone();
+        let auth = web::Data::new(crate::auth::Authenticator {
+            tokens: crate::auth::token::TokenService::new(key, args.dev),
+            endpoints: crate::oauth::Endpoints::new(&base_url, &state.settings.fhir_path),
+            // Fails closed: a registry that cannot be read stops the client's tokens.
+            client_active: Box::new(move |client_id| {
+                registry
+                    .repo
+                    .client(client_id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|c| !c.suspended)
+            }),
         });
         let mut server = actix_web::HttpServer::new(move || http::app(state.clone(), auth.clone()))
             .shutdown_timeout(args.shutdown_timeout);

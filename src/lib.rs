@@ -11,4 +11,5 @@ pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod oauth;
 pub mod repository;

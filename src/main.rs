@@ -28,6 +28,136 @@ enum Command {
     /// Print a development access token (last line of output), accepted only by
     /// `carnet serve --dev` with the same --data-dir.
     DevToken(DevTokenArgs),
+    /// Manage the registry of client applications (who may obtain tokens).
+    Client(ClientArgs),
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// Directory of the server's files (the embedded database by default).
+    #[arg(
+        long,
+        env = "CARNET_DATA_DIR",
+        default_value = "./carnet-data",
+        global = true
+    )]
+    data_dir: std::path::PathBuf,
+    /// Database: sqlite://PATH or postgres://… (default: sqlite://DATA_DIR/carnet.sqlite3).
+    #[arg(
+        long,
+        env = "CARNET_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    action: ClientAction,
+}
+
+#[derive(Subcommand)]
+enum ClientAction {
+    /// Register a client (or replace its registration; a suspension stays).
+    Add {
+        /// The client id it will present.
+        #[arg(long)]
+        client_id: String,
+        /// A name for people (shown on consent screens).
+        #[arg(long)]
+        name: String,
+        /// The most it may be granted, space-separated (e.g. "system/*.rs").
+        #[arg(long)]
+        scope: String,
+        /// Its public keys (a JWKS file): makes it a confidential client using
+        /// private_key_jwt (RS384 or ES384).
+        #[arg(long)]
+        jwks_file: Option<std::path::PathBuf>,
+        /// Redirect URI (repeat for several), for apps using the authorization code flow.
+        #[arg(long)]
+        redirect_uri: Vec<String>,
+    },
+    /// Suspend a client: its tokens stop working at once, and it gets no new ones.
+    Suspend { client_id: String },
+    /// Lift a suspension.
+    Resume { client_id: String },
+    /// List the registered clients.
+    List,
+}
+
+fn client_command(args: ClientArgs) -> Result<String, String> {
+    use carnet::repository::{ClientRow, Repository};
+    let url = args.database_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            args.data_dir.join("carnet.sqlite3").display()
+        )
+    });
+    let repo = Repository::open(&url, 1, carnet::access::AccessPoint::new(""), "")?;
+    let err = |e: carnet::error::FhirError| e.to_string();
+    match args.action {
+        ClientAction::Add {
+            client_id,
+            name,
+            scope,
+            jwks_file,
+            redirect_uri,
+        } => {
+            let jwks = match jwks_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let parsed: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)
+                        .map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
+                    if parsed.keys.is_empty() {
+                        return Err(format!("{} has no key", path.display()));
+                    }
+                    text
+                }
+                None => String::new(),
+            };
+            repo.put_client(&ClientRow {
+                client_id: client_id.clone(),
+                name,
+                confidential: !jwks.is_empty(),
+                redirect_uris: serde_json::to_string(&redirect_uri).unwrap_or_default(),
+                scopes: scope,
+                jwks,
+                suspended: false,
+                created_us: time::OffsetDateTime::now_utc().unix_timestamp() * 1_000_000,
+            })
+            .map_err(err)?;
+            Ok(format!("client {client_id} registered"))
+        }
+        ClientAction::Suspend { client_id } => match repo.suspend_client(&client_id, true) {
+            Ok(true) => Ok(format!("client {client_id} suspended")),
+            Ok(false) => Err(format!("no client {client_id}")),
+            Err(e) => Err(err(e)),
+        },
+        ClientAction::Resume { client_id } => match repo.suspend_client(&client_id, false) {
+            Ok(true) => Ok(format!("client {client_id} resumed")),
+            Ok(false) => Err(format!("no client {client_id}")),
+            Err(e) => Err(err(e)),
+        },
+        ClientAction::List => Ok(repo
+            .clients()
+            .map_err(err)?
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    c.client_id,
+                    if c.suspended { "suspended" } else { "active" },
+                    if c.confidential {
+                        "confidential"
+                    } else {
+                        "public"
+                    },
+                    c.scopes,
+                    c.name
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -86,6 +216,18 @@ fn init_logging(format: &str) {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Client(args) => match client_command(args) {
+            Ok(out) => {
+                if !out.is_empty() {
+                    println!("{out}");
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("carnet client: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Command::DevToken(args) => match dev_token(args) {
             Ok(token) => {
                 eprintln!("A development token: accepted only by `carnet serve --dev` with the same --data-dir.");

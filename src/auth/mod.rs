@@ -75,7 +75,14 @@ impl RequestContext {
             Actor::Practitioner(id) => format!("Practitioner/{id}"),
             Actor::System(client) => format!("client/{client}"),
         };
-        format!("{who} via {}", self.client_id)
+        // Bound to the grants too: a new launch (another patient, other scopes) by the same
+        // user and app must not open the previous search's pages.
+        format!(
+            "{who} via {} for {} with {}",
+            self.client_id,
+            self.patient.as_deref().unwrap_or("-"),
+            self.scopes
+        )
     }
 
     pub fn purpose_of_use(&self) -> Option<&str> {
@@ -130,6 +137,11 @@ impl RequestContext {
 /// What checks the bearer token of each request (registered as app data).
 pub struct Authenticator {
     pub tokens: TokenService,
+    /// Where the authorization server's endpoints are.
+    pub endpoints: crate::oauth::Endpoints,
+    /// Whether a client may still use its tokens (registered, not suspended): asked on
+    /// every request, so that suspending a client stops its tokens at once.
+    pub client_active: Box<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 /// A request without acceptable credentials: 401 with `WWW-Authenticate`, or 403.
@@ -200,6 +212,12 @@ fn authenticate(req: &HttpRequest) -> Result<RequestContext, AuthFailure> {
         .tokens
         .verify(token)
         .map_err(AuthFailure::Unauthorized)?;
+    // Development tokens name no registered client (and exist only with --dev).
+    if !claims.dev && !(auth.client_active)(&claims.client_id) {
+        return Err(AuthFailure::Unauthorized(TokenError::Invalid(
+            "the client application is suspended or not registered".into(),
+        )));
+    }
     RequestContext::from_claims(claims, request_id)
 }
 

@@ -49,7 +49,13 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
 /// The whole-system interactions.
 pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
 
-pub fn capability_statement(base_url: &str, software_version: &str, date: &str) -> Value {
+/// `token_url`: the authorization server's token endpoint (advertised in `rest.security`).
+pub fn capability_statement(
+    base_url: &str,
+    token_url: &str,
+    software_version: &str,
+    date: &str,
+) -> Value {
     let resources: Vec<Value> = SUPPORTED
         .iter()
         .map(|t| {
@@ -83,7 +89,10 @@ pub fn capability_statement(base_url: &str, software_version: &str, date: &str) 
             "documentation": "Conditional create (If-None-Exist) takes any search parameter listed here.",
             "security": {
                 "cors": false,
-                "description": "Every interaction but metadata needs a bearer access token signed by this server (ES256), carrying SMART v2 scopes (patient/, user/, system/; v1 .read/.write accepted); a token bound to a patient reaches that patient's compartment only. The SMART authorization endpoints (authorize, token) are not served yet: tokens come from `carnet dev-token` on a server started with --dev."
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+                "description": "Every interaction but metadata and .well-known/smart-configuration needs a bearer access token signed by this server (ES256), carrying SMART v2 scopes (patient/, user/, system/; v1 .read/.write accepted); a token bound to a patient reaches that patient's compartment only. Backend services obtain tokens at the token endpoint (client_credentials with a private_key_jwt assertion, RS384/ES384, clients registered with `carnet client add`). The authorization code flow (apps, patients and professionals logging in) is not served yet.",
+                "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{"url": "token", "valueUri": token_url}]}]
             },
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),

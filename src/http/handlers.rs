@@ -124,12 +124,17 @@ fn write_response(req: &HttpRequest, state: &AppState, outcome: WriteOutcome) ->
         .version_headers(&outcome.resource)
 }
 
-pub async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn metadata(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: web::Data<crate::auth::Authenticator>,
+) -> HttpResponse {
     respond(&req, |_| async move {
         Ok(FhirResponse::new(
             StatusCode::OK,
             Body::Value(capability::capability_statement(
                 &state.settings.base_url,
+                &auth.endpoints.token,
                 env!("CARGO_PKG_VERSION"),
                 &state.started_at,
             )),

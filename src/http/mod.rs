@@ -2,6 +2,7 @@
 //! handlers themselves are thin (see `handlers`).
 
 pub mod handlers;
+pub mod oauth;
 pub mod response;
 
 use actix_web::dev::Service;
@@ -23,6 +24,10 @@ pub struct AppState {
 /// The FHIR routes, mounted under the configured base path.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use handlers::*;
+    cfg.service(
+        web::resource("/.well-known/smart-configuration")
+            .route(web::get().to(oauth::smart_configuration)),
+    );
     cfg.service(
         web::resource("/metadata")
             .route(web::get().to(metadata))
@@ -140,6 +145,11 @@ pub fn app(
                 Ok(res.map_into_boxed_body())
             }
         })
+        .service(
+            web::scope("/auth")
+                .route("/token", web::post().to(oauth::token))
+                .route("/jwks", web::get().to(oauth::jwks)),
+        )
         .service(web::scope(&base_path).configure(routes))
         .default_service(web::to(handlers::not_found))
 }

@@ -15,6 +15,7 @@ use crate::auth::Permission;
 use crate::auth::RequestContext;
 use crate::error::FhirError;
 use crate::fhir::{instant, resource_types, validate};
+pub use storage::clients::ClientRow;
 pub use storage::{redact_url, Backend};
 use storage::{AnyConnection, HistoryQuery, Storage, WriteVersion};
 
@@ -879,5 +880,42 @@ fn stamp(resource: &mut Value, id: &str, version_id: i64, now_us: i64) {
         if k != "resourceType" && k != "id" && k != "meta" {
             obj.insert(k, v);
         }
+    }
+}
+
+/// The client registry: the OAuth client applications allowed to obtain tokens. Not FHIR
+/// resources (no versions, no search, no access point): only the authorization server and
+/// the `carnet client` admin command use it.
+impl Repository {
+    pub fn client(&self, client_id: &str) -> Result<Option<ClientRow>, FhirError> {
+        let mut conn = self.storage.conn()?;
+        storage::clients::get(&mut conn, client_id)
+    }
+
+    pub fn clients(&self) -> Result<Vec<ClientRow>, FhirError> {
+        let mut conn = self.storage.conn()?;
+        storage::clients::list(&mut conn)
+    }
+
+    pub fn put_client(&self, row: &ClientRow) -> Result<(), FhirError> {
+        self.storage.write(|c| storage::clients::put(c, row))
+    }
+
+    /// Suspends (or resumes) a client; false when it is not registered.
+    pub fn suspend_client(&self, client_id: &str, suspended: bool) -> Result<bool, FhirError> {
+        self.storage
+            .write(|c| storage::clients::set_suspended(c, client_id, suspended))
+    }
+
+    /// Records a client assertion's `jti` until `exp_us`; false if it was used before.
+    pub fn use_assertion(
+        &self,
+        jti: &str,
+        client_id: &str,
+        exp_us: i64,
+    ) -> Result<bool, FhirError> {
+        let now = instant::now_us();
+        self.storage
+            .write(|c| storage::clients::use_assertion(c, jti, client_id, exp_us, now))
     }
 }

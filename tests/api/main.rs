@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod backend_services;
 mod bad_input;
 mod bundles;
 mod capability;

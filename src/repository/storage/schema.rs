@@ -76,3 +76,24 @@ diesel::table! {
         page_size -> BigInt,
     }
 }
+
+diesel::table! {
+    oauth_clients (client_id) {
+        client_id -> Text,
+        name -> Text,
+        confidential -> Bool,
+        redirect_uris -> Text,
+        scopes -> Text,
+        jwks -> Text,
+        suspended -> Bool,
+        created_us -> BigInt,
+    }
+}
+
+diesel::table! {
+    oauth_assertions (jti) {
+        jti -> Text,
+        client_id -> Text,
+        exp_us -> BigInt,
+    }
+}

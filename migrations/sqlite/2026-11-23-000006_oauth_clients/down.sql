@@ -1,0 +1,2 @@
+DROP TABLE oauth_assertions;
+DROP TABLE oauth_clients;

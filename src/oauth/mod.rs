@@ -1,0 +1,263 @@
+//! oauth: Carnet as the OAuth 2 authorization server for SMART clients.
+//!
+//! So far: SMART Backend Services — the `client_credentials` grant with a `private_key_jwt`
+//! client assertion (RS384 or ES384, verified against the JWKS registered for the client),
+//! for hospital information systems with `system/` scopes — and the
+//! `.well-known/smart-configuration` document that says exactly that. The authorization
+//! code flow (with the upstream OpenID Connect login) is still to come (NOTES.md).
+//! <https://hl7.org/fhir/smart-app-launch/backend-services.html>
+
+use crate::auth::scopes::{ScopeContext, Scopes};
+use crate::auth::token::{Claims, TokenService, AUDIENCE, ISSUER};
+use crate::repository::{ClientRow, Repository};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Lifetime of the access tokens issued here.
+pub const ACCESS_TOKEN_SECONDS: i64 = 300;
+/// Longest lifetime accepted for a client assertion (SMART: no more than five minutes).
+const MAX_ASSERTION_SECONDS: i64 = 300;
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// An OAuth error response (RFC 6749 §5.2): `error` and a description that never
+/// repeats what the client sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {description}")]
+pub struct OAuthError {
+    pub code: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    fn new(code: &'static str, description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// 401 for a client that could not be authenticated, 400 otherwise, 500 for ours.
+    pub fn status(&self) -> u16 {
+        match self.code {
+            "invalid_client" => 401,
+            "server_error" => 500,
+            _ => 400,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        json!({"error": self.code, "error_description": self.description})
+    }
+}
+
+/// The form posted to the token endpoint.
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenForm {
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+}
+
+/// The claims a client assertion must carry.
+#[derive(Debug, Deserialize)]
+struct AssertionClaims {
+    iss: String,
+    sub: String,
+    exp: i64,
+    jti: Option<String>,
+}
+
+/// Where the endpoints live, from the FHIR base URL (`https://host/fhir`).
+pub struct Endpoints {
+    pub token: String,
+    pub jwks: String,
+}
+
+impl Endpoints {
+    pub fn new(base_url: &str, fhir_path: &str) -> Endpoints {
+        let origin = base_url
+            .strip_suffix(fhir_path.trim_end_matches('/'))
+            .unwrap_or(base_url)
+            .trim_end_matches('/');
+        Endpoints {
+            token: format!("{origin}/auth/token"),
+            jwks: format!("{origin}/auth/jwks"),
+        }
+    }
+}
+
+/// `POST /auth/token`: answers a token request (the `client_credentials` grant).
+pub fn token(
+    repo: &Repository,
+    tokens: &TokenService,
+    endpoints: &Endpoints,
+    form: &TokenForm,
+) -> Result<Value, OAuthError> {
+    match form.grant_type.as_deref() {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(OAuthError::new(
+                "unsupported_grant_type",
+                "only client_credentials is supported so far",
+            ))
+        }
+        None => return Err(OAuthError::new("invalid_request", "grant_type is missing")),
+    }
+    if form.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+        return Err(OAuthError::new(
+            "invalid_client",
+            format!("client_assertion_type must be {ASSERTION_TYPE}"),
+        ));
+    }
+    let assertion = form
+        .client_assertion
+        .as_deref()
+        .ok_or_else(|| OAuthError::new("invalid_client", "client_assertion is missing"))?;
+    let client = authenticate_client(repo, endpoints, assertion)?;
+    let registered = Scopes::parse(&client.scopes);
+    let wanted = Scopes::parse(form.scope.as_deref().unwrap_or_default());
+    // Backend services get system/ scopes only, and at most what was registered.
+    let granted = registered.narrow(&wanted);
+    let system_only: Vec<&str> = granted
+        .granted
+        .iter()
+        .map(String::as_str)
+        .filter(|g| {
+            Scopes::parse(g)
+                .resources
+                .first()
+                .is_some_and(|r| r.context == ScopeContext::System)
+        })
+        .collect();
+    let granted = Scopes::parse(&system_only.join(" "));
+    if granted.resources.is_empty() {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "none of the requested scopes is registered for this client (system/ scopes only)",
+        ));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = Claims {
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        sub: format!("client/{}", client.client_id),
+        client_id: client.client_id.clone(),
+        scope: granted.to_string(),
+        patient: None,
+        iat: now,
+        exp: now + ACCESS_TOKEN_SECONDS,
+        jti: uuid::Uuid::new_v4().to_string(),
+        dev: false,
+    };
+    let access_token = tokens
+        .issue(&claims)
+        .map_err(|e| OAuthError::new("server_error", e))?;
+    Ok(json!({
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "scope": claims.scope,
+    }))
+}
+
+/// Checks a `private_key_jwt` assertion: a registered, active, confidential client; a key of
+/// its JWKS; RS384 or ES384; iss = sub = client id; aud = the token endpoint; short-lived;
+/// a `jti` never seen before.
+fn authenticate_client(
+    repo: &Repository,
+    endpoints: &Endpoints,
+    assertion: &str,
+) -> Result<ClientRow, OAuthError> {
+    let bad = |why: &str| OAuthError::new("invalid_client", why.to_string());
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| bad("malformed assertion"))?;
+    let alg = match header.alg {
+        Algorithm::RS384 | Algorithm::ES384 => header.alg,
+        _ => return Err(bad("assertions must be signed with RS384 or ES384")),
+    };
+    // The client is named by the (yet unverified) `iss`; nothing is trusted before the
+    // signature verifies with that client's registered key.
+    let payload = assertion
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .ok_or_else(|| bad("malformed assertion"))?;
+    let client_id = payload
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("the assertion has no iss"))?;
+    let client = repo
+        .client(client_id)
+        .map_err(|e| OAuthError::new("server_error", e.to_string()))?
+        .ok_or_else(|| bad("unknown client"))?;
+    if client.suspended {
+        return Err(bad("this client is suspended"));
+    }
+    if !client.confidential || client.jwks.is_empty() {
+        return Err(bad("this client has no registered key"));
+    }
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(&client.jwks).map_err(|_| bad("the client's JWKS is unusable"))?;
+    let jwk = match &header.kid {
+        Some(kid) => jwks.find(kid),
+        None if jwks.keys.len() == 1 => jwks.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| bad("no registered key matches the assertion's kid"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| bad("the client's key is unusable"))?;
+    let mut v = Validation::new(alg);
+    v.algorithms = vec![alg];
+    v.set_audience(&[&endpoints.token]);
+    v.set_issuer(&[client_id]);
+    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    v.leeway = 30;
+    let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v)
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            bad(match e.kind() {
+                ErrorKind::ExpiredSignature => "the assertion has expired",
+                ErrorKind::InvalidAudience => "the assertion's aud must be the token endpoint",
+                ErrorKind::InvalidSignature => "the assertion's signature does not verify",
+                _ => "the assertion is not valid",
+            })
+        })?
+        .claims;
+    if claims.sub != claims.iss {
+        return Err(bad("the assertion's sub must be the client id"));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if claims.exp > now + MAX_ASSERTION_SECONDS + 30 {
+        return Err(bad("the assertion lives longer than five minutes"));
+    }
+    let jti = claims
+        .jti
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| bad("the assertion has no jti"))?;
+    let fresh = repo
+        .use_assertion(&jti, client_id, (claims.exp + 30) * 1_000_000)
+        .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+    if !fresh {
+        return Err(bad("this assertion was already used"));
+    }
+    Ok(client)
+}
+
+/// `GET [base]/.well-known/smart-configuration`: what the authorization server supports
+/// today, and nothing more.
+pub fn smart_configuration(endpoints: &Endpoints) -> Value {
+    json!({
+        "issuer": ISSUER,
+        "jwks_uri": endpoints.jwks,
+        "token_endpoint": endpoints.token,
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+        "scopes_supported": ["system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
+        "response_types_supported": [],
+        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+    })
+}

@@ -45,11 +45,25 @@ pub enum TokenError {
 pub struct TokenService {
     key: SigningKey,
     accept_dev: bool,
+    /// Tokens already verified, by SHA-256 of their text. An ES256 verification costs more
+    /// than the rest of a read by id, and a token is presented on every request of its few
+    /// minutes. Only successes are kept, expiry is checked again on every use, and the map
+    /// is bounded (emptied when full).
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
 }
+
+/// Most verified tokens remembered at once.
+const VERIFIED_CAPACITY: usize = 10_000;
+/// Clock skew tolerated on `exp`, in seconds.
+const LEEWAY: u64 = 30;
 
 impl TokenService {
     pub fn new(key: SigningKey, accept_dev: bool) -> TokenService {
-        TokenService { key, accept_dev }
+        TokenService {
+            key,
+            accept_dev,
+            verified: Default::default(),
+        }
     }
 
     pub fn key(&self) -> &SigningKey {
@@ -66,12 +80,37 @@ impl TokenService {
     /// Checks signature (ES256 with this server's key, nothing else: `alg: none` and
     /// HMAC-with-the-public-key tricks fail here), issuer, audience and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        {
+            let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(claims) = cache.get(&digest) {
+                if claims.exp + LEEWAY as i64 >= now {
+                    return Ok(claims.clone());
+                }
+                cache.remove(&digest);
+                return Err(TokenError::Expired);
+            }
+        }
+        let claims = self.verify_signed(token)?;
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VERIFIED_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
         let mut v = Validation::new(Algorithm::ES256);
         v.algorithms = vec![Algorithm::ES256];
         v.set_issuer(&[ISSUER]);
         v.set_audience(&[AUDIENCE]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        v.leeway = 30;
+        v.leeway = LEEWAY;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
@@ -125,6 +164,12 @@ mod tests {
         let (_d, tokens) = service(false);
         let t = tokens.issue(&claims(300)).unwrap();
         assert_eq!(tokens.verify(&t).unwrap(), claims(300));
+        assert_eq!(tokens.verify(&t).unwrap(), claims(300), "from the cache");
+        // A token verified while valid is refused once it has expired, cache or not.
+        let short = tokens.issue(&claims(-29)).unwrap();
+        assert!(tokens.verify(&short).is_ok(), "within the leeway");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(tokens.verify(&short), Err(TokenError::Expired));
         // Expired (beyond the leeway).
         let old = tokens.issue(&claims(-120)).unwrap();
         assert_eq!(tokens.verify(&old), Err(TokenError::Expired));

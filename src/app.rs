@@ -21,6 +21,13 @@ impl Application {
     pub fn build(args: &ServeArgs) -> Result<Application, String> {
         let database_url = args.database_url();
         let key = crate::auth::keys::SigningKey::load_or_create(&args.data_dir)?;
+        let dev_key = if args.dev {
+            Some(crate::auth::keys::SigningKey::load_or_create_dev(
+                &args.data_dir,
+            )?)
+        } else {
+            None
+        };
         let listener = TcpListener::bind(&args.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -67,7 +74,7 @@ impl Application {
         });
         let registry = state.clone();
         let auth = web::Data::new(crate::auth::Authenticator {
-            tokens: crate::auth::token::TokenService::new(key, args.dev),
+            tokens: crate::auth::token::TokenService::new(key, dev_key),
             endpoints: crate::oauth::Endpoints::new(&base_url, &state.settings.fhir_path),
             // Fails closed: a registry that cannot be read stops the client's tokens.
             client_active: Box::new(move |client_id| {

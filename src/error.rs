@@ -52,6 +52,10 @@ pub enum FhirError {
     NotImplemented(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The access token's scopes do not cover the interaction (403 with a Bearer
+    /// `insufficient_scope` challenge).
+    #[error("{0}")]
+    InsufficientScope(String),
     #[error("{0}")]
     Unprocessable(String),
     /// The database is busy (lock timeout, pool exhausted): retry later.
@@ -75,7 +79,7 @@ impl FhirError {
             FhirError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             FhirError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             FhirError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            FhirError::Forbidden(_) => StatusCode::FORBIDDEN,
+            FhirError::Forbidden(_) | FhirError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             FhirError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             FhirError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -92,7 +96,7 @@ impl FhirError {
             FhirError::UnsupportedMediaType(_) | FhirError::NotAcceptable(_) => "not-supported",
             FhirError::PayloadTooLarge(_) => "too-costly",
             FhirError::MethodNotAllowed(_) => "not-supported",
-            FhirError::Forbidden(_) => "forbidden",
+            FhirError::Forbidden(_) | FhirError::InsufficientScope(_) => "forbidden",
             FhirError::Unavailable(_) => "transient",
             FhirError::Internal(_) => "exception",
         }

@@ -178,8 +178,8 @@ struct DevTokenArgs {
     /// Scopes to grant instead of the default (space-separated), e.g. "system/Patient.rs".
     #[arg(long)]
     scope: Option<String>,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// Lifetime in seconds (at most a day).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=86_400))]
     lifetime: i64,
 }
 
@@ -191,7 +191,8 @@ fn dev_token(args: DevTokenArgs) -> Result<String, String> {
         _ => DevSubject::System,
     };
     let key = carnet::auth::keys::SigningKey::load_or_create(&args.data_dir)?;
-    let tokens = TokenService::new(key, true);
+    let dev_key = carnet::auth::keys::SigningKey::load_or_create_dev(&args.data_dir)?;
+    let tokens = TokenService::new(key, Some(dev_key));
     dev_token(
         &tokens,
         &subject,

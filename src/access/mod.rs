@@ -108,7 +108,7 @@ impl AccessPoint {
         if self.grant(ctx, rtype, permission).is_some() {
             return Ok(());
         }
-        Err(FhirError::Forbidden(format!(
+        Err(FhirError::InsufficientScope(format!(
             "the access token's scopes do not allow {} {rtype}",
             match permission {
                 Permission::Create => "creating",

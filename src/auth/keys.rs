@@ -3,7 +3,8 @@
 //! crate's RUSTSEC-2023-0071); `ring` provides the curve.
 //!
 //! The key is created on first use, in `DATA_DIR/keys/es256.pk8` (PKCS#8 DER, readable by
-//! the owner only); `carnet serve` and `carnet dev-token` with the same `--data-dir` share it.
+//! the owner only). Development tokens have their own key, `DATA_DIR/keys/dev-es256.pk8`,
+//! shared by `carnet dev-token` and `carnet serve --dev` with the same `--data-dir`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -23,9 +24,20 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// Loads the key from `data_dir`, creating it if there is none.
+    /// Loads the server's key from `data_dir`, creating it if there is none.
     pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, String> {
-        let path = key_path(data_dir);
+        Self::load_or_create_at(&key_path(data_dir))
+    }
+
+    /// Loads the development key (what `carnet dev-token` signs with, and only
+    /// `carnet serve --dev` accepts), creating it if there is none. A separate key: the
+    /// server's own key never signs a development token.
+    pub fn load_or_create_dev(data_dir: &Path) -> Result<SigningKey, String> {
+        Self::load_or_create_at(&data_dir.join("keys").join("dev-es256.pk8"))
+    }
+
+    fn load_or_create_at(path: &Path) -> Result<SigningKey, String> {
+        let path = path.to_path_buf();
         let der = match std::fs::read(&path) {
             Ok(der) => der,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path)?,

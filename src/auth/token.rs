@@ -44,7 +44,9 @@ pub enum TokenError {
 /// Issues and verifies tokens with the server's key.
 pub struct TokenService {
     key: SigningKey,
-    accept_dev: bool,
+    /// The development key, with `--dev` only: development tokens verify with it and
+    /// nothing else, and nothing else verifies with it.
+    dev_key: Option<SigningKey>,
     /// Tokens already verified, by SHA-256 of their text. An ES256 verification costs more
     /// than the rest of a read by id, and a token is presented on every request of its few
     /// minutes. Only successes are kept, expiry is checked again on every use, and the map
@@ -58,10 +60,10 @@ const VERIFIED_CAPACITY: usize = 10_000;
 const LEEWAY: u64 = 30;
 
 impl TokenService {
-    pub fn new(key: SigningKey, accept_dev: bool) -> TokenService {
+    pub fn new(key: SigningKey, dev_key: Option<SigningKey>) -> TokenService {
         TokenService {
             key,
-            accept_dev,
+            dev_key,
             verified: Default::default(),
         }
     }
@@ -70,11 +72,19 @@ impl TokenService {
         &self.key
     }
 
-    /// Signs `claims` (ES256, with the key id in the header).
+    /// Signs `claims` (ES256, with the key id in the header): a development token with the
+    /// development key, any other with the server's.
     pub fn issue(&self, claims: &Claims) -> Result<String, String> {
+        let key = if claims.dev {
+            self.dev_key
+                .as_ref()
+                .ok_or("no development key: development tokens need --dev")?
+        } else {
+            &self.key
+        };
         let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.key.encoding).map_err(|e| e.to_string())
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| e.to_string())
     }
 
     /// Checks signature (ES256 with this server's key, nothing else: `alg: none` and
@@ -111,10 +121,22 @@ impl TokenService {
         v.set_audience(&[AUDIENCE]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = LEEWAY;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &v).map_err(|e| {
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Invalid("malformed token".into()))?
+            .kid;
+        let dev = self
+            .dev_key
+            .as_ref()
+            .filter(|d| kid.as_deref() == Some(&d.kid));
+        let key = dev.unwrap_or(&self.key);
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
+                // Say why when it is a development token on a server without --dev.
+                ErrorKind::InvalidSignature if self.dev_key.is_none() && claims_dev(token) => {
+                    TokenError::DevRefused
+                }
                 ErrorKind::InvalidSignature => {
                     TokenError::Invalid("signature does not verify".into())
                 }
@@ -124,11 +146,25 @@ impl TokenService {
                 _ => TokenError::Invalid("malformed token".into()),
             }
         })?;
-        if data.claims.dev && !self.accept_dev {
-            return Err(TokenError::DevRefused);
+        if data.claims.dev != dev.is_some() {
+            return Err(TokenError::Invalid(
+                "the token's kind does not match its key".into(),
+            ));
         }
         Ok(data.claims)
     }
+}
+
+/// Whether the (unverified) payload of `token` says `dev: true`: only to word a refusal.
+fn claims_dev(token: &str) -> bool {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["dev"] == serde_json::Value::Bool(true))
 }
 
 #[cfg(test)]
@@ -156,7 +192,8 @@ mod tests {
     fn service(accept_dev: bool) -> (tempfile::TempDir, TokenService) {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::load_or_create(dir.path()).unwrap();
-        (dir, TokenService::new(key, accept_dev))
+        let dev = accept_dev.then(|| SigningKey::load_or_create_dev(dir.path()).unwrap());
+        (dir, TokenService::new(key, dev))
     }
 
     #[test]
@@ -193,12 +230,30 @@ mod tests {
             tokens.verify(&tokens.issue(&c).unwrap()),
             Err(TokenError::Invalid(_))
         ));
-        // A development token on a server without --dev.
+        // A development token on a server without --dev (same data directory).
         let mut c = claims(300);
         c.dev = true;
-        assert_eq!(
-            tokens.verify(&tokens.issue(&c).unwrap()),
-            Err(TokenError::DevRefused)
+        assert!(
+            tokens.issue(&c).is_err(),
+            "no development key without --dev"
         );
+        let (dir, _) = (_d, ());
+        let with_dev = TokenService::new(
+            SigningKey::load_or_create(dir.path()).unwrap(),
+            Some(SigningKey::load_or_create_dev(dir.path()).unwrap()),
+        );
+        let dev_token = with_dev.issue(&c).unwrap();
+        assert_eq!(with_dev.verify(&dev_token).unwrap(), c);
+        assert_eq!(tokens.verify(&dev_token), Err(TokenError::DevRefused));
+        // The server's key never vouches for a development token, nor the reverse.
+        let forged = {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(with_dev.key().kid.clone());
+            jsonwebtoken::encode(&header, &c, &with_dev.key().encoding).unwrap()
+        };
+        assert!(matches!(
+            with_dev.verify(&forged),
+            Err(TokenError::Invalid(_))
+        ));
     }
 }

@@ -92,5 +92,11 @@ pub fn error_response(neg: Negotiated, e: &FhirError) -> HttpResponse {
     if e.status() == StatusCode::METHOD_NOT_ALLOWED {
         builder.insert_header(("Allow", "GET, POST, PUT, DELETE"));
     }
+    if let FhirError::InsufficientScope(_) = e {
+        builder.insert_header((
+            "WWW-Authenticate",
+            r#"Bearer realm="carnet", error="insufficient_scope""#,
+        ));
+    }
     builder.content_type(format.content_type()).body(bytes)
 }

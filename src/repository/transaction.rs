@@ -137,6 +137,7 @@ fn entry_error(i: usize, e: FhirError) -> FhirError {
         FhirError::Conflict(m) => FhirError::Conflict(format!("{prefix}: {m}")),
         FhirError::PreconditionFailed(m) => FhirError::PreconditionFailed(format!("{prefix}: {m}")),
         FhirError::Forbidden(m) => FhirError::Forbidden(format!("{prefix}: {m}")),
+        FhirError::InsufficientScope(m) => FhirError::InsufficientScope(format!("{prefix}: {m}")),
         FhirError::UnsupportedType(t) => FhirError::NotFound(format!(
             "{prefix}: resource type '{t}' is not supported by this server"
         )),

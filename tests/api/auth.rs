@@ -31,7 +31,8 @@ fn claims(sub: &str, scope: &str, exp_in: i64) -> Claims {
 
 fn server_tokens(app: &TestApp) -> TokenService {
     let key = carnet::auth::keys::SigningKey::load_or_create(&app.args.data_dir).unwrap();
-    TokenService::new(key, true)
+    let dev = carnet::auth::keys::SigningKey::load_or_create_dev(&app.args.data_dir).unwrap();
+    TokenService::new(key, Some(dev))
 }
 
 /// 401 with a Bearer challenge and an OperationOutcome, nothing else.
@@ -159,6 +160,11 @@ async fn scopes_bound_types_and_interactions(backend: Backend) {
     ];
     for res in forbidden {
         assert_eq!(res.status(), 403);
+        let challenge = res.headers()["WWW-Authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(challenge.contains("insufficient_scope"), "{challenge}");
         let b: Value = res.json().await.unwrap();
         assert_eq!(b["issue"][0]["code"], "forbidden", "{b}");
     }

@@ -190,7 +190,8 @@ pub fn dev_token(
     scope: Option<&str>,
 ) -> String {
     let key = carnet::auth::keys::SigningKey::load_or_create(data_dir).expect("signing key");
-    let tokens = carnet::auth::token::TokenService::new(key, true);
+    let dev = carnet::auth::keys::SigningKey::load_or_create_dev(data_dir).expect("dev key");
+    let tokens = carnet::auth::token::TokenService::new(key, Some(dev));
     carnet::auth::dev_token(&tokens, subject, scope, 600).expect("token")
 }
 

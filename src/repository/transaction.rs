@@ -287,7 +287,7 @@ impl Repository {
                     .get("id")
                     .and_then(Value::as_str)
                     .map(str::to_string)
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                    .unwrap_or_else(super::new_id);
                 self.write_in(conn, ctx, &rtype, &id, resource, None, "POST")
                     .map(EntryResult::Written)
             }
@@ -374,7 +374,7 @@ impl Repository {
                                 id
                             }
                             None => {
-                                let id = uuid::Uuid::new_v4().to_string();
+                                let id = super::new_id();
                                 resource["id"] = json!(id);
                                 id
                             }

@@ -558,17 +558,8 @@ impl Repository {
             refs.extend(ids.into_iter().map(|id| (req.resource_type.clone(), id)));
         }
         if self.access.checks_each_resource(ctx) {
-            let rows = storage::search::current_rows_of(&mut conn, &refs)?;
             refs = self
-                .access
-                .filter(
-                    ctx,
-                    Interaction::Search,
-                    rows.into_iter()
-                        .filter(|r| !r.deleted)
-                        .map(from_current)
-                        .collect(),
-                )
+                .visible_rows(&mut conn, ctx, &refs)?
                 .into_iter()
                 .map(|v| (v.resource_type.clone(), v.id.clone()))
                 .collect();
@@ -596,15 +587,7 @@ impl Repository {
         } else {
             None
         };
-        let rows = storage::search::current_rows_of(&mut conn, &first)?;
-        let entries = self.access.filter(
-            ctx,
-            Interaction::Search,
-            rows.into_iter()
-                .filter(|r| !r.deleted)
-                .map(from_current)
-                .collect(),
-        );
+        let entries = self.visible_rows(&mut conn, ctx, &first)?;
         let included = match reqs.first() {
             Some(req) => self.includes(&mut conn, ctx, req, &entries)?,
             None => Vec::new(),
@@ -641,15 +624,7 @@ impl Repository {
                 .ok_or_else(gone)?;
         let (rtype, query) = snap.query.split_once('?').unwrap_or((&snap.query, ""));
         let req = parse(rtype, query)?;
-        let rows = storage::search::current_rows_of(&mut conn, &snap.refs)?;
-        let entries = self.access.filter(
-            ctx,
-            Interaction::Search,
-            rows.into_iter()
-                .filter(|r| !r.deleted)
-                .map(from_current)
-                .collect(),
-        );
+        let entries = self.visible_rows(&mut conn, ctx, &snap.refs)?;
         let included = self.includes(&mut conn, ctx, &req, &entries)?;
         let page = SearchPage {
             entries,
@@ -660,6 +635,25 @@ impl Repository {
             count: snap.page_size,
         };
         Ok((page, req))
+    }
+
+    /// The current versions of `refs` that exist, are not deleted and pass the access
+    /// point for a search, in the order given.
+    fn visible_rows(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        refs: &[(String, String)],
+    ) -> Result<Vec<Visible<StoredResource>>, FhirError> {
+        let rows = storage::search::current_rows_of(conn, refs)?;
+        Ok(self.access.filter(
+            ctx,
+            Interaction::Search,
+            rows.into_iter()
+                .filter(|r| !r.deleted)
+                .map(from_current)
+                .collect(),
+        ))
     }
 
     /// The resources `_include` and `_revinclude` bring in for `matches` (each through the

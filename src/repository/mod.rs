@@ -146,18 +146,9 @@ impl Repository {
         check_id(rtype, id)?;
         self.access.check_type(ctx, rtype, Permission::Read)?;
         let row = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
-        let stored = StoredResource {
-            resource_type: row.resource_type,
-            id: row.id,
-            version_id: row.version_id,
-            last_updated_us: row.last_updated,
-            deleted: row.deleted,
-            content: row.content,
-            method: None,
-        };
         let visible = self
             .access
-            .check_read(ctx, Interaction::Read, stored)
+            .check_read(ctx, Interaction::Read, from_current(row))
             .map_err(|r| r.into_error(rtype, id))?;
         if visible.deleted {
             return Err(FhirError::Gone(format!("{rtype}/{id} was deleted")));
@@ -322,15 +313,7 @@ impl Repository {
         method: &str,
     ) -> Result<WriteOutcome, FhirError> {
         let current = storage::current(conn, rtype, id)?;
-        let current_stored = current.as_ref().map(|row| StoredResource {
-            resource_type: row.resource_type.clone(),
-            id: row.id.clone(),
-            version_id: row.version_id,
-            last_updated_us: row.last_updated,
-            deleted: row.deleted,
-            content: row.content.clone(),
-            method: None,
-        });
+        let current_stored = current.clone().map(from_current);
         let interaction = match &current {
             Some(row) if !row.deleted => Interaction::Update,
             _ if method == "PUT" => Interaction::UpdateCreate,

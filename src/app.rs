@@ -73,20 +73,27 @@ impl Application {
             started_at: instant::format_us(instant::now_us()),
         });
         let registry = state.clone();
+        let endpoints = crate::oauth::Endpoints::new(&base_url, &state.settings.fhir_path);
+        let identity = match &args.identity_config {
+            Some(path) => {
+                let config = crate::identity::IdentityConfig::load(path)?;
+                for p in &config.providers {
+                    tracing::info!(provider = %p.name, issuer = %p.issuer, kind = ?p.kind, "identity provider configured");
+                }
+                Some(crate::identity::Identity::new(config, &endpoints.origin)?)
+            }
+            None => None,
+        };
         let auth = web::Data::new(crate::auth::Authenticator {
             tokens: crate::auth::token::TokenService::new(key, dev_key),
-            endpoints: crate::oauth::Endpoints::new(&base_url, &state.settings.fhir_path),
-            // Fails closed: a registry that cannot be read stops the client's tokens.
-            client_active: Box::new(move |client_id| {
-                registry
-                    .repo
-                    .client(client_id)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|c| !c.suspended)
-            }),
+            endpoints,
+            // Fails closed: a registry that cannot be read stops the tokens.
+            grant_active: Box::new(move |grant_id| registry.repo.grant_active(grant_id)),
         });
-        let mut server = actix_web::HttpServer::new(move || http::app(state.clone(), auth.clone()))
+        let upstreams = web::Data::new(http::oauth::Upstreams(identity));
+        let mut server = actix_web::HttpServer::new(move || {
+            http::app(state.clone(), auth.clone(), upstreams.clone())
+        })
             .shutdown_timeout(args.shutdown_timeout);
         if let Some(w) = args.workers {
             server = server.workers(w.max(1));

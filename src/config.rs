@@ -58,6 +58,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CARNET_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
 
+    /// Identity providers (JSON: issuer, client id, secret or the environment variable
+    /// holding it, scopes, acr_values, identifier claim) for the SMART login of patients
+    /// and professionals. Without it, only backend services and --dev tokens work.
+    #[arg(long, env = "CARNET_IDENTITY_CONFIG")]
+    pub identity_config: Option<PathBuf>,
+
     /// Development mode: also accept the tokens `carnet dev-token` prints. Never in
     /// production; refused unless listening on a loopback address.
     #[arg(long, env = "CARNET_DEV")]

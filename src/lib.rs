@@ -2,7 +2,8 @@
 //!
 //! Layers, top to bottom: `http` (actix-web handlers) → `repository` (FHIR interactions,
 //! with storage as a private child) → `access` (the one access-decision point). `fhir`
-//! holds FHIR semantics independent of both; `auth` builds the request context.
+//! holds FHIR semantics independent of both; `auth` builds the request context; `oauth` is
+//! the authorization server, `identity` the relying party of the upstream login providers.
 
 pub mod access;
 pub mod app;
@@ -11,5 +12,6 @@ pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod identity;
 pub mod oauth;
 pub mod repository;

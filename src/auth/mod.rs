@@ -139,9 +139,9 @@ pub struct Authenticator {
     pub tokens: TokenService,
     /// Where the authorization server's endpoints are.
     pub endpoints: crate::oauth::Endpoints,
-    /// Whether a client may still use its tokens (registered, not suspended): asked on
-    /// every request, so that suspending a client stops its tokens at once.
-    pub client_active: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Whether a token's grant still stands (not revoked, its client registered and not
+    /// suspended): asked on every request, so that revocation and suspension act at once.
+    pub grant_active: Box<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 /// A request without acceptable credentials: 401 with `WWW-Authenticate`, or 403.
@@ -212,10 +212,15 @@ fn authenticate(req: &HttpRequest) -> Result<RequestContext, AuthFailure> {
         .tokens
         .verify(token)
         .map_err(AuthFailure::Unauthorized)?;
-    // Development tokens name no registered client (and exist only with --dev).
-    if !claims.dev && !(auth.client_active)(&claims.client_id) {
+    // Development tokens name no grant (and exist only with --dev).
+    if !claims.dev
+        && !claims
+            .grant
+            .as_deref()
+            .is_some_and(|g| (auth.grant_active)(g))
+    {
         return Err(AuthFailure::Unauthorized(TokenError::Invalid(
-            "the client application is suspended or not registered".into(),
+            "the token was revoked, or its client application is suspended".into(),
         )));
     }
     RequestContext::from_claims(claims, request_id)
@@ -270,6 +275,7 @@ pub fn dev_token(
         iat: now,
         exp: now + lifetime_s,
         jti: uuid::Uuid::new_v4().to_string(),
+        grant: None,
         dev: true,
     };
     tokens.issue(&claims)

@@ -25,6 +25,10 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// The grant the token was issued under (checked on every request: revoking the grant
+    /// or suspending its client stops the token). None only for development tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
     /// Made by `carnet dev-token`: accepted only by `carnet serve --dev`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dev: bool,
@@ -85,6 +89,13 @@ impl TokenService {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| e.to_string())
+    }
+
+    /// Signs any claims with the server's key (ID tokens).
+    pub fn sign_value(&self, claims: &serde_json::Value) -> Result<String, String> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key.encoding).map_err(|e| e.to_string())
     }
 
     /// Checks signature (ES256 with this server's key, nothing else: `alg: none` and
@@ -185,6 +196,7 @@ mod tests {
             iat: now,
             exp: now + exp_in,
             jti: "j".into(),
+            grant: Some("g".into()),
             dev: false,
         }
     }

@@ -49,10 +49,10 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
 /// The whole-system interactions.
 pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
 
-/// `token_url`: the authorization server's token endpoint (advertised in `rest.security`).
+/// `endpoints`: the authorization server's endpoints (advertised in `rest.security`).
 pub fn capability_statement(
     base_url: &str,
-    token_url: &str,
+    endpoints: &crate::oauth::Endpoints,
     software_version: &str,
     date: &str,
 ) -> Value {
@@ -90,9 +90,13 @@ pub fn capability_statement(
             "security": {
                 "cors": false,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
-                "description": "Every interaction but metadata and .well-known/smart-configuration needs a bearer access token signed by this server (ES256), carrying SMART v2 scopes (patient/, user/, system/; v1 .read/.write accepted); a token bound to a patient reaches that patient's compartment only. Backend services obtain tokens at the token endpoint (client_credentials with a private_key_jwt assertion, RS384/ES384, clients registered with `carnet client add`). The authorization code flow (apps, patients and professionals logging in) is not served yet.",
+                "description": "Every interaction but metadata and .well-known/smart-configuration needs a bearer access token signed by this server (ES256), carrying SMART v2 scopes (patient/, user/, system/; v1 .read/.write accepted); a token bound to a patient reaches that patient's compartment only. Apps registered with `carnet client add` use the SMART App Launch (standalone): authorization code with PKCE S256, the person logging in through the configured OpenID Connect provider (patients: FranceConnect; professionals: Pro Santé Connect) and approving the scopes on a consent screen; refresh tokens rotate (offline_access/online_access); public clients or private_key_jwt (RS384/ES384). Backend services use client_credentials with a private_key_jwt assertion and system/ scopes. Tokens can be revoked and introspected; see .well-known/smart-configuration.",
                 "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                    "extension": [{"url": "token", "valueUri": token_url}]}]
+                    "extension": [
+                        {"url": "authorize", "valueUri": endpoints.authorize},
+                        {"url": "token", "valueUri": endpoints.token},
+                        {"url": "revoke", "valueUri": endpoints.revoke},
+                        {"url": "introspect", "valueUri": endpoints.introspect}]}]
             },
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),

@@ -134,7 +134,7 @@ pub async fn metadata(
             StatusCode::OK,
             Body::Value(capability::capability_statement(
                 &state.settings.base_url,
-                &auth.endpoints.token,
+                &auth.endpoints,
                 env!("CARGO_PKG_VERSION"),
                 &state.started_at,
             )),

@@ -103,6 +103,7 @@ fn request_id(req: &actix_web::dev::ServiceRequest) -> String {
 pub fn app(
     state: web::Data<AppState>,
     auth: web::Data<crate::auth::Authenticator>,
+    upstreams: web::Data<oauth::Upstreams>,
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -116,6 +117,7 @@ pub fn app(
     actix_web::App::new()
         .app_data(state)
         .app_data(auth)
+        .app_data(upstreams)
         .wrap_fn(|req, srv| {
             let start = Instant::now();
             let id = request_id(&req);
@@ -148,7 +150,18 @@ pub fn app(
         .service(
             web::scope("/auth")
                 .route("/token", web::post().to(oauth::token))
-                .route("/jwks", web::get().to(oauth::jwks)),
+                .route("/jwks", web::get().to(oauth::jwks))
+                .route("/authorize", web::get().to(oauth::authorize))
+                .route("/login/{provider}", web::get().to(oauth::login))
+                .route("/callback/{provider}", web::get().to(oauth::callback))
+                .route("/consent/{id}", web::get().to(oauth::consent_page))
+                .route("/consent/{id}", web::post().to(oauth::consent_decision))
+                .route("/revoke", web::post().to(oauth::revoke))
+                .route("/introspect", web::post().to(oauth::introspect))
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(oauth::openid_configuration),
+                ),
         )
         .service(web::scope(&base_path).configure(routes))
         .default_service(web::to(handlers::not_found))

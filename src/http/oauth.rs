@@ -1,9 +1,11 @@
 //! The authorization server's HTTP endpoints (thin: the logic is in `crate::oauth`).
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::AppState;
 use crate::auth::Authenticator;
+use crate::oauth::authorize::{self, BrowserAnswer};
 use crate::oauth::{self, OAuthError, TokenForm};
 
 /// `POST /auth/token` (application/x-www-form-urlencoded).
@@ -12,29 +14,33 @@ pub async fn token(
     auth: web::Data<Authenticator>,
     body: web::Bytes,
 ) -> HttpResponse {
+    form_endpoint(body, move |form| {
+        oauth::token(&state.repo, &auth.tokens, &auth.endpoints, &form)
+    })
+    .await
+}
+
+/// Runs a form-posted OAuth endpoint on the blocking pool; answers JSON, `no-store`, with
+/// the OAuth error format on failure.
+async fn form_endpoint(
+    body: web::Bytes,
+    f: impl FnOnce(TokenForm) -> Result<serde_json::Value, OAuthError> + Send + 'static,
+) -> HttpResponse {
     let answer = match serde_urlencoded::from_bytes::<TokenForm>(&body) {
-        Err(_) => Err(OAuthError {
-            code: "invalid_request",
-            description: "the body must be application/x-www-form-urlencoded".into(),
-        }),
-        Ok(form) => {
-            web::block(move || oauth::token(&state.repo, &auth.tokens, &auth.endpoints, &form))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(OAuthError {
-                        code: "server_error",
-                        description: e.to_string(),
-                    })
-                })
-        }
+        Err(_) => Err(OAuthError::new(
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        )),
+        Ok(form) => web::block(move || f(form))
+            .await
+            .unwrap_or_else(|e| Err(OAuthError::new("server_error", e.to_string()))),
     };
     let (status, body) = match answer {
         Ok(v) => (200, v),
         Err(e) => (e.status(), e.body()),
     };
     let mut res = HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(status)
-            .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
     );
     res.insert_header(("Cache-Control", "no-store"))
         .insert_header(("Pragma", "no-cache"));
@@ -52,4 +58,203 @@ pub async fn jwks(auth: web::Data<Authenticator>) -> HttpResponse {
 /// `GET [base]/.well-known/smart-configuration`.
 pub async fn smart_configuration(auth: web::Data<Authenticator>) -> HttpResponse {
     HttpResponse::Ok().json(oauth::smart_configuration(&auth.endpoints))
+}
+
+/// `GET /auth/.well-known/openid-configuration`.
+pub async fn openid_configuration(auth: web::Data<Authenticator>) -> HttpResponse {
+    HttpResponse::Ok().json(oauth::openid_configuration(&auth.endpoints))
+}
+
+/// The configured upstream identity providers (none when no identity file is given).
+pub struct Upstreams(pub Option<crate::identity::Identity>);
+
+fn cookie(req: &HttpRequest) -> Option<String> {
+    req.cookie(authorize::COOKIE).map(|c| c.value().to_string())
+}
+
+/// A page, or an OperationOutcome for a client that asks for FHIR JSON rather than HTML.
+fn browser(req: &HttpRequest, answer: BrowserAnswer, set_cookie: Option<(String, bool)>) -> HttpResponse {
+    let mut res = match &answer {
+        BrowserAnswer::Redirect(to) => {
+            let mut r = HttpResponse::SeeOther();
+            r.insert_header(("Location", to.as_str()));
+            r
+        }
+        BrowserAnswer::Page { status, .. } => HttpResponse::build(
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+        ),
+    };
+    res.insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'"))
+        .insert_header(("Referrer-Policy", "no-referrer"));
+    if let Some((value, secure)) = set_cookie {
+        let c = actix_web::cookie::Cookie::build(authorize::COOKIE, value)
+            .path("/auth")
+            .http_only(true)
+            .secure(secure)
+            .same_site(actix_web::cookie::SameSite::Lax)
+            .max_age(actix_web::cookie::time::Duration::minutes(10))
+            .finish();
+        res.cookie(c);
+    }
+    match answer {
+        BrowserAnswer::Redirect(_) => res.finish(),
+        BrowserAnswer::Page { status, message, html, .. } => {
+            let accept = req
+                .headers()
+                .get("Accept")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if status >= 400 && accept.contains("json") && !accept.contains("html") {
+                let code = match status {
+                    403 => "forbidden",
+                    401 => "security",
+                    404 => "not-found",
+                    s if s >= 500 => "exception",
+                    _ => "invalid",
+                };
+                res.content_type("application/fhir+json").body(
+                    serde_json::json!({"resourceType": "OperationOutcome", "issue": [
+                        {"severity": "error", "code": code, "diagnostics": message}]})
+                    .to_string(),
+                )
+            } else {
+                res.content_type("text/html; charset=utf-8").body(html)
+            }
+        }
+    }
+}
+
+fn secure(auth: &Authenticator) -> bool {
+    auth.endpoints.origin.starts_with("https://")
+}
+
+/// `GET /auth/authorize`.
+pub async fn authorize(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: web::Data<Authenticator>,
+    upstreams: web::Data<Upstreams>,
+    query: web::Query<authorize::AuthorizeQuery>,
+) -> HttpResponse {
+    let (auth2, upstreams2) = (auth.clone(), upstreams.clone());
+    let answer = web::block(move || {
+        authorize::start(&state.repo, &auth2.endpoints, upstreams2.0.as_ref(), &query)
+    })
+    .await;
+    match answer {
+        Ok((answer, cookie)) => browser(&req, answer, cookie.map(|c| (c, secure(&auth)))),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginQuery {
+    request: String,
+}
+
+/// `GET /auth/login/{provider}?request=ID`.
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    upstreams: web::Data<Upstreams>,
+    provider: web::Path<String>,
+    query: web::Query<LoginQuery>,
+) -> HttpResponse {
+    let Some(identity) = upstreams.0.as_ref() else {
+        return HttpResponse::NotFound().finish();
+    };
+    let answer = authorize::login(
+        state.repo.clone(),
+        identity,
+        &provider,
+        query.into_inner().request,
+        cookie(&req),
+    )
+    .await;
+    browser(&req, answer, None)
+}
+
+/// `GET /auth/callback/{provider}`.
+pub async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: web::Data<Authenticator>,
+    upstreams: web::Data<Upstreams>,
+    provider: web::Path<String>,
+    query: web::Query<authorize::CallbackQuery>,
+) -> HttpResponse {
+    let Some(identity) = upstreams.0.as_ref() else {
+        return HttpResponse::NotFound().finish();
+    };
+    let answer = authorize::callback(
+        state.repo.clone(),
+        &auth.endpoints,
+        identity,
+        &provider,
+        query.into_inner(),
+        cookie(&req),
+    )
+    .await;
+    browser(&req, answer, None)
+}
+
+/// `GET /auth/consent/{id}`.
+pub async fn consent_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: web::Data<Authenticator>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let c = cookie(&req);
+    let answer = web::block(move || authorize::consent_page(&state.repo, &auth.endpoints, &id, c.as_deref())).await;
+    match answer {
+        Ok(a) => browser(&req, a, None),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}
+
+/// `POST /auth/consent/{id}` (application/x-www-form-urlencoded).
+pub async fn consent_decision(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: web::Data<Authenticator>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let form: authorize::ConsentForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let c = cookie(&req);
+    let answer = web::block(move || authorize::decide(&state.repo, &auth.endpoints, &id, &form, c.as_deref())).await;
+    match answer {
+        Ok(a) => browser(&req, a, None),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}
+
+/// `POST /auth/revoke` (RFC 7009): 200 whether or not the token was known.
+pub async fn revoke(
+    state: web::Data<AppState>,
+    auth: web::Data<Authenticator>,
+    body: web::Bytes,
+) -> HttpResponse {
+    form_endpoint(body, move |form| {
+        let client = oauth::authenticate(&state.repo, &auth.endpoints, &form)?;
+        oauth::grants::revoke(&state.repo, &auth.tokens, &client, &form)?;
+        Ok(serde_json::json!({}))
+    })
+    .await
+}
+
+/// `POST /auth/introspect` (RFC 7662), for the client the token was issued to.
+pub async fn introspect(
+    state: web::Data<AppState>,
+    auth: web::Data<Authenticator>,
+    body: web::Bytes,
+) -> HttpResponse {
+    form_endpoint(body, move |form| {
+        let client = oauth::authenticate(&state.repo, &auth.endpoints, &form)?;
+        oauth::grants::introspect(&state.repo, &auth.tokens, &auth.endpoints, &client, &form)
+    })
+    .await
 }

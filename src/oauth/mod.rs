@@ -1,14 +1,25 @@
 //! oauth: Carnet as the OAuth 2 authorization server for SMART clients.
 //!
-//! So far: SMART Backend Services — the `client_credentials` grant with a `private_key_jwt`
-//! client assertion (RS384 or ES384, verified against the JWKS registered for the client),
-//! for hospital information systems with `system/` scopes — and the
-//! `.well-known/smart-configuration` document that says exactly that. The authorization
-//! code flow (with the upstream OpenID Connect login) is still to come (NOTES.md).
-//! <https://hl7.org/fhir/smart-app-launch/backend-services.html>
+//! - SMART App Launch (standalone): `/auth/authorize` → upstream OpenID Connect login
+//!   (`crate::identity`) → consent screen → authorization code (PKCE S256 mandatory) →
+//!   `/auth/token`, with refresh tokens (rotated; a reused one revokes its grant), an ID token
+//!   with `fhirUser`, and `patient` in the token response ([`authorize`], [`grants`]).
+//! - SMART Backend Services: the `client_credentials` grant with a `private_key_jwt` client
+//!   assertion (RS384 or ES384, verified against the JWKS registered for the client), for
+//!   hospital information systems with `system/` scopes.
+//! - Revocation (RFC 7009) and introspection (RFC 7662); `.well-known/smart-configuration`
+//!   and `openid-configuration` saying exactly that.
+//!
+//! Every token issued names its grant; the grant is checked on every FHIR request, so a
+//! revocation or a client's suspension stops its tokens at once.
+//! <https://hl7.org/fhir/smart-app-launch/>
+
+pub mod authorize;
+pub mod grants;
+pub mod pages;
 
 use crate::auth::scopes::{ScopeContext, Scopes};
-use crate::auth::token::{Claims, TokenService, AUDIENCE, ISSUER};
+use crate::auth::token::TokenService;
 use crate::repository::{ClientRow, Repository};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -32,7 +43,7 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(code: &'static str, description: impl Into<String>) -> OAuthError {
+    pub fn new(code: &'static str, description: impl Into<String>) -> OAuthError {
         OAuthError {
             code,
             description: description.into(),
@@ -53,13 +64,21 @@ impl OAuthError {
     }
 }
 
-/// The form posted to the token endpoint.
+/// The form posted to the token, revocation and introspection endpoints.
 #[derive(Debug, Default, Deserialize)]
 pub struct TokenForm {
     pub grant_type: Option<String>,
     pub scope: Option<String>,
+    pub client_id: Option<String>,
     pub client_assertion_type: Option<String>,
     pub client_assertion: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    /// Revocation and introspection: the token in question.
+    pub token: Option<String>,
+    pub token_type_hint: Option<String>,
 }
 
 /// The claims a client assertion must carry.
@@ -72,8 +91,18 @@ struct AssertionClaims {
 }
 
 /// Where the endpoints live, from the FHIR base URL (`https://host/fhir`).
+#[derive(Debug, Clone)]
 pub struct Endpoints {
+    /// `https://host`
+    pub origin: String,
+    /// The FHIR base URL (the `aud` apps must ask for, and the base of `fhirUser`).
+    pub fhir_base: String,
+    /// The authorization server's issuer (`{origin}/auth`): the `iss` of its ID tokens.
+    pub issuer: String,
+    pub authorize: String,
     pub token: String,
+    pub revoke: String,
+    pub introspect: String,
     pub jwks: String,
 }
 
@@ -82,15 +111,22 @@ impl Endpoints {
         let origin = base_url
             .strip_suffix(fhir_path.trim_end_matches('/'))
             .unwrap_or(base_url)
-            .trim_end_matches('/');
+            .trim_end_matches('/')
+            .to_string();
         Endpoints {
+            fhir_base: base_url.trim_end_matches('/').to_string(),
+            issuer: format!("{origin}/auth"),
+            authorize: format!("{origin}/auth/authorize"),
             token: format!("{origin}/auth/token"),
+            revoke: format!("{origin}/auth/revoke"),
+            introspect: format!("{origin}/auth/introspect"),
             jwks: format!("{origin}/auth/jwks"),
+            origin,
         }
     }
 }
 
-/// `POST /auth/token`: answers a token request (the `client_credentials` grant).
+/// `POST /auth/token`: answers a token request.
 pub fn token(
     repo: &Repository,
     tokens: &TokenService,
@@ -98,15 +134,30 @@ pub fn token(
     form: &TokenForm,
 ) -> Result<Value, OAuthError> {
     match form.grant_type.as_deref() {
-        Some("client_credentials") => {}
-        Some(_) => {
-            return Err(OAuthError::new(
-                "unsupported_grant_type",
-                "only client_credentials is supported so far",
-            ))
+        Some("client_credentials") => client_credentials(repo, tokens, endpoints, form),
+        Some("authorization_code") => {
+            let client = authenticate(repo, endpoints, form)?;
+            grants::exchange_code(repo, tokens, endpoints, &client, form)
         }
-        None => return Err(OAuthError::new("invalid_request", "grant_type is missing")),
+        Some("refresh_token") => {
+            let client = authenticate(repo, endpoints, form)?;
+            grants::refresh(repo, tokens, endpoints, &client, form)
+        }
+        Some(_) => Err(OAuthError::new(
+            "unsupported_grant_type",
+            "grant_type must be authorization_code, refresh_token or client_credentials",
+        )),
+        None => Err(OAuthError::new("invalid_request", "grant_type is missing")),
     }
+}
+
+/// The `client_credentials` grant (SMART Backend Services).
+fn client_credentials(
+    repo: &Repository,
+    tokens: &TokenService,
+    endpoints: &Endpoints,
+    form: &TokenForm,
+) -> Result<Value, OAuthError> {
     if form.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
         return Err(OAuthError::new(
             "invalid_client",
@@ -140,28 +191,64 @@ pub fn token(
             "none of the requested scopes is registered for this client (system/ scopes only)",
         ));
     }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let claims = Claims {
-        iss: ISSUER.into(),
-        aud: AUDIENCE.into(),
-        sub: format!("client/{}", client.client_id),
-        client_id: client.client_id.clone(),
-        scope: granted.to_string(),
-        patient: None,
-        iat: now,
-        exp: now + ACCESS_TOKEN_SECONDS,
-        jti: uuid::Uuid::new_v4().to_string(),
-        dev: false,
-    };
-    let access_token = tokens
-        .issue(&claims)
-        .map_err(|e| OAuthError::new("server_error", e))?;
+    // A grant per token: what revocation and suspension act on.
+    let subject = format!("client/{}", client.client_id);
+    let grant = grants::record_grant(repo, &client.client_id, &subject, None, &granted.to_string())?;
+    let (access_token, _) = grants::access_token(tokens, &grant, &granted.to_string())?;
     Ok(json!({
         "access_token": access_token,
-        "token_type": "bearer",
+        "token_type": "Bearer",
         "expires_in": ACCESS_TOKEN_SECONDS,
-        "scope": claims.scope,
+        "scope": granted.to_string(),
     }))
+}
+
+/// Authenticates the client of a code exchange, a refresh, a revocation or an
+/// introspection: a confidential client by its `private_key_jwt` assertion, a public client
+/// by its `client_id` alone (PKCE protects its codes, rotation its refresh tokens).
+pub fn authenticate(
+    repo: &Repository,
+    endpoints: &Endpoints,
+    form: &TokenForm,
+) -> Result<ClientRow, OAuthError> {
+    if let Some(assertion) = form.client_assertion.as_deref() {
+        if form.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+            return Err(OAuthError::new(
+                "invalid_client",
+                format!("client_assertion_type must be {ASSERTION_TYPE}"),
+            ));
+        }
+        let client = authenticate_client(repo, endpoints, assertion)?;
+        if form.client_id.as_deref().is_some_and(|c| c != client.client_id) {
+            return Err(OAuthError::new(
+                "invalid_client",
+                "client_id does not match the assertion",
+            ));
+        }
+        return Ok(client);
+    }
+    let client_id = form
+        .client_id
+        .as_deref()
+        .ok_or_else(|| OAuthError::new("invalid_client", "client_id is missing"))?;
+    let client = repo
+        .client(client_id)
+        .map_err(server_error)?
+        .ok_or_else(|| OAuthError::new("invalid_client", "unknown client"))?;
+    if client.suspended {
+        return Err(OAuthError::new("invalid_client", "this client is suspended"));
+    }
+    if client.confidential {
+        return Err(OAuthError::new(
+            "invalid_client",
+            "this client is confidential: authenticate with a private_key_jwt assertion",
+        ));
+    }
+    Ok(client)
+}
+
+pub(crate) fn server_error(e: impl std::fmt::Display) -> OAuthError {
+    OAuthError::new("server_error", e.to_string())
 }
 
 /// Checks a `private_key_jwt` assertion: a registered, active, confidential client; a key of
@@ -246,18 +333,64 @@ fn authenticate_client(
     Ok(client)
 }
 
-/// `GET [base]/.well-known/smart-configuration`: what the authorization server supports
-/// today, and nothing more.
+/// The scopes this server grants (what `scopes_supported` lists).
+const SCOPES_SUPPORTED: &[&str] = &[
+    "openid",
+    "fhirUser",
+    "launch/patient",
+    "offline_access",
+    "online_access",
+    "patient/*.cruds",
+    "patient/*.rs",
+    "user/*.cruds",
+    "user/*.rs",
+    "system/*.cruds",
+    "system/*.rs",
+    "patient/*.read",
+    "user/*.read",
+    "system/*.read",
+];
+
+/// `GET [base]/.well-known/smart-configuration`: what the authorization server supports,
+/// and nothing more.
 pub fn smart_configuration(endpoints: &Endpoints) -> Value {
     json!({
-        "issuer": ISSUER,
+        "issuer": endpoints.issuer,
         "jwks_uri": endpoints.jwks,
+        "authorization_endpoint": endpoints.authorize,
         "token_endpoint": endpoints.token,
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint": endpoints.revoke,
+        "introspection_endpoint": endpoints.introspect,
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-        "scopes_supported": ["system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
-        "response_types_supported": [],
-        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        "scopes_supported": SCOPES_SUPPORTED,
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": [
+            "launch-standalone", "context-standalone-patient",
+            "client-public", "client-confidential-asymmetric",
+            "sso-openid-connect", "permission-offline", "permission-online",
+            "permission-patient", "permission-user", "permission-v1", "permission-v2",
+        ],
+    })
+}
+
+/// `GET /auth/.well-known/openid-configuration`: for apps verifying the ID tokens issued here.
+pub fn openid_configuration(endpoints: &Endpoints) -> Value {
+    json!({
+        "issuer": endpoints.issuer,
+        "authorization_endpoint": endpoints.authorize,
+        "token_endpoint": endpoints.token,
+        "revocation_endpoint": endpoints.revoke,
+        "introspection_endpoint": endpoints.introspect,
+        "jwks_uri": endpoints.jwks,
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": SCOPES_SUPPORTED,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "fhirUser"],
     })
 }

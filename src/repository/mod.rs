@@ -6,6 +6,7 @@
 //! database. What it must never do: serialise for the wire, or decide access itself.
 
 mod storage;
+mod oauth_store;
 pub mod transaction;
 
 use serde_json::{json, Value};
@@ -15,6 +16,7 @@ use crate::auth::Permission;
 use crate::auth::RequestContext;
 use crate::error::FhirError;
 use crate::fhir::{instant, resource_types, validate};
+pub use oauth_store::{AuthorizationRow, GrantRow, OAuthStore, RefreshRow};
 pub use storage::clients::ClientRow;
 pub use storage::{redact_url, Backend};
 use storage::{AnyConnection, HistoryQuery, Storage, WriteVersion};

@@ -25,6 +25,7 @@ fn claims(sub: &str, scope: &str, exp_in: i64) -> Claims {
         iat: now,
         exp: now + exp_in,
         jti: uuid::Uuid::new_v4().to_string(),
+        grant: None,
         dev: true,
     }
 }

@@ -4,6 +4,7 @@
 //! child of `repository`, so nothing outside the repository can reach stored data without
 //! going through the access-decision point. SQL and backend differences stay in here.
 
+pub mod authorizations;
 pub mod clients;
 mod schema;
 pub mod search;

@@ -97,3 +97,54 @@ diesel::table! {
         exp_us -> BigInt,
     }
 }
+
+diesel::table! {
+    oauth_authorizations (id) {
+        id -> Text,
+        browser -> Text,
+        csrf -> Text,
+        client_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        state -> Nullable<Text>,
+        nonce -> Nullable<Text>,
+        code_challenge -> Text,
+        provider -> Nullable<Text>,
+        upstream_state -> Nullable<Text>,
+        upstream_nonce -> Nullable<Text>,
+        upstream_verifier -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        expires_us -> BigInt,
+    }
+}
+
+diesel::table! {
+    oauth_grants (id) {
+        id -> Text,
+        client_id -> Text,
+        subject -> Text,
+        patient -> Nullable<Text>,
+        scope -> Text,
+        nonce -> Nullable<Text>,
+        redirect_uri -> Text,
+        code_hash -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        code_expires_us -> BigInt,
+        code_used -> Bool,
+        revoked -> Bool,
+        created_us -> BigInt,
+        expires_us -> BigInt,
+    }
+}
+
+diesel::table! {
+    oauth_refresh_tokens (hash) {
+        hash -> Text,
+        grant_id -> Text,
+        expires_us -> BigInt,
+        used -> Bool,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(oauth_grants, oauth_clients);
+diesel::allow_tables_to_appear_in_same_query!(search_token, resources);

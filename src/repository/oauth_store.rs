@@ -1,0 +1,129 @@
+//! oauth_store: the authorization server's rows (requests in progress, grants, refresh
+//! tokens), reached through one handle inside a database transaction so that the checks of
+//! `crate::oauth` (single-use codes, refresh rotation, reuse detection) are atomic.
+
+use super::storage::authorizations as rows;
+use super::storage::AnyConnection;
+use super::Repository;
+use crate::error::FhirError;
+use crate::fhir::instant;
+
+pub use rows::{AuthorizationRow, GrantRow, RefreshRow};
+
+/// The authorization server's tables, within one transaction (or one connection for reads).
+pub struct OAuthStore<'a> {
+    conn: &'a mut AnyConnection,
+    now_us: i64,
+}
+
+impl OAuthStore<'_> {
+    pub fn now_us(&self) -> i64 {
+        self.now_us
+    }
+
+    pub fn insert_authorization(&mut self, row: &AuthorizationRow) -> Result<(), FhirError> {
+        rows::insert_authorization(self.conn, row, self.now_us)
+    }
+
+    /// A request still in progress (expired ones are absent).
+    pub fn authorization(&mut self, id: &str) -> Result<Option<AuthorizationRow>, FhirError> {
+        let now = self.now_us;
+        Ok(rows::authorization(self.conn, id)?.filter(|r| r.expires_us >= now))
+    }
+
+    pub fn authorization_by_upstream_state(
+        &mut self,
+        state: &str,
+    ) -> Result<Option<AuthorizationRow>, FhirError> {
+        let now = self.now_us;
+        Ok(rows::authorization_by_upstream_state(self.conn, state)?.filter(|r| r.expires_us >= now))
+    }
+
+    pub fn update_authorization(&mut self, row: &AuthorizationRow) -> Result<(), FhirError> {
+        rows::update_authorization(self.conn, row)
+    }
+
+    /// Ends a request; false if it had already ended.
+    pub fn delete_authorization(&mut self, id: &str) -> Result<bool, FhirError> {
+        rows::delete_authorization(self.conn, id)
+    }
+
+    pub fn insert_grant(&mut self, row: &GrantRow) -> Result<(), FhirError> {
+        rows::insert_grant(self.conn, row, self.now_us)
+    }
+
+    pub fn grant(&mut self, id: &str) -> Result<Option<GrantRow>, FhirError> {
+        rows::grant(self.conn, id)
+    }
+
+    pub fn grant_by_code(&mut self, code_hash: &str) -> Result<Option<GrantRow>, FhirError> {
+        rows::grant_by_code(self.conn, code_hash)
+    }
+
+    pub fn use_code(&mut self, grant_id: &str) -> Result<bool, FhirError> {
+        rows::use_code(self.conn, grant_id)
+    }
+
+    pub fn revoke_grant(&mut self, grant_id: &str) -> Result<(), FhirError> {
+        rows::revoke_grant(self.conn, grant_id)
+    }
+
+    pub fn extend_grant(&mut self, grant_id: &str, expires_us: i64) -> Result<(), FhirError> {
+        rows::extend_grant(self.conn, grant_id, expires_us)
+    }
+
+    pub fn insert_refresh(&mut self, row: &RefreshRow) -> Result<(), FhirError> {
+        rows::insert_refresh(self.conn, row)
+    }
+
+    pub fn refresh(&mut self, hash: &str) -> Result<Option<RefreshRow>, FhirError> {
+        rows::refresh(self.conn, hash)
+    }
+
+    pub fn use_refresh(&mut self, hash: &str) -> Result<bool, FhirError> {
+        rows::use_refresh(self.conn, hash)
+    }
+
+    pub fn ids_with_identifier(
+        &mut self,
+        resource_type: &str,
+        system: &str,
+        value: &str,
+    ) -> Result<Vec<String>, FhirError> {
+        rows::ids_with_identifier(self.conn, resource_type, system, value)
+    }
+}
+
+impl Repository {
+    /// Runs `f` over the authorization server's tables in one write transaction: committed
+    /// when `f` returns `Ok` (even an `Ok` carrying an OAuth refusal, so that a revocation
+    /// decided on the way sticks), rolled back otherwise.
+    pub fn oauth_write<T>(
+        &self,
+        f: impl FnOnce(&mut OAuthStore) -> Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
+        let now_us = instant::now_us();
+        self.storage.write(|conn| f(&mut OAuthStore { conn, now_us }))
+    }
+
+    /// Runs `f` over the authorization server's tables on one connection, for reads.
+    pub fn oauth_read<T>(
+        &self,
+        f: impl FnOnce(&mut OAuthStore) -> Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
+        let mut conn = self.storage.conn()?;
+        f(&mut OAuthStore {
+            conn: &mut conn,
+            now_us: instant::now_us(),
+        })
+    }
+
+    /// Whether tokens of `grant_id` may still be used (grant not revoked, client registered
+    /// and not suspended). Fails closed.
+    pub fn grant_active(&self, grant_id: &str) -> bool {
+        self.storage
+            .conn()
+            .and_then(|mut c| rows::grant_active(&mut c, grant_id))
+            .unwrap_or(false)
+    }
+}

@@ -94,7 +94,7 @@ impl Application {
         let mut server = actix_web::HttpServer::new(move || {
             http::app(state.clone(), auth.clone(), upstreams.clone())
         })
-            .shutdown_timeout(args.shutdown_timeout);
+        .shutdown_timeout(args.shutdown_timeout);
         if let Some(w) = args.workers {
             server = server.workers(w.max(1));
         }

@@ -39,9 +39,8 @@ async fn form_endpoint(
         Ok(v) => (200, v),
         Err(e) => (e.status(), e.body()),
     };
-    let mut res = HttpResponse::build(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-    );
+    let mut res =
+        HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST));
     res.insert_header(("Cache-Control", "no-store"))
         .insert_header(("Pragma", "no-cache"));
     if status == 401 {
@@ -73,20 +72,27 @@ fn cookie(req: &HttpRequest) -> Option<String> {
 }
 
 /// A page, or an OperationOutcome for a client that asks for FHIR JSON rather than HTML.
-fn browser(req: &HttpRequest, answer: BrowserAnswer, set_cookie: Option<(String, bool)>) -> HttpResponse {
+fn browser(
+    req: &HttpRequest,
+    answer: BrowserAnswer,
+    set_cookie: Option<(String, bool)>,
+) -> HttpResponse {
     let mut res = match &answer {
         BrowserAnswer::Redirect(to) => {
             let mut r = HttpResponse::SeeOther();
             r.insert_header(("Location", to.as_str()));
             r
         }
-        BrowserAnswer::Page { status, .. } => HttpResponse::build(
-            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
-        ),
+        BrowserAnswer::Page { status, .. } => {
+            HttpResponse::build(StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST))
+        }
     };
     res.insert_header(("Cache-Control", "no-store"))
         .insert_header(("X-Frame-Options", "DENY"))
-        .insert_header(("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'"))
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+        ))
         .insert_header(("Referrer-Policy", "no-referrer"));
     if let Some((value, secure)) = set_cookie {
         let c = actix_web::cookie::Cookie::build(authorize::COOKIE, value)
@@ -100,7 +106,12 @@ fn browser(req: &HttpRequest, answer: BrowserAnswer, set_cookie: Option<(String,
     }
     match answer {
         BrowserAnswer::Redirect(_) => res.finish(),
-        BrowserAnswer::Page { status, message, html, .. } => {
+        BrowserAnswer::Page {
+            status,
+            message,
+            html,
+            ..
+        } => {
             let accept = req
                 .headers()
                 .get("Accept")
@@ -208,7 +219,10 @@ pub async fn consent_page(
     id: web::Path<String>,
 ) -> HttpResponse {
     let c = cookie(&req);
-    let answer = web::block(move || authorize::consent_page(&state.repo, &auth.endpoints, &id, c.as_deref())).await;
+    let answer = web::block(move || {
+        authorize::consent_page(&state.repo, &auth.endpoints, &id, c.as_deref())
+    })
+    .await;
     match answer {
         Ok(a) => browser(&req, a, None),
         Err(_) => HttpResponse::InternalServerError().finish(),
@@ -225,7 +239,10 @@ pub async fn consent_decision(
 ) -> HttpResponse {
     let form: authorize::ConsentForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let c = cookie(&req);
-    let answer = web::block(move || authorize::decide(&state.repo, &auth.endpoints, &id, &form, c.as_deref())).await;
+    let answer = web::block(move || {
+        authorize::decide(&state.repo, &auth.endpoints, &id, &form, c.as_deref())
+    })
+    .await;
     match answer {
         Ok(a) => browser(&req, a, None),
         Err(_) => HttpResponse::InternalServerError().finish(),

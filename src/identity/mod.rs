@@ -19,8 +19,8 @@ use openidconnect::core::{
 use openidconnect::{
     AdditionalClaims, AuthenticationContextClass, AuthenticationFlow, AuthorizationCode, Client,
     ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IdTokenFields, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse,
+    EndpointSet, IdTokenFields, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -95,8 +95,8 @@ impl IdentityConfig {
     pub fn load(path: &Path) -> Result<IdentityConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut config: IdentityConfig = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut config: IdentityConfig =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut names = std::collections::HashSet::new();
         for p in &mut config.providers {
             let ok_name = !p.name.is_empty()
@@ -331,7 +331,7 @@ impl Identity {
         let nonce = Nonce::new(nonce.to_string());
         let first = id_token
             .claims(&client.id_token_verifier(), &nonce)
-            .map(Clone::clone)
+            .cloned()
             .map_err(|e| e.to_string());
         let claims = match first {
             Ok(c) => c,
@@ -339,7 +339,7 @@ impl Identity {
                 // The provider may have rotated its keys: fetch them again, once.
                 let fresh = self.client(up, true).await?;
                 let verifier = fresh.id_token_verifier();
-                let again = id_token.claims(&verifier, &nonce).map(Clone::clone);
+                let again = id_token.claims(&verifier, &nonce).cloned();
                 again.map_err(|_| IdentityError::Invalid(format!("ID token: {first}")))?
             }
         };

@@ -81,15 +81,25 @@ impl BrowserAnswer {
     }
 
     fn server_error() -> BrowserAnswer {
-        BrowserAnswer::error(500, "Erreur", "Carnet n'a pas pu traiter la demande. Réessayez plus tard.")
+        BrowserAnswer::error(
+            500,
+            "Erreur",
+            "Carnet n'a pas pu traiter la demande. Réessayez plus tard.",
+        )
     }
 }
 
 /// Back to the app's redirect URI with `params` (and `iss`, RFC 9207).
-fn back_to_app(endpoints: &Endpoints, redirect_uri: &str, params: &[(&str, &str)]) -> BrowserAnswer {
+fn back_to_app(
+    endpoints: &Endpoints,
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+) -> BrowserAnswer {
     let mut url = match url::Url::parse(redirect_uri) {
         Ok(u) => u,
-        Err(_) => return BrowserAnswer::bad_request("L'adresse de retour de l'application est invalide."),
+        Err(_) => {
+            return BrowserAnswer::bad_request("L'adresse de retour de l'application est invalide.")
+        }
     };
     {
         let mut q = url.query_pairs_mut();
@@ -168,12 +178,12 @@ pub fn start(
     };
     let client = match repo.client(client_id) {
         Ok(Some(c)) if !c.suspended => c,
-        Ok(_) => {
-            return (
-                BrowserAnswer::bad_request("Cette application n'est pas enregistrée auprès de Carnet, ou elle est suspendue."),
-                None,
-            )
-        }
+        Ok(_) => return (
+            BrowserAnswer::bad_request(
+                "Cette application n'est pas enregistrée auprès de Carnet, ou elle est suspendue.",
+            ),
+            None,
+        ),
         Err(_) => return (BrowserAnswer::server_error(), None),
     };
     let Some(redirect_uri) = q
@@ -182,13 +192,18 @@ pub fn start(
         .filter(|r| registered_redirects(&client).iter().any(|x| x == r))
     else {
         return (
-            BrowserAnswer::bad_request("L'adresse de retour (redirect_uri) n'est pas enregistrée pour cette application."),
+            BrowserAnswer::bad_request(
+                "L'adresse de retour (redirect_uri) n'est pas enregistrée pour cette application.",
+            ),
             None,
         );
     };
     let state = q.state.as_deref();
     let fail = |error: &str, description: &str| {
-        (app_error(endpoints, redirect_uri, state, error, description), None)
+        (
+            app_error(endpoints, redirect_uri, state, error, description),
+            None,
+        )
     };
     if q.response_type.as_deref() != Some("code") {
         return fail("unsupported_response_type", "response_type must be code");
@@ -196,19 +211,30 @@ pub fn start(
     let challenge = q.code_challenge.as_deref().unwrap_or_default();
     if q.code_challenge_method.as_deref() != Some("S256")
         || challenge.len() != 43
-        || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return fail("invalid_request", "PKCE is required: code_challenge with code_challenge_method=S256");
+        return fail(
+            "invalid_request",
+            "PKCE is required: code_challenge with code_challenge_method=S256",
+        );
     }
     if q.aud.as_deref().map(|a| a.trim_end_matches('/')) != Some(endpoints.fhir_base.as_str()) {
         return fail("invalid_request", "aud must be this server's FHIR base URL");
     }
     let scopes = requested_scope(&client, q.scope.as_deref().unwrap_or_default());
     if scopes.resources.is_empty() {
-        return fail("invalid_scope", "none of the requested resource scopes is registered for this application");
+        return fail(
+            "invalid_scope",
+            "none of the requested resource scopes is registered for this application",
+        );
     }
     let Some(identity) = identity.filter(|i| i.providers().next().is_some()) else {
-        return fail("temporarily_unavailable", "no identity provider is configured");
+        return fail(
+            "temporarily_unavailable",
+            "no identity provider is configured",
+        );
     };
     let cookie = random_token();
     let row = AuthorizationRow {
@@ -259,7 +285,11 @@ pub fn start(
 }
 
 /// The request `id`, if it exists and was started by this browser.
-fn own_request(repo: &Repository, id: &str, cookie: Option<&str>) -> Result<AuthorizationRow, BrowserAnswer> {
+fn own_request(
+    repo: &Repository,
+    id: &str,
+    cookie: Option<&str>,
+) -> Result<AuthorizationRow, BrowserAnswer> {
     let row = repo
         .oauth_read(|s| s.authorization(id))
         .map_err(|_| BrowserAnswer::server_error())?
@@ -269,9 +299,7 @@ fn own_request(repo: &Repository, id: &str, cookie: Option<&str>) -> Result<Auth
 }
 
 fn same_browser(row: &AuthorizationRow, cookie: Option<&str>) -> Result<(), BrowserAnswer> {
-    let ok = cookie.is_some_and(|c| {
-        constant_eq(hash(c).as_bytes(), row.browser.as_bytes())
-    });
+    let ok = cookie.is_some_and(|c| constant_eq(hash(c).as_bytes(), row.browser.as_bytes()));
     if ok {
         Ok(())
     } else {
@@ -294,7 +322,11 @@ pub async fn login(
     cookie: Option<String>,
 ) -> BrowserAnswer {
     if identity.provider(provider).is_none() {
-        return BrowserAnswer::error(404, "Introuvable", "Ce fournisseur d'identité n'est pas configuré.");
+        return BrowserAnswer::error(
+            404,
+            "Introuvable",
+            "Ce fournisseur d'identité n'est pas configuré.",
+        );
     }
     let r = repo.clone();
     let row = match blocking(move || own_request(&r, &request_id, cookie.as_deref())).await {
@@ -323,9 +355,11 @@ pub async fn login(
 fn identity_failure(e: &IdentityError) -> BrowserAnswer {
     tracing::warn!(error = ?e, "upstream login failed");
     match e {
-        IdentityError::UnknownProvider => {
-            BrowserAnswer::error(404, "Introuvable", "Ce fournisseur d'identité n'est pas configuré.")
-        }
+        IdentityError::UnknownProvider => BrowserAnswer::error(
+            404,
+            "Introuvable",
+            "Ce fournisseur d'identité n'est pas configuré.",
+        ),
         IdentityError::Unavailable(_) => BrowserAnswer::error(
             502,
             "Connexion impossible",
@@ -350,7 +384,9 @@ pub async fn callback(
     cookie: Option<String>,
 ) -> BrowserAnswer {
     let Some(state) = q.state.clone() else {
-        return BrowserAnswer::bad_request("La réponse du service d'identification est incomplète (state).");
+        return BrowserAnswer::bad_request(
+            "La réponse du service d'identification est incomplète (state).",
+        );
     };
     let r = repo.clone();
     let found = blocking(move || r.oauth_read(|s| s.authorization_by_upstream_state(&state))).await;
@@ -365,14 +401,19 @@ pub async fn callback(
         return answer;
     }
     if row.provider.as_deref() != Some(provider) {
-        return BrowserAnswer::bad_request("Cette connexion ne vient pas du service d'identification attendu.");
+        return BrowserAnswer::bad_request(
+            "Cette connexion ne vient pas du service d'identification attendu.",
+        );
     }
     // Whatever happens next, this upstream state is spent.
     let mut spent = row.clone();
     spent.upstream_state = None;
     let r = repo.clone();
     let s2 = spent.clone();
-    if !matches!(blocking(move || r.oauth_write(|s| s.update_authorization(&s2))).await, Some(Ok(()))) {
+    if !matches!(
+        blocking(move || r.oauth_write(|s| s.update_authorization(&s2))).await,
+        Some(Ok(()))
+    ) {
         return BrowserAnswer::server_error();
     }
     let forget = |repo: Repository, id: String| async move {
@@ -380,10 +421,18 @@ pub async fn callback(
     };
     if q.error.is_some() {
         forget(repo, row.id.clone()).await;
-        return app_error(endpoints, &row.redirect_uri, row.state.as_deref(), "access_denied", "the person did not log in");
+        return app_error(
+            endpoints,
+            &row.redirect_uri,
+            row.state.as_deref(),
+            "access_denied",
+            "the person did not log in",
+        );
     }
     let Some(code) = q.code.as_deref() else {
-        return BrowserAnswer::bad_request("La réponse du service d'identification est incomplète (code).");
+        return BrowserAnswer::bad_request(
+            "La réponse du service d'identification est incomplète (code).",
+        );
     };
     let person = match identity
         .finish(
@@ -417,7 +466,9 @@ pub async fn callback(
     };
     let r = repo.clone();
     let system = person.identifier_system.clone();
-    let ids = blocking(move || r.oauth_read(|s| s.ids_with_identifier(resource_type, &system, &value))).await;
+    let ids =
+        blocking(move || r.oauth_read(|s| s.ids_with_identifier(resource_type, &system, &value)))
+            .await;
     let id = match ids {
         Some(Ok(ids)) if ids.len() == 1 => ids[0].clone(),
         Some(Ok(ids)) => {
@@ -439,7 +490,12 @@ pub async fn callback(
 }
 
 /// `GET /auth/consent/{id}`: the consent screen.
-pub fn consent_page(repo: &Repository, endpoints: &Endpoints, id: &str, cookie: Option<&str>) -> BrowserAnswer {
+pub fn consent_page(
+    repo: &Repository,
+    endpoints: &Endpoints,
+    id: &str,
+    cookie: Option<&str>,
+) -> BrowserAnswer {
     let row = match own_request(repo, id, cookie) {
         Ok(r) => r,
         Err(a) => return a,
@@ -480,11 +536,14 @@ pub fn decide(
         Ok(r) => r,
         Err(a) => return a,
     };
-    let csrf_ok = form.csrf.as_deref().is_some_and(|c| {
-        constant_eq(c.as_bytes(), row.csrf.as_bytes())
-    });
+    let csrf_ok = form
+        .csrf
+        .as_deref()
+        .is_some_and(|c| constant_eq(c.as_bytes(), row.csrf.as_bytes()));
     if !csrf_ok {
-        return BrowserAnswer::bad_request("Le formulaire n'est pas valide. Recommencez depuis l'application.");
+        return BrowserAnswer::bad_request(
+            "Le formulaire n'est pas valide. Recommencez depuis l'application.",
+        );
     }
     let Some(subject) = row.subject.clone() else {
         return BrowserAnswer::bad_request("Identifiez-vous d'abord.");
@@ -524,7 +583,13 @@ pub fn decide(
         Ok(true)
     });
     match decided {
-        Ok(true) if !approve => app_error(endpoints, &row.redirect_uri, state, "access_denied", "the person refused"),
+        Ok(true) if !approve => app_error(
+            endpoints,
+            &row.redirect_uri,
+            state,
+            "access_denied",
+            "the person refused",
+        ),
         Ok(true) if scopes.resources.is_empty() => app_error(
             endpoints,
             &row.redirect_uri,

@@ -30,7 +30,10 @@ pub fn random_token() -> String {
 
 /// What is stored instead of a code, a refresh token or a cookie: its SHA-256, base64url.
 pub fn hash(secret: &str) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()))
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        secret.as_bytes(),
+    ))
 }
 
 /// Compares two secrets in time independent of where they differ.
@@ -194,9 +197,7 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
         &ring::digest::SHA256,
         verifier.as_bytes(),
     ));
-    ok_len
-        && ok_chars
-        && constant_eq(computed.as_bytes(), challenge.as_bytes())
+    ok_len && ok_chars && constant_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
 /// The `authorization_code` grant.
@@ -279,7 +280,9 @@ pub fn refresh(
                 return Ok(Err(invalid("unknown refresh token")));
             };
             if grant.client_id != client.client_id {
-                return Ok(Err(invalid("this refresh token was issued to another client")));
+                return Ok(Err(invalid(
+                    "this refresh token was issued to another client",
+                )));
             }
             if row.used {
                 store.revoke_grant(&grant.id)?;
@@ -331,7 +334,9 @@ fn grant_of(
 ) -> Result<Option<(GrantRow, TokenKind)>, OAuthError> {
     let found = if token.matches('.').count() == 2 {
         match tokens.verify(token) {
-            Ok(claims) if !claims.dev => claims.grant.clone().map(|g| (g, TokenKind::Access(claims))),
+            Ok(claims) if !claims.dev => {
+                claims.grant.clone().map(|g| (g, TokenKind::Access(claims)))
+            }
             _ => None,
         }
     } else {
@@ -436,7 +441,10 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGKSsfjoM";
         assert!(pkce_matches(verifier, challenge));
-        assert!(!pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGKSsfjoM0"));
+        assert!(!pkce_matches(
+            verifier,
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGKSsfjoM0"
+        ));
         assert!(!pkce_matches("short", challenge));
         assert_ne!(hash("a"), hash("b"));
         assert_ne!(random_token(), random_token());

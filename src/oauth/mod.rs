@@ -193,7 +193,13 @@ fn client_credentials(
     }
     // A grant per token: what revocation and suspension act on.
     let subject = format!("client/{}", client.client_id);
-    let grant = grants::record_grant(repo, &client.client_id, &subject, None, &granted.to_string())?;
+    let grant = grants::record_grant(
+        repo,
+        &client.client_id,
+        &subject,
+        None,
+        &granted.to_string(),
+    )?;
     let (access_token, _) = grants::access_token(tokens, &grant, &granted.to_string())?;
     Ok(json!({
         "access_token": access_token,
@@ -219,7 +225,11 @@ pub fn authenticate(
             ));
         }
         let client = authenticate_client(repo, endpoints, assertion)?;
-        if form.client_id.as_deref().is_some_and(|c| c != client.client_id) {
+        if form
+            .client_id
+            .as_deref()
+            .is_some_and(|c| c != client.client_id)
+        {
             return Err(OAuthError::new(
                 "invalid_client",
                 "client_id does not match the assertion",
@@ -236,7 +246,10 @@ pub fn authenticate(
         .map_err(server_error)?
         .ok_or_else(|| OAuthError::new("invalid_client", "unknown client"))?;
     if client.suspended {
-        return Err(OAuthError::new("invalid_client", "this client is suspended"));
+        return Err(OAuthError::new(
+            "invalid_client",
+            "this client is suspended",
+        ));
     }
     if client.confidential {
         return Err(OAuthError::new(

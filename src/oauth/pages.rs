@@ -147,7 +147,13 @@ pub fn describe(scopes: &Scopes) -> Vec<String> {
 }
 
 /// The consent screen: the app, what it asks in words, approve or refuse.
-pub fn consent(client_name: &str, who: &str, sentences: &[String], action: &str, csrf: &str) -> String {
+pub fn consent(
+    client_name: &str,
+    who: &str,
+    sentences: &[String],
+    action: &str,
+    csrf: &str,
+) -> String {
     let items: String = sentences
         .iter()
         .map(|s| format!("<li>{}</li>\n", escape(s)))
@@ -185,8 +191,12 @@ mod tests {
             &"Consulter et rechercher les documents (ordonnances, résultats, comptes rendus) (DocumentReference) de votre dossier."
                 .to_string()
         ));
-        assert!(words.iter().any(|w| w.starts_with("Consulter et rechercher, ajouter, modifier et supprimer les vaccinations")));
-        assert!(words.iter().any(|w| w.contains("même quand vous n'utilisez pas")));
+        assert!(words.iter().any(|w| w.starts_with(
+            "Consulter et rechercher, ajouter, modifier et supprimer les vaccinations"
+        )));
+        assert!(words
+            .iter()
+            .any(|w| w.contains("même quand vous n'utilisez pas")));
         let html = consent("<script>", "Patient/x", &words, "/auth/consent/1", "\"x");
         assert!(html.contains("« &lt;script&gt; »") && !html.contains("<script>"));
         assert!(html.contains("value=\"&quot;x\""));

@@ -5,8 +5,8 @@
 //! point can make; storage is a private child module, so nothing else can read the
 //! database. What it must never do: serialise for the wire, or decide access itself.
 
-mod storage;
 mod oauth_store;
+mod storage;
 pub mod transaction;
 
 use serde_json::{json, Value};

@@ -36,7 +36,10 @@ impl OAuthStore<'_> {
         state: &str,
     ) -> Result<Option<AuthorizationRow>, FhirError> {
         let now = self.now_us;
-        Ok(rows::authorization_by_upstream_state(self.conn, state)?.filter(|r| r.expires_us >= now))
+        Ok(
+            rows::authorization_by_upstream_state(self.conn, state)?
+                .filter(|r| r.expires_us >= now),
+        )
     }
 
     pub fn update_authorization(&mut self, row: &AuthorizationRow) -> Result<(), FhirError> {
@@ -103,7 +106,8 @@ impl Repository {
         f: impl FnOnce(&mut OAuthStore) -> Result<T, FhirError>,
     ) -> Result<T, FhirError> {
         let now_us = instant::now_us();
-        self.storage.write(|conn| f(&mut OAuthStore { conn, now_us }))
+        self.storage
+            .write(|conn| f(&mut OAuthStore { conn, now_us }))
     }
 
     /// Runs `f` over the authorization server's tables on one connection, for reads.

@@ -2,6 +2,7 @@
 //! case run on SQLite and on PostgreSQL.
 
 mod helpers;
+mod oidc;
 
 mod auth;
 mod backend_services;
@@ -13,3 +14,4 @@ mod rest;
 mod round_trip;
 mod search;
 mod shutdown;
+mod smart_launch;

@@ -125,7 +125,11 @@ pub fn delete_authorization(conn: &mut AnyConnection, id: &str) -> Result<bool, 
 }
 
 /// Stores a new grant (and forgets those nothing valid can come from any more).
-pub fn insert_grant(conn: &mut AnyConnection, row: &GrantRow, now_us: i64) -> Result<(), FhirError> {
+pub fn insert_grant(
+    conn: &mut AnyConnection,
+    row: &GrantRow,
+    now_us: i64,
+) -> Result<(), FhirError> {
     let expired: Vec<String> = oauth_grants::table
         .filter(oauth_grants::expires_us.lt(now_us))
         .select(oauth_grants::id)
@@ -133,9 +137,11 @@ pub fn insert_grant(conn: &mut AnyConnection, row: &GrantRow, now_us: i64) -> Re
         .load(conn)
         .map_err(db_err)?;
     if !expired.is_empty() {
-        diesel::delete(oauth_refresh_tokens::table.filter(oauth_refresh_tokens::grant_id.eq_any(&expired)))
-            .execute(conn)
-            .map_err(db_err)?;
+        diesel::delete(
+            oauth_refresh_tokens::table.filter(oauth_refresh_tokens::grant_id.eq_any(&expired)),
+        )
+        .execute(conn)
+        .map_err(db_err)?;
         diesel::delete(oauth_grants::table.filter(oauth_grants::id.eq_any(&expired)))
             .execute(conn)
             .map_err(db_err)?;
@@ -156,7 +162,10 @@ pub fn grant(conn: &mut AnyConnection, id: &str) -> Result<Option<GrantRow>, Fhi
         .map_err(db_err)
 }
 
-pub fn grant_by_code(conn: &mut AnyConnection, code_hash: &str) -> Result<Option<GrantRow>, FhirError> {
+pub fn grant_by_code(
+    conn: &mut AnyConnection,
+    code_hash: &str,
+) -> Result<Option<GrantRow>, FhirError> {
     oauth_grants::table
         .filter(oauth_grants::code_hash.eq(code_hash))
         .select(GrantRow::as_select())
@@ -186,7 +195,11 @@ pub fn revoke_grant(conn: &mut AnyConnection, grant_id: &str) -> Result<(), Fhir
         .map_err(db_err)
 }
 
-pub fn extend_grant(conn: &mut AnyConnection, grant_id: &str, expires_us: i64) -> Result<(), FhirError> {
+pub fn extend_grant(
+    conn: &mut AnyConnection,
+    grant_id: &str,
+    expires_us: i64,
+) -> Result<(), FhirError> {
     diesel::update(oauth_grants::table.filter(oauth_grants::id.eq(grant_id)))
         .set(oauth_grants::expires_us.eq(expires_us))
         .execute(conn)

@@ -1,0 +1,736 @@
+//! SMART App Launch (standalone) against the running server, with real upstream OpenID
+//! Connect providers (`oidc-provider`, one standing in for FranceConnect, one for Pro Santé
+//! Connect): an app registered through `carnet client add` is driven like a browser would
+//! (authorize → upstream login → consent → code → token → FHIR read), then refreshes,
+//! revokes, and every attack of the issue is tried and refused.
+
+use crate::both_backends;
+use crate::helpers::*;
+use crate::oidc::Provider;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::process::Command;
+
+const INS: &str = "urn:oid:1.2.250.1.213.1.4.8";
+const IDNPS: &str = "urn:oid:1.2.250.1.71.4.2.1";
+const APP: &str = "carnet-test-app";
+const APP_REDIRECT: &str = "http://127.0.0.1:9/app/callback";
+const APP_SCOPES: &str =
+    "openid fhirUser launch/patient offline_access online_access patient/*.rs user/*.rs";
+
+struct Env {
+    app: TestApp,
+    origin: String,
+    alice: String,
+    bob: String,
+    house: String,
+    _fc: Provider,
+    _psc: Provider,
+    _config: tempfile::NamedTempFile,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `carnet client …` against the test server's database.
+fn carnet_client(app: &TestApp, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_carnet"))
+        .arg("client")
+        .args(args)
+        .arg("--database-url")
+        .arg(app.args.database_url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "carnet client {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Carnet with two upstream providers, two patients and a professional on record, and a
+/// public app registered.
+async fn setup(backend: Backend) -> Env {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let fc = Provider::start(
+        "carnet",
+        "fc-secret",
+        &format!("{origin}/auth/callback/franceconnect"),
+        json!({
+            "alice": {"given_name": "Alice", "family_name": "Martin", "birthdate": "1980-01-02", "gender": "female", "ins": "280017512345678"},
+            "stranger": {"given_name": "Inconnu", "family_name": "Personne", "ins": "199999999999999"},
+        }),
+        &[],
+    );
+    let psc = Provider::start(
+        "carnet-pro",
+        "psc-secret",
+        &format!("{origin}/auth/callback/prosanteconnect"),
+        json!({"house": {"given_name": "Grégoire", "family_name": "Maison", "SubjectNameID": "810001234567"}}),
+        &["eidas1"],
+    );
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::env::set_var("CARNET_TEST_PSC_SECRET", "psc-secret");
+    std::fs::write(
+        config.path(),
+        json!({"providers": [
+            {"name": "franceconnect", "label": "FranceConnect", "kind": "patient",
+             "issuer": fc.issuer, "client_id": "carnet", "client_secret": "fc-secret",
+             "identifier": {"claim": "ins", "system": INS}},
+            {"name": "prosanteconnect", "label": "Pro Santé Connect", "kind": "practitioner",
+             "issuer": psc.issuer, "client_id": "carnet-pro", "client_secret_env": "CARNET_TEST_PSC_SECRET",
+             "acr_values": ["eidas1"],
+             "identifier": {"claim": "SubjectNameID", "system": IDNPS}},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let path = config.path().to_path_buf();
+    let app = spawn_with(backend, move |args| {
+        args.listen = format!("127.0.0.1:{port}");
+        args.identity_config = Some(path);
+    })
+    .await;
+    let alice = app
+        .create(&json!({"resourceType": "Patient", "identifier": [{"system": INS, "value": "280017512345678"}], "name": [{"family": "Martin", "given": ["Alice"]}]}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob = app
+        .create(&json!({"resourceType": "Patient", "identifier": [{"system": INS, "value": "180017512345678"}], "name": [{"family": "Durand"}]}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let house = app
+        .create(&json!({"resourceType": "Practitioner", "identifier": [{"system": IDNPS, "value": "810001234567"}], "name": [{"family": "Maison"}]}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    carnet_client(
+        &app,
+        &[
+            "add",
+            "--client-id",
+            APP,
+            "--name",
+            "Mon Suivi Santé",
+            "--scope",
+            APP_SCOPES,
+            "--redirect-uri",
+            APP_REDIRECT,
+        ],
+    );
+    Env {
+        app,
+        origin,
+        alice,
+        bob,
+        house,
+        _fc: fc,
+        _psc: psc,
+        _config: config,
+    }
+}
+
+/// A browser: cookies kept, redirects followed, except to the app's redirect URI (where
+/// the app would take over).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.url().as_str().starts_with(APP_REDIRECT) || attempt.previous().len() > 20 {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .build()
+        .unwrap()
+}
+
+struct Pkce {
+    verifier: String,
+    challenge: String,
+}
+
+fn pkce() -> Pkce {
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    Pkce {
+        challenge: URL_SAFE_NO_PAD.encode(digest),
+        verifier,
+    }
+}
+
+fn form_action(html: &str) -> String {
+    let re = regex::Regex::new(r#"<form[^>]*action="([^"]+)""#).unwrap();
+    re.captures(html).expect("a form")[1].replace("&amp;", "&")
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let re = regex::Regex::new(&format!(r#"name="{name}" value="([^"]*)""#)).unwrap();
+    re.captures(html)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))[1]
+        .to_string()
+}
+
+fn authorize_url(env: &Env, scope: &str, p: &Pkce, state: &str) -> String {
+    let q = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", APP),
+        ("redirect_uri", APP_REDIRECT),
+        ("scope", scope),
+        ("state", state),
+        ("nonce", "n-0S6_WzA2Mj"),
+        ("aud", env.app.base.as_str()),
+        ("code_challenge", p.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap();
+    format!("{}/auth/authorize?{q}", env.origin)
+}
+
+/// Where a browser flow ended: a page (status, body) or the app's redirect URI.
+enum Landing {
+    Page(u16, String),
+    App(url::Url),
+}
+
+async fn land(res: reqwest::Response) -> Landing {
+    let status = res.status().as_u16();
+    if status == 303 || status == 302 {
+        let to = res.headers()["location"].to_str().unwrap().to_string();
+        assert!(to.starts_with(APP_REDIRECT), "stopped at {to}");
+        return Landing::App(url::Url::parse(&to).unwrap());
+    }
+    Landing::Page(status, res.text().await.unwrap())
+}
+
+/// Drives the upstream pages (login as `login`, consent) until Carnet's own consent screen
+/// or the app's redirect URI.
+async fn through_upstream(b: &reqwest::Client, start: Landing, login: &str) -> Landing {
+    let mut at = start;
+    for _ in 0..6 {
+        let Landing::Page(200, html) = &at else {
+            return at;
+        };
+        let next = if html.contains(r#"name="prompt" value="login""#) {
+            b.post(form_action(html)).form(&[
+                ("prompt", "login"),
+                ("login", login),
+                ("password", "x"),
+            ])
+        } else if html.contains(r#"name="prompt" value="consent""#) {
+            b.post(form_action(html)).form(&[("prompt", "consent")])
+        } else if html.contains("Se connecter avec") {
+            return at;
+        } else {
+            return at; // Carnet's consent screen, or an error page
+        };
+        at = land(next.send().await.unwrap()).await;
+    }
+    at
+}
+
+/// Approves (or refuses) on Carnet's consent screen.
+async fn decide(b: &reqwest::Client, consent_html: &str, decision: &str) -> Landing {
+    let res = b
+        .post(form_action(consent_html))
+        .form(&[
+            ("csrf", hidden(consent_html, "csrf").as_str()),
+            ("decision", decision),
+        ])
+        .send()
+        .await
+        .unwrap();
+    land(res).await
+}
+
+/// A whole patient launch: returns the code, the state and `iss` the app received.
+async fn launch_as(
+    env: &Env,
+    b: &reqwest::Client,
+    login: &str,
+    scope: &str,
+    p: &Pkce,
+) -> (String, Value) {
+    let start = land(
+        b.get(authorize_url(env, scope, p, "st-1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let Landing::Page(200, consent) = through_upstream(b, start, login).await else {
+        panic!("no consent screen")
+    };
+    assert!(
+        consent.contains("Mon Suivi Santé"),
+        "the consent screen names the app"
+    );
+    let Landing::App(url) = decide(b, &consent, "approve").await else {
+        panic!("not back to the app")
+    };
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    (q["code"].clone(), json!(q))
+}
+
+async fn token(env: &Env, form: &[(&str, &str)]) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/auth/token", env.origin))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+async fn exchange(env: &Env, code: &str, verifier: &str) -> (u16, Value) {
+    token(
+        env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", APP_REDIRECT),
+            ("code_verifier", verifier),
+            ("client_id", APP),
+        ],
+    )
+    .await
+}
+
+async fn refresh(env: &Env, refresh_token: &str, scope: Option<&str>) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", APP),
+    ];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    token(env, &form).await
+}
+
+async fn get_status(env: &Env, token: &str, path: &str) -> u16 {
+    client_with(token)
+        .get(env.app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn jwt_claims(jwt: &str) -> Value {
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn a_patient_launches_an_app_end_to_end(backend: Backend) {
+    let env = setup(backend).await;
+    let base = env.app.base.clone();
+    // Discovery tells the app where to go.
+    let conf: Value = reqwest::get(format!("{base}/.well-known/smart-configuration"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        conf["authorization_endpoint"],
+        json!(format!("{}/auth/authorize", env.origin))
+    );
+    assert_eq!(conf["code_challenge_methods_supported"], json!(["S256"]));
+    let b = browser();
+    let p = pkce();
+    let scope = "openid fhirUser launch/patient offline_access patient/*.rs";
+    // The patient provider is chosen for a patient launch; the upstream login, then Carnet's
+    // consent screen, in words.
+    let start = land(
+        b.get(authorize_url(&env, scope, &p, "st-1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let Landing::Page(200, consent) = through_upstream(&b, start, "alice").await else {
+        panic!("no consent screen")
+    };
+    assert!(
+        consent.contains("Consulter et rechercher toutes les données de votre dossier"),
+        "{consent}"
+    );
+    assert!(consent.contains("Garder cet accès même quand vous"));
+    let Landing::App(back) = decide(&b, &consent, "approve").await else {
+        panic!()
+    };
+    let q: std::collections::HashMap<String, String> = back.query_pairs().into_owned().collect();
+    assert_eq!(q["state"], "st-1");
+    assert_eq!(q["iss"], format!("{}/auth", env.origin));
+    // Code → tokens, with the patient in context and an ID token naming the user.
+    let (status, body) = exchange(&env, &q["code"], &p.verifier).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["patient"], json!(env.alice));
+    assert_eq!(body["scope"], json!(scope));
+    let id_token = jwt_claims(body["id_token"].as_str().unwrap());
+    assert_eq!(
+        id_token["fhirUser"],
+        json!(format!("{base}/Patient/{}", env.alice))
+    );
+    assert_eq!(id_token["aud"], json!(APP));
+    assert_eq!(id_token["nonce"], json!("n-0S6_WzA2Mj"));
+    assert_eq!(id_token["iss"], conf["issuer"]);
+    let access = body["access_token"].as_str().unwrap().to_string();
+    let refresh1 = body["refresh_token"].as_str().unwrap().to_string();
+    // The FHIR read: own record yes, another patient's no (as if absent).
+    assert_eq!(
+        get_status(&env, &access, &format!("Patient/{}", env.alice)).await,
+        200
+    );
+    assert_eq!(
+        get_status(&env, &access, &format!("Patient/{}", env.bob)).await,
+        404
+    );
+    // Introspection by the app.
+    let intro: Value = reqwest::Client::new()
+        .post(format!("{}/auth/introspect", env.origin))
+        .form(&[("token", access.as_str()), ("client_id", APP)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(intro["active"], json!(true));
+    assert_eq!(intro["patient"], json!(env.alice));
+    // Refresh rotation: the new refresh token works, the old one is spent.
+    let (status, r2) = refresh(&env, &refresh1, None).await;
+    assert_eq!(status, 200, "{r2}");
+    let refresh2 = r2["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(refresh2, refresh1);
+    let access2 = r2["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        get_status(&env, &access2, &format!("Patient/{}", env.alice)).await,
+        200
+    );
+    // A narrower scope on refresh is fine; a wider one (escalation) is refused.
+    let (status, r3) = refresh(&env, &refresh2, Some("patient/Patient.rs user/*.cruds")).await;
+    assert_eq!(
+        (status, r3["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{r3}"
+    );
+    let (status, r3) = refresh(&env, &refresh2, Some("patient/Patient.r")).await;
+    assert_eq!(status, 200, "{r3}");
+    assert_eq!(r3["scope"], json!("patient/Patient.r"));
+    let narrow = r3["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        get_status(&env, &narrow, "Immunization?_count=1").await,
+        403
+    );
+    let refresh3 = r3["refresh_token"].as_str().unwrap().to_string();
+    // Reuse of a spent refresh token (a stolen copy): refused, and the whole grant is
+    // revoked — the legitimate holder's tokens stop too.
+    let (status, reused) = refresh(&env, &refresh1, None).await;
+    assert_eq!(
+        (status, reused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        get_status(&env, &access2, &format!("Patient/{}", env.alice)).await,
+        401
+    );
+    let (status, _) = refresh(&env, &refresh3, None).await;
+    assert_eq!(status, 400, "the grant is revoked");
+    // Revocation of a fresh launch's refresh token stops its access token at once.
+    let p = pkce();
+    let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;
+    let (_, body) = exchange(&env, &code, &p.verifier).await;
+    let access = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        get_status(&env, &access, &format!("Patient/{}", env.alice)).await,
+        200
+    );
+    let res = reqwest::Client::new()
+        .post(format!("{}/auth/revoke", env.origin))
+        .form(&[
+            ("token", body["refresh_token"].as_str().unwrap()),
+            ("client_id", APP),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        get_status(&env, &access, &format!("Patient/{}", env.alice)).await,
+        401
+    );
+    let intro: Value = reqwest::Client::new()
+        .post(format!("{}/auth/introspect", env.origin))
+        .form(&[("token", access.as_str()), ("client_id", APP)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(intro, json!({"active": false}));
+}
+
+async fn a_professional_logs_in_with_the_second_provider(backend: Backend) {
+    let env = setup(backend).await;
+    let b = browser();
+    let p = pkce();
+    // No patient context asked: both providers are offered.
+    let start = land(
+        b.get(authorize_url(&env, "openid fhirUser user/*.rs", &p, "pro"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let Landing::Page(200, choice) = start else {
+        panic!()
+    };
+    assert!(
+        choice.contains("Se connecter avec FranceConnect")
+            && choice.contains("Se connecter avec Pro Santé Connect")
+    );
+    let link = regex::Regex::new(r#"href="([^"]*prosanteconnect[^"]*)""#)
+        .unwrap()
+        .captures(&choice)
+        .unwrap()[1]
+        .replace("&amp;", "&");
+    let start = land(b.get(link).send().await.unwrap()).await;
+    let Landing::Page(200, consent) = through_upstream(&b, start, "house").await else {
+        panic!()
+    };
+    assert!(
+        consent.contains(&format!("Practitioner/{}", env.house)),
+        "{consent}"
+    );
+    assert!(consent.contains("des dossiers auxquels vous avez accès"));
+    let Landing::App(back) = decide(&b, &consent, "approve").await else {
+        panic!()
+    };
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let (status, body) = exchange(&env, &code, &p.verifier).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("patient").is_none());
+    assert!(
+        body.get("refresh_token").is_none(),
+        "no offline_access/online_access asked"
+    );
+    let id_token = jwt_claims(body["id_token"].as_str().unwrap());
+    assert_eq!(
+        id_token["fhirUser"],
+        json!(format!("{}/Practitioner/{}", env.app.base, env.house))
+    );
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        get_status(&env, access, &format!("Patient/{}", env.bob)).await,
+        200
+    );
+    // The same professional refuses on the consent screen: the app is told access_denied.
+    let b = browser();
+    let p = pkce();
+    let start = land(
+        b.get(authorize_url(&env, "openid user/*.rs", &p, "pro2"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let Landing::Page(200, choice) = start else {
+        panic!()
+    };
+    let link = regex::Regex::new(r#"href="([^"]*prosanteconnect[^"]*)""#)
+        .unwrap()
+        .captures(&choice)
+        .unwrap()[1]
+        .replace("&amp;", "&");
+    let start = land(b.get(link).send().await.unwrap()).await;
+    let Landing::Page(200, consent) = through_upstream(&b, start, "house").await else {
+        panic!()
+    };
+    let Landing::App(back) = decide(&b, &consent, "deny").await else {
+        panic!()
+    };
+    let q: std::collections::HashMap<String, String> = back.query_pairs().into_owned().collect();
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], "pro2");
+    assert!(!q.contains_key("code"));
+}
+
+async fn attacks_on_the_authorization_flow_are_refused(backend: Backend) {
+    let env = setup(backend).await;
+    let scope = "openid launch/patient patient/*.rs";
+    // An unknown person (valid upstream login, no record in Carnet): 403, no record created.
+    let b = browser();
+    let p = pkce();
+    let start = land(
+        b.get(authorize_url(&env, scope, &p, "s"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let Landing::Page(403, page) = through_upstream(&b, start, "stranger").await else {
+        panic!("no 403")
+    };
+    assert!(page.contains("Aucun dossier Carnet"), "{page}");
+    let all: Value = env
+        .app
+        .client
+        .get(env.app.url("Patient?_summary=count"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["total"], json!(2), "no silent new record");
+    // Redirect URI not registered: shown in the browser, never redirected there.
+    let p = pkce();
+    let evil = authorize_url(&env, scope, &p, "s")
+        .replace("127.0.0.1%3A9%2Fapp%2Fcallback", "evil.example%2Fcb");
+    let res = browser().get(evil).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+    // Unregistered app: 400 page, no redirect.
+    let res = browser()
+        .get(authorize_url(&env, scope, &p, "s").replace(APP, "not-registered"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // No PKCE: back to the app with invalid_request.
+    let no_pkce = authorize_url(&env, scope, &p, "s").replace("&code_challenge_method=S256", "");
+    let Landing::App(url) = land(browser().get(no_pkce).send().await.unwrap()).await else {
+        panic!()
+    };
+    assert!(url.query().unwrap().contains("error=invalid_request"));
+    // A code exchanged with the wrong PKCE verifier: refused, and the code is spent.
+    let b = browser();
+    let p = pkce();
+    let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;
+    let (status, body) = exchange(&env, &code, &pkce().verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, _) = exchange(&env, &code, &p.verifier).await;
+    assert_eq!(status, 400, "a code survives no failed attempt");
+    // A reused code: refused, and the tokens of the first exchange are revoked.
+    let p = pkce();
+    let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;
+    let (status, first) = exchange(&env, &code, &p.verifier).await;
+    assert_eq!(status, 200);
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(
+        get_status(&env, access, &format!("Patient/{}", env.alice)).await,
+        200
+    );
+    let (status, again) = exchange(&env, &code, &p.verifier).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        get_status(&env, access, &format!("Patient/{}", env.alice)).await,
+        401
+    );
+    // Another redirect_uri at the exchange: refused.
+    let p = pkce();
+    let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;
+    let (status, _) = token(
+        &env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/other"),
+            ("code_verifier", &p.verifier),
+            ("client_id", APP),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    // Scopes beyond the registration are not granted (system/ never in this flow).
+    let p = pkce();
+    let (code, _) = launch_as(
+        &env,
+        &b,
+        "alice",
+        "openid launch/patient patient/*.rs patient/*.cruds system/*.cruds",
+        &p,
+    )
+    .await;
+    let (status, body) = exchange(&env, &code, &p.verifier).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["scope"],
+        json!("openid launch/patient patient/*.rs"),
+        "cruds and system/ were never registered"
+    );
+    // A suspended app: its tokens stop at once, it cannot start a new authorization.
+    let p = pkce();
+    let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;
+    let (_, body) = exchange(&env, &code, &p.verifier).await;
+    let access = body["access_token"].as_str().unwrap();
+    carnet_client(&env.app, &["suspend", APP]);
+    assert_eq!(
+        get_status(&env, access, &format!("Patient/{}", env.alice)).await,
+        401
+    );
+    let res = browser()
+        .get(authorize_url(&env, scope, &pkce(), "s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // A patient token never reaches another patient, even by search.
+    carnet_client(&env.app, &["resume", APP]);
+    assert_eq!(
+        get_status(&env, access, &format!("Patient/{}", env.bob)).await,
+        404
+    );
+    let found: Value = client_with(access)
+        .get(env.app.url("Patient"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], json!(1));
+}
+
+both_backends!(
+    a_patient_launches_an_app_end_to_end,
+    a_professional_logs_in_with_the_second_provider,
+    attacks_on_the_authorization_flow_are_refused,
+);

@@ -439,11 +439,11 @@ mod tests {
     fn pkce_s256_matches_the_rfc_7636_example() {
         // RFC 7636, appendix B.
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGKSsfjoM";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert!(pkce_matches(verifier, challenge));
         assert!(!pkce_matches(
             verifier,
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGKSsfjoM0"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"
         ));
         assert!(!pkce_matches("short", challenge));
         assert_ne!(hash("a"), hash("b"));

@@ -85,7 +85,8 @@ impl Application {
             None => None,
         };
         let auth = web::Data::new(crate::auth::Authenticator {
-            tokens: crate::auth::token::TokenService::new(key, dev_key),
+            tokens: crate::auth::token::TokenService::new(key, dev_key)
+                .with_retired(crate::auth::keys::load_retired(&args.data_dir)?),
             endpoints,
             // Fails closed: a registry that cannot be read stops the tokens.
             grant_active: Box::new(move |grant_id| registry.repo.grant_active(grant_id)),

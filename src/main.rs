@@ -30,6 +30,29 @@ enum Command {
     DevToken(DevTokenArgs),
     /// Manage the registry of client applications (who may obtain tokens).
     Client(ClientArgs),
+    /// Manage the server's token signing key.
+    Keys(KeysArgs),
+}
+
+#[derive(clap::Args)]
+struct KeysArgs {
+    /// Directory of the server's files (its signing key is in keys/).
+    #[arg(
+        long,
+        env = "CARNET_DATA_DIR",
+        default_value = "./carnet-data",
+        global = true
+    )]
+    data_dir: std::path::PathBuf,
+    #[command(subcommand)]
+    action: KeysAction,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Retire the signing key and create a new one. Restart the server(s) to sign with the
+    /// new key; tokens signed with the retired key keep verifying for a day.
+    Rotate,
 }
 
 #[derive(clap::Args)]
@@ -228,6 +251,18 @@ fn main() -> std::process::ExitCode {
                 eprintln!("carnet client: {e}");
                 std::process::ExitCode::FAILURE
             }
+        },
+        Command::Keys(args) => match args.action {
+            KeysAction::Rotate => match carnet::auth::keys::rotate(&args.data_dir) {
+                Ok((old, new)) => {
+                    println!("signing key {old} retired (still verifies for a day); new signing key {new}: restart the server to use it");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("carnet keys rotate: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            },
         },
         Command::DevToken(args) => match dev_token(args) {
             Ok(token) => {

@@ -3,7 +3,9 @@
 //! crate's RUSTSEC-2023-0071); `ring` provides the curve.
 //!
 //! The key is created on first use, in `DATA_DIR/keys/es256.pk8` (PKCS#8 DER, readable by
-//! the owner only). Development tokens have their own key, `DATA_DIR/keys/dev-es256.pk8`,
+//! the owner only). `carnet keys rotate` retires it to `DATA_DIR/keys/retired/` and creates
+//! a new one: tokens are signed with the new key from the next start, and those signed with
+//! a retired key still verify (and the key stays in the JWKS) for [`RETIRED_KEY_SECONDS`]. Development tokens have their own key, `DATA_DIR/keys/dev-es256.pk8`,
 //! shared by `carnet dev-token` and `carnet serve --dev` with the same `--data-dir`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -81,6 +83,75 @@ impl SigningKey {
     }
 }
 
+/// How long a retired key still verifies (and is published): longer than any token it
+/// signed can live.
+pub const RETIRED_KEY_SECONDS: u64 = 24 * 3600;
+
+fn retired_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("retired")
+}
+
+/// Retires the current key and creates a new one; returns (retired kid, new kid). Retired
+/// keys past [`RETIRED_KEY_SECONDS`] are deleted on the way.
+pub fn rotate(data_dir: &Path) -> Result<(String, String), String> {
+    let current = SigningKey::load_or_create(data_dir)?;
+    let dir = retired_dir(data_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    for (path, retired_at) in retired_files(data_dir) {
+        if now.saturating_sub(retired_at) > RETIRED_KEY_SECONDS {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let target = dir.join(format!("es256-{now}-{}.pk8", current.kid));
+    std::fs::rename(key_path(data_dir), &target)
+        .map_err(|e| format!("cannot retire the current key: {e}"))?;
+    let new = SigningKey::load_or_create(data_dir)?;
+    Ok((current.kid, new.kid))
+}
+
+/// The retired key files, with when each was retired (from its name).
+fn retired_files(data_dir: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(retired_dir(data_dir)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let at = name
+                .strip_prefix("es256-")?
+                .split('-')
+                .next()?
+                .parse::<u64>()
+                .ok()?;
+            Some((e.path(), at))
+        })
+        .collect()
+}
+
+/// The retired keys that still verify (retired less than [`RETIRED_KEY_SECONDS`] ago).
+pub fn load_retired(data_dir: &Path) -> Result<Vec<SigningKey>, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let mut keys = Vec::new();
+    for (path, at) in retired_files(data_dir) {
+        if now.saturating_sub(at) <= RETIRED_KEY_SECONDS {
+            let der =
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            keys.push(
+                SigningKey::from_pkcs8(&der).map_err(|e| format!("{}: {e}", path.display()))?,
+            );
+        }
+    }
+    Ok(keys)
+}
+
 fn key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("es256.pk8")
 }
@@ -153,5 +224,21 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn rotation_retires_the_key_and_keeps_it_for_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SigningKey::load_or_create(dir.path()).unwrap();
+        let (retired, new) = rotate(dir.path()).unwrap();
+        assert_eq!(retired, old.kid);
+        assert_ne!(new, old.kid);
+        assert_eq!(SigningKey::load_or_create(dir.path()).unwrap().kid, new);
+        let kept: Vec<String> = load_retired(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(kept, vec![old.kid]);
     }
 }

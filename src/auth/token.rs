@@ -48,6 +48,8 @@ pub enum TokenError {
 /// Issues and verifies tokens with the server's key.
 pub struct TokenService {
     key: SigningKey,
+    /// Retired keys (`carnet keys rotate`): they verify what they signed, sign nothing.
+    retired: Vec<SigningKey>,
     /// The development key, with `--dev` only: development tokens verify with it and
     /// nothing else, and nothing else verifies with it.
     dev_key: Option<SigningKey>,
@@ -67,9 +69,25 @@ impl TokenService {
     pub fn new(key: SigningKey, dev_key: Option<SigningKey>) -> TokenService {
         TokenService {
             key,
+            retired: Vec::new(),
             dev_key,
             verified: Default::default(),
         }
+    }
+
+    /// Also verifies tokens signed with these retired keys.
+    pub fn with_retired(mut self, retired: Vec<SigningKey>) -> TokenService {
+        self.retired = retired;
+        self
+    }
+
+    /// The JWKS: the signing key and the retired keys still in use (not the dev key).
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<&serde_json::Value> = std::iter::once(&self.key)
+            .chain(&self.retired)
+            .map(|k| &k.jwk)
+            .collect();
+        serde_json::json!({ "keys": keys })
     }
 
     pub fn key(&self) -> &SigningKey {
@@ -139,7 +157,12 @@ impl TokenService {
             .dev_key
             .as_ref()
             .filter(|d| kid.as_deref() == Some(&d.kid));
-        let key = dev.unwrap_or(&self.key);
+        let key = dev.unwrap_or_else(|| {
+            std::iter::once(&self.key)
+                .chain(&self.retired)
+                .find(|k| kid.as_deref() == Some(&k.kid))
+                .unwrap_or(&self.key)
+        });
         let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
@@ -181,6 +204,26 @@ fn claims_dev(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_signed_before_a_rotation_still_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = TokenService::new(SigningKey::load_or_create(dir.path()).unwrap(), None);
+        let old_token = before.issue(&claims(300)).unwrap();
+        crate::auth::keys::rotate(dir.path()).unwrap();
+        let after = TokenService::new(SigningKey::load_or_create(dir.path()).unwrap(), None)
+            .with_retired(crate::auth::keys::load_retired(dir.path()).unwrap());
+        assert_eq!(after.verify(&old_token).unwrap().sub, "Patient/p1");
+        let new_token = after.issue(&claims(300)).unwrap();
+        assert_ne!(
+            jsonwebtoken::decode_header(&new_token).unwrap().kid,
+            jsonwebtoken::decode_header(&old_token).unwrap().kid
+        );
+        assert_eq!(after.jwks()["keys"].as_array().unwrap().len(), 2);
+        // Without the retired key, the old token is refused.
+        let forgetful = TokenService::new(SigningKey::load_or_create(dir.path()).unwrap(), None);
+        assert!(forgetful.verify(&old_token).is_err());
+    }
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
 

@@ -51,7 +51,7 @@ async fn form_endpoint(
 
 /// `GET /auth/jwks`: the public key Carnet's access tokens are signed with.
 pub async fn jwks(auth: web::Data<Authenticator>) -> HttpResponse {
-    HttpResponse::Ok().json(auth.tokens.key().jwks())
+    HttpResponse::Ok().json(auth.tokens.jwks())
 }
 
 /// `GET [base]/.well-known/smart-configuration`.

@@ -353,7 +353,9 @@ pub async fn login(
 }
 
 fn identity_failure(e: &IdentityError) -> BrowserAnswer {
-    tracing::warn!(error = ?e, "upstream login failed");
+    // The kind only at warn: the details can quote the provider's answer.
+    tracing::warn!(failure = %e, "upstream login failed");
+    tracing::debug!(error = ?e, "upstream login failure details");
     match e {
         IdentityError::UnknownProvider => BrowserAnswer::error(
             404,

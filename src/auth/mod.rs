@@ -15,7 +15,6 @@ pub mod token;
 
 use actix_web::{dev::Payload, http::StatusCode, FromRequest, HttpMessage, HttpRequest};
 use actix_web::{HttpResponse, ResponseError};
-use std::future::{ready, Ready};
 
 pub use scopes::{Permission, Scopes};
 use token::{Claims, TokenError, TokenService};
@@ -187,15 +186,15 @@ impl ResponseError for AuthFailure {
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<RequestContext, AuthFailure> {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
+/// Checks the bearer token itself (signature, issuer, audience, expiry): no database.
+/// Returns the claims and the authenticator (for the grant check that follows).
+fn verify_bearer(
+    req: &HttpRequest,
+) -> Result<(Claims, actix_web::web::Data<Authenticator>), AuthFailure> {
     let auth = req
         .app_data::<actix_web::web::Data<Authenticator>>()
-        .expect("Authenticator is registered with the app");
+        .expect("Authenticator is registered with the app")
+        .clone();
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -212,26 +211,42 @@ fn authenticate(req: &HttpRequest) -> Result<RequestContext, AuthFailure> {
         .tokens
         .verify(token)
         .map_err(AuthFailure::Unauthorized)?;
-    // Development tokens name no grant (and exist only with --dev).
-    if !claims.dev
-        && !claims
-            .grant
-            .as_deref()
-            .is_some_and(|g| (auth.grant_active)(g))
-    {
-        return Err(AuthFailure::Unauthorized(TokenError::Invalid(
-            "the token was revoked, or its client application is suspended".into(),
-        )));
-    }
-    RequestContext::from_claims(claims, request_id)
+    Ok((claims, auth))
+}
+
+fn revoked() -> AuthFailure {
+    AuthFailure::Unauthorized(TokenError::Invalid(
+        "the token was revoked, or its client application is suspended".into(),
+    ))
 }
 
 impl FromRequest for RequestContext {
     type Error = AuthFailure;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let verified = verify_bearer(req);
+        Box::pin(async move {
+            let (claims, auth) = verified?;
+            // Development tokens name no grant (and exist only with --dev). Any other token's
+            // grant is looked up on every request (revocation and suspension act at once),
+            // on the blocking pool: it is a database query.
+            if !claims.dev {
+                let grant = claims.grant.clone().ok_or_else(revoked)?;
+                let active = actix_web::web::block(move || (auth.grant_active)(&grant))
+                    .await
+                    .unwrap_or(false);
+                if !active {
+                    return Err(revoked());
+                }
+            }
+            RequestContext::from_claims(claims, request_id)
+        })
     }
 }
 

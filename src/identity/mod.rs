@@ -374,3 +374,62 @@ impl Identity {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(json: serde_json::Value) -> Result<IdentityConfig, String> {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), json.to_string()).unwrap();
+        IdentityConfig::load(f.path())
+    }
+
+    fn provider(extra: serde_json::Value) -> serde_json::Value {
+        let mut p = serde_json::json!({"name": "fc", "label": "FranceConnect", "kind": "patient",
+            "issuer": "https://fc.example", "client_id": "carnet",
+            "identifier": {"claim": "ins", "system": "urn:oid:1.2.250.1.213.1.4.8"}});
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        serde_json::json!({ "providers": [p] })
+    }
+
+    #[test]
+    fn the_configuration_is_checked_and_secrets_come_from_the_environment() {
+        // The secret from an environment variable (PATH is always set).
+        let c = load(provider(
+            serde_json::json!({"client_secret_env": "PATH", "scopes": ["profile"]}),
+        ))
+        .unwrap();
+        assert_eq!(c.providers[0].client_secret, std::env::var("PATH").ok());
+        assert_eq!(
+            c.providers[0].scopes,
+            vec!["openid", "profile"],
+            "openid is always asked"
+        );
+        let e = load(provider(
+            serde_json::json!({"client_secret_env": "CARNET_SURELY_UNSET_VARIABLE"}),
+        ))
+        .unwrap_err();
+        assert!(e.contains("CARNET_SURELY_UNSET_VARIABLE is not set"), "{e}");
+        assert!(load(provider(serde_json::json!({})))
+            .unwrap_err()
+            .contains("no client secret"));
+        let e = load(provider(
+            serde_json::json!({"client_secret": "s", "name": "Bad Name"}),
+        ))
+        .unwrap_err();
+        assert!(e.contains("provider names"), "{e}");
+        let e = load(provider(
+            serde_json::json!({"client_secret": "s", "kind": "robot"}),
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown variant"), "{e}");
+        let e = load(provider(
+            serde_json::json!({"client_secret": "s", "secret": "typo"}),
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+}

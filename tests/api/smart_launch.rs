@@ -77,7 +77,6 @@ async fn setup(backend: Backend) -> Env {
         &["eidas1"],
     );
     let config = tempfile::NamedTempFile::new().unwrap();
-    std::env::set_var("CARNET_TEST_PSC_SECRET", "psc-secret");
     std::fs::write(
         config.path(),
         json!({"providers": [
@@ -85,7 +84,7 @@ async fn setup(backend: Backend) -> Env {
              "issuer": fc.issuer, "client_id": "carnet", "client_secret": "fc-secret",
              "identifier": {"claim": "ins", "system": INS}},
             {"name": "prosanteconnect", "label": "Pro Santé Connect", "kind": "practitioner",
-             "issuer": psc.issuer, "client_id": "carnet-pro", "client_secret_env": "CARNET_TEST_PSC_SECRET",
+             "issuer": psc.issuer, "client_id": "carnet-pro", "client_secret": "psc-secret",
              "acr_values": ["eidas1"],
              "identifier": {"claim": "SubjectNameID", "system": IDNPS}},
         ]})

@@ -37,10 +37,34 @@ impl Application {
             .clone()
             .map(|u| u.trim_end_matches('/').to_string())
             .unwrap_or_else(|| format!("http://{addr}{fhir_path}"));
+        let endpoints = crate::oauth::Endpoints::new(&base_url, &fhir_path);
+        let identity_config = match &args.identity_config {
+            Some(path) => Some(crate::identity::IdentityConfig::load(path)?),
+            None => None,
+        };
+        let login_identifiers = identity_config
+            .iter()
+            .flat_map(|c| &c.providers)
+            .map(|p| {
+                (
+                    p.kind.resource_type().to_string(),
+                    p.identifier.system.clone(),
+                )
+            })
+            .collect();
+        let identity = match identity_config {
+            Some(config) => {
+                for p in &config.providers {
+                    tracing::info!(provider = %p.name, issuer = %p.issuer, kind = ?p.kind, "identity provider configured");
+                }
+                Some(crate::identity::Identity::new(config, &endpoints.origin)?)
+            }
+            None => None,
+        };
         let repo = Repository::open(
             &database_url,
             args.db_pool_size,
-            AccessPoint::new(&base_url),
+            AccessPoint::new(&base_url).with_login_identifiers(login_identifiers),
             &base_url,
         )?;
         if args.dev {
@@ -73,17 +97,7 @@ impl Application {
             started_at: instant::format_us(instant::now_us()),
         });
         let registry = state.clone();
-        let endpoints = crate::oauth::Endpoints::new(&base_url, &state.settings.fhir_path);
-        let identity = match &args.identity_config {
-            Some(path) => {
-                let config = crate::identity::IdentityConfig::load(path)?;
-                for p in &config.providers {
-                    tracing::info!(provider = %p.name, issuer = %p.issuer, kind = ?p.kind, "identity provider configured");
-                }
-                Some(crate::identity::Identity::new(config, &endpoints.origin)?)
-            }
-            None => None,
-        };
+
         let auth = web::Data::new(crate::auth::Authenticator {
             tokens: crate::auth::token::TokenService::new(key, dev_key)
                 .with_retired(crate::auth::keys::load_retired(&args.data_dir)?),

@@ -64,13 +64,64 @@ pub enum Refusal {
 pub struct AccessPoint {
     /// This server's base URL (absolute references under it are local).
     base_url: String,
+    /// The identifiers (resource type, system) that link an upstream login to a record
+    /// (the INS of a Patient, the national id of a Practitioner): only a backend service
+    /// may set or change them, or anyone could make a record answer to their own login.
+    login_identifiers: Vec<(String, String)>,
 }
 
 impl AccessPoint {
     pub fn new(base_url: &str) -> AccessPoint {
         AccessPoint {
             base_url: base_url.to_string(),
+            login_identifiers: Vec::new(),
         }
+    }
+
+    /// Protects these (resource type, identifier system) pairs: see `login_identifiers`.
+    pub fn with_login_identifiers(mut self, pairs: Vec<(String, String)>) -> AccessPoint {
+        self.login_identifiers = pairs;
+        self
+    }
+
+    /// Refuses a change of a login identifier by anyone but a backend service.
+    fn check_login_identifiers(
+        &self,
+        ctx: &RequestContext,
+        resource_type: &str,
+        new: Option<&Value>,
+        current: Option<&StoredResource>,
+    ) -> Result<(), FhirError> {
+        if matches!(ctx.actor(), crate::auth::Actor::System(_)) {
+            return Ok(());
+        }
+        let current: Option<Value> = current
+            .filter(|c| !c.deleted)
+            .and_then(|c| serde_json::from_str(&c.content).ok());
+        for (rtype, system) in &self.login_identifiers {
+            if rtype != resource_type {
+                continue;
+            }
+            let values = |v: Option<&Value>| -> Vec<String> {
+                let mut out: Vec<String> = v
+                    .and_then(|v| v.get("identifier"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| i.get("system").and_then(Value::as_str) == Some(system))
+                    .filter_map(|i| i.get("value").and_then(Value::as_str).map(str::to_string))
+                    .collect();
+                out.sort();
+                out
+            };
+            if values(new) != values(current.as_ref()) {
+                return Err(FhirError::Forbidden(format!(
+                    "identifiers of system {system} link a person's login to this record: \
+                     only a backend service (the identity registry) may set or change them"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the token's scopes grant `permission` on `rtype` and, if so, the patient the
@@ -309,7 +360,7 @@ impl AccessPoint {
         };
         self.check_type(ctx, resource_type, permission)?;
         let Some(Some(patient)) = self.grant(ctx, resource_type, permission) else {
-            return Ok(());
+            return self.check_login_identifiers(ctx, resource_type, new, current);
         };
         let hidden = |id: &str| FhirError::NotFound(format!("{resource_type}/{id} is not known"));
         if let Some(current) = current {
@@ -343,7 +394,7 @@ impl AccessPoint {
                 )));
             }
         }
-        Ok(())
+        self.check_login_identifiers(ctx, resource_type, new, current)
     }
 
     /// What a request just wrote, returned to it: its write passed [`Self::check_write`].

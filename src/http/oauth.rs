@@ -33,7 +33,7 @@ async fn form_endpoint(
         )),
         Ok(form) => web::block(move || f(form))
             .await
-            .unwrap_or_else(|e| Err(OAuthError::new("server_error", e.to_string()))),
+            .unwrap_or_else(|e| Err(oauth::server_error(e))),
     };
     let (status, body) = match answer {
         Ok(v) => (200, v),
@@ -91,7 +91,7 @@ fn browser(
         .insert_header(("X-Frame-Options", "DENY"))
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; frame-ancestors 'none'",
         ))
         .insert_header(("Referrer-Policy", "no-referrer"));
     if let Some((value, secure)) = set_cookie {

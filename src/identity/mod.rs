@@ -19,8 +19,9 @@ use openidconnect::core::{
 use openidconnect::{
     AdditionalClaims, AuthenticationContextClass, AuthenticationFlow, AuthorizationCode, Client,
     ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IdTokenFields, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse,
+    EndpointSet, IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, StandardErrorResponse, StandardTokenResponse,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -110,8 +111,15 @@ impl IdentityConfig {
                     p.name
                 ));
             }
-            IssuerUrl::new(p.issuer.clone())
+            let issuer = url::Url::parse(&p.issuer)
                 .map_err(|e| format!("provider {}: issuer: {e}", p.name))?;
+            let loopback = matches!(issuer.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if issuer.scheme() != "https" && !(issuer.scheme() == "http" && loopback) {
+                return Err(format!(
+                    "provider {}: the issuer must be an https URL (http only on a loopback address)",
+                    p.name
+                ));
+            }
             if let Some(var) = &p.client_secret_env {
                 let secret = std::env::var(var).map_err(|_| {
                     format!("provider {}: environment variable {var} is not set", p.name)
@@ -352,19 +360,33 @@ impl Identity {
             }
         }
         let mapping = &up.config.identifier;
-        let identifier = if mapping.claim == "sub" {
+        let pick = |claims: &Map<String, Value>| {
+            claims.get(&mapping.claim).and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        let mut identifier = if mapping.claim == "sub" {
             Some(claims.subject().as_str().to_string())
         } else {
-            claims
-                .additional_claims()
-                .other
-                .get(&mapping.claim)
-                .and_then(|v| match v {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
+            pick(&claims.additional_claims().other)
         };
+        // Providers such as FranceConnect and Pro Santé Connect give identity claims at the
+        // userinfo endpoint (JSON or a signed JWT), not in the ID token: ask there, for the
+        // subject the ID token named.
+        if identifier.is_none() {
+            if let Ok(request) = client.user_info(
+                response.access_token().clone(),
+                Some(claims.subject().clone()),
+            ) {
+                let info: openidconnect::UserInfoClaims<ExtraClaims, CoreGenderClaim> = request
+                    .request_async(&self.http)
+                    .await
+                    .map_err(|e| IdentityError::Invalid(format!("userinfo: {e}")))?;
+                identifier = pick(&info.additional_claims().other);
+            }
+        }
         Ok(VerifiedPerson {
             kind: up.config.kind,
             issuer: up.config.issuer.clone(),

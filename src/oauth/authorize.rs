@@ -208,6 +208,13 @@ pub fn start(
     if q.response_type.as_deref() != Some("code") {
         return fail("unsupported_response_type", "response_type must be code");
     }
+    let too_long = |v: &Option<String>, max: usize| v.as_deref().is_some_and(|v| v.len() > max);
+    if too_long(&q.state, 512) || too_long(&q.nonce, 512) || too_long(&q.scope, 2048) {
+        return fail(
+            "invalid_request",
+            "state and nonce are limited to 512 characters, scope to 2048",
+        );
+    }
     let challenge = q.code_challenge.as_deref().unwrap_or_default();
     if q.code_challenge_method.as_deref() != Some("S256")
         || challenge.len() != 43
@@ -482,8 +489,19 @@ pub async fn callback(
         }
         _ => return BrowserAnswer::server_error(),
     };
+    let subject = format!("{resource_type}/{id}");
+    if scope_for(&subject, &spent.scope).resources.is_empty() {
+        forget(repo, row.id.clone()).await;
+        return app_error(
+            endpoints,
+            &row.redirect_uri,
+            row.state.as_deref(),
+            "invalid_scope",
+            "the requested scopes need a patient's login",
+        );
+    }
     let mut logged_in = spent;
-    logged_in.subject = Some(format!("{resource_type}/{id}"));
+    logged_in.subject = Some(subject);
     let target = format!("{}/auth/consent/{}", endpoints.origin, logged_in.id);
     match blocking(move || repo.oauth_write(|s| s.update_authorization(&logged_in))).await {
         Some(Ok(())) => BrowserAnswer::Redirect(target),

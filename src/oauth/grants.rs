@@ -15,6 +15,10 @@ use serde_json::{json, Value};
 pub const CODE_SECONDS: i64 = 60;
 /// Lifetime of a refresh token with `offline_access` (each rotation starts a new one).
 pub const OFFLINE_REFRESH_SECONDS: i64 = 90 * 24 * 3600;
+/// However often it is refreshed, a grant ends this long after the person approved it.
+pub const GRANT_MAX_SECONDS: i64 = 365 * 24 * 3600;
+/// Spent refresh tokens kept per grant (to recognise a replay and revoke the grant).
+const SPENT_REFRESH_KEPT: i64 = 10;
 /// Lifetime of a refresh token with `online_access` only.
 pub const ONLINE_REFRESH_SECONDS: i64 = 8 * 3600;
 /// Lifetime of the ID tokens.
@@ -176,7 +180,12 @@ fn new_refresh_token(
         return Ok(None);
     };
     let token = random_token();
-    let expires = store.now_us() + seconds_us(lifetime);
+    let expires = (store.now_us() + seconds_us(lifetime))
+        .min(grant.created_us + seconds_us(GRANT_MAX_SECONDS));
+    if expires <= store.now_us() {
+        return Ok(None);
+    }
+    store.prune_spent_refresh(&grant.id, SPENT_REFRESH_KEPT)?;
     store.insert_refresh(&RefreshRow {
         hash: hash(&token),
         grant_id: grant.id.clone(),
@@ -409,7 +418,8 @@ pub fn introspect(
             body["scope"] = json!(claims.scope);
             body["exp"] = json!(claims.exp);
             body["iat"] = json!(claims.iat);
-            body["aud"] = json!(endpoints.fhir_base);
+            body["iss"] = json!(claims.iss);
+            body["aud"] = json!(claims.aud);
             body["token_type"] = json!("Bearer");
         }
         TokenKind::Refresh(row) => {

@@ -260,8 +260,13 @@ pub fn authenticate(
     Ok(client)
 }
 
-pub(crate) fn server_error(e: impl std::fmt::Display) -> OAuthError {
-    OAuthError::new("server_error", e.to_string())
+/// An internal failure: logged, and told to the client in general terms only.
+pub fn server_error(e: impl std::fmt::Display) -> OAuthError {
+    tracing::error!(error = %e, "authorization server failure");
+    OAuthError::new(
+        "server_error",
+        "the authorization server could not answer; try again",
+    )
 }
 
 /// Checks a `private_key_jwt` assertion: a registered, active, confidential client; a key of
@@ -292,7 +297,7 @@ fn authenticate_client(
         .ok_or_else(|| bad("the assertion has no iss"))?;
     let client = repo
         .client(client_id)
-        .map_err(|e| OAuthError::new("server_error", e.to_string()))?
+        .map_err(server_error)?
         .ok_or_else(|| bad("unknown client"))?;
     if client.suspended {
         return Err(bad("this client is suspended"));
@@ -339,7 +344,7 @@ fn authenticate_client(
         .ok_or_else(|| bad("the assertion has no jti"))?;
     let fresh = repo
         .use_assertion(&jti, client_id, (claims.exp + 30) * 1_000_000)
-        .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+        .map_err(server_error)?;
     if !fresh {
         return Err(bad("this assertion was already used"));
     }
@@ -380,6 +385,7 @@ pub fn smart_configuration(endpoints: &Endpoints) -> Value {
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
         "capabilities": [
             "launch-standalone", "context-standalone-patient",
             "client-public", "client-confidential-asymmetric",
@@ -399,6 +405,9 @@ pub fn openid_configuration(endpoints: &Endpoints) -> Value {
         "introspection_endpoint": endpoints.introspect,
         "jwks_uri": endpoints.jwks,
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "authorization_response_iss_parameter_supported": true,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
         "scopes_supported": SCOPES_SUPPORTED,

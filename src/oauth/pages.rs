@@ -163,8 +163,7 @@ pub fn consent(
         &format!(
             "<p>Vous êtes connecté(e) en tant que {}.</p>\n\
              <p>L'application « {} » pourra :</p>\n<ul>\n{items}</ul>\n\
-             <p>Vos règles d'accès (blocages, documents masqués) continuent de s'appliquer. \
-             Vous pourrez retirer cette autorisation à tout moment.</p>\n\
+             <p>Vos règles d'accès (blocages, documents masqués) continuent de s'appliquer.</p>\n\
              <form method=\"post\" action=\"{}\">\n\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\n\
              <button type=\"submit\" name=\"decision\" value=\"approve\">Autoriser</button>\n\

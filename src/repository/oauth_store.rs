@@ -83,6 +83,10 @@ impl OAuthStore<'_> {
         rows::refresh(self.conn, hash)
     }
 
+    pub fn prune_spent_refresh(&mut self, grant_id: &str, keep: i64) -> Result<(), FhirError> {
+        rows::prune_spent_refresh(self.conn, grant_id, keep)
+    }
+
     pub fn use_refresh(&mut self, hash: &str) -> Result<bool, FhirError> {
         rows::use_refresh(self.conn, hash)
     }

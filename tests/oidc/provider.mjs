@@ -52,7 +52,8 @@ const clients = (config.clients ?? []).map((c) => ({
 }));
 if (!clients.length) fail('config has no clients');
 
-// Every claim name used by any account is released with the `openid` scope
+// Every claim name used by any account is released with the `profile` scope,
+// at userinfo (as FranceConnect and Pro Santé Connect do); `openid` gives `sub`.
 // (and listed under `profile` too, so that scope is supported and consented).
 const claimNames = new Set();
 for (const claims of Object.values(accounts)) {
@@ -97,13 +98,14 @@ const provider = new Provider(issuer, {
     },
   },
   claims: {
-    openid: releasedClaims,
+    openid: ['sub'],
     profile: releasedClaims,
     ...(acrValues.length ? { acr: null } : {}),
   },
   scopes: ['openid', 'profile', 'offline_access'],
-  // Put the scope-released claims in the ID token itself, not only at userinfo.
-  conformIdTokenClaims: false,
+  // As the OIDC default (and FranceConnect / Pro Santé Connect): scope-released claims
+  // are given at userinfo, not in the ID token, so the relying party must ask there.
+  conformIdTokenClaims: true,
   ...(acrValues.length ? { acrValues } : {}),
   responseTypes: ['code'],
   pkce: {

@@ -276,3 +276,25 @@ pub fn ids_with_identifier(
         .load(conn)
         .map_err(db_err)
 }
+
+/// Deletes the spent refresh tokens of a grant but the `keep` most recent.
+pub fn prune_spent_refresh(
+    conn: &mut AnyConnection,
+    grant_id: &str,
+    keep: i64,
+) -> Result<(), FhirError> {
+    let old: Vec<String> = oauth_refresh_tokens::table
+        .filter(oauth_refresh_tokens::grant_id.eq(grant_id))
+        .filter(oauth_refresh_tokens::used.eq(true))
+        .order(oauth_refresh_tokens::expires_us.desc())
+        .offset(keep)
+        .select(oauth_refresh_tokens::hash)
+        .load(conn)
+        .map_err(db_err)?;
+    if !old.is_empty() {
+        diesel::delete(oauth_refresh_tokens::table.filter(oauth_refresh_tokens::hash.eq_any(&old)))
+            .execute(conn)
+            .map_err(db_err)?;
+    }
+    Ok(())
+}

@@ -106,6 +106,29 @@ enum ClientAction {
     List,
 }
 
+/// A redirect URI an app may register: absolute, no fragment, https (http on a loopback
+/// address only), or an app's own scheme (not javascript:, data:, file:).
+fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let url = url::Url::parse(uri).map_err(|e| format!("redirect URI {uri}: {e}"))?;
+    if url.fragment().is_some() {
+        return Err(format!("redirect URI {uri}: no fragment allowed"));
+    }
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    let ok = match url.scheme() {
+        "https" => true,
+        "http" => loopback,
+        "javascript" | "data" | "file" | "vbscript" | "blob" => false,
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "redirect URI {uri}: use https (http only on a loopback address) or the app's own scheme"
+        ))
+    }
+}
+
 fn client_command(args: ClientArgs) -> Result<String, String> {
     use carnet::repository::{ClientRow, Repository};
     let url = args.database_url.clone().unwrap_or_else(|| {
@@ -124,6 +147,9 @@ fn client_command(args: ClientArgs) -> Result<String, String> {
             jwks_file,
             redirect_uri,
         } => {
+            for uri in &redirect_uri {
+                check_redirect_uri(uri)?;
+            }
             let jwks = match jwks_file {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)

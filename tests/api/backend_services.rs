@@ -13,13 +13,13 @@ use serde_json::{json, Value};
 use std::process::Command;
 
 /// A client's P-384 key pair: PKCS#8 for signing, and its public JWK.
-struct ClientKey {
+pub(crate) struct ClientKey {
     pkcs8: Vec<u8>,
     kid: String,
 }
 
 impl ClientKey {
-    fn new(kid: &str) -> ClientKey {
+    pub(crate) fn new(kid: &str) -> ClientKey {
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &SystemRandom::new())
                 .unwrap()
@@ -31,7 +31,7 @@ impl ClientKey {
         }
     }
 
-    fn jwk(&self) -> Value {
+    pub(crate) fn jwk(&self) -> Value {
         let pair = EcdsaKeyPair::from_pkcs8(
             &ECDSA_P384_SHA384_FIXED_SIGNING,
             &self.pkcs8,
@@ -43,7 +43,7 @@ impl ClientKey {
             "x": URL_SAFE_NO_PAD.encode(&point[1..49]), "y": URL_SAFE_NO_PAD.encode(&point[49..])})
     }
 
-    fn assertion(&self, client_id: &str, aud: &str, exp_in: i64, jti: &str) -> String {
+    pub(crate) fn assertion(&self, client_id: &str, aud: &str, exp_in: i64, jti: &str) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

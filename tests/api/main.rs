@@ -5,7 +5,7 @@ mod helpers;
 mod oidc;
 
 mod auth;
-mod backend_services;
+pub(crate) mod backend_services;
 mod bad_input;
 mod bundles;
 mod capability;

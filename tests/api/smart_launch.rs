@@ -728,7 +728,229 @@ async fn attacks_on_the_authorization_flow_are_refused(backend: Backend) {
     assert_eq!(found["total"], json!(1));
 }
 
+/// What the browser binding, client binding and login-identifier rules stop.
+async fn tokens_and_logins_stay_with_their_owner(backend: Backend) {
+    let env = setup(backend).await;
+    let scope = "openid launch/patient patient/*.rs";
+    // Login CSRF / a stolen consent page: the decision posted from another browser (no
+    // binding cookie) is refused, even with the right anti-forgery value.
+    let b = browser();
+    let p = pkce();
+    let start = land(
+        b.get(authorize_url(&env, scope, &p, "s"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let Landing::Page(200, consent) = through_upstream(&b, start, "alice").await else {
+        panic!()
+    };
+    let res = browser()
+        .post(form_action(&consent))
+        .form(&[
+            ("csrf", hidden(&consent, "csrf").as_str()),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+    // The right browser with a wrong anti-forgery value: refused too; then the real decision works.
+    let res = b
+        .post(form_action(&consent))
+        .form(&[("csrf", "forged"), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let Landing::App(_) = decide(&b, &consent, "approve").await else {
+        panic!()
+    };
+    // Another registered app can neither introspect nor revoke this app's tokens.
+    carnet_client(
+        &env.app,
+        &[
+            "add",
+            "--client-id",
+            "other-app",
+            "--name",
+            "Autre",
+            "--scope",
+            "patient/*.rs",
+            "--redirect-uri",
+            "http://127.0.0.1:9/other",
+        ],
+    );
+    let p = pkce();
+    let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;
+    let (_, body) = exchange(&env, &code, &p.verifier).await;
+    let access = body["access_token"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let intro: Value = http
+        .post(format!("{}/auth/introspect", env.origin))
+        .form(&[("token", access.as_str()), ("client_id", "other-app")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(intro, json!({"active": false}));
+    let res = http
+        .post(format!("{}/auth/revoke", env.origin))
+        .form(&[("token", access.as_str()), ("client_id", "other-app")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "revocation answers alike");
+    assert_eq!(
+        get_status(&env, &access, &format!("Patient/{}", env.alice)).await,
+        200,
+        "still valid"
+    );
+    // Revoking the access token itself (its own app) stops it.
+    let res = http
+        .post(format!("{}/auth/revoke", env.origin))
+        .form(&[("token", access.as_str()), ("client_id", APP)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        get_status(&env, &access, &format!("Patient/{}", env.alice)).await,
+        401
+    );
+    // A confidential app must authenticate with its key: its client_id alone is refused.
+    let key = crate::backend_services::ClientKey::new("conf-1");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [key.jwk()]}).to_string()).unwrap();
+    carnet_client(
+        &env.app,
+        &[
+            "add",
+            "--client-id",
+            "conf-app",
+            "--name",
+            "Logiciel",
+            "--scope",
+            "openid launch/patient patient/*.rs",
+            "--redirect-uri",
+            APP_REDIRECT,
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+        ],
+    );
+    let (status, body) = token(
+        &env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "whatever"),
+            ("redirect_uri", APP_REDIRECT),
+            ("code_verifier", &p.verifier),
+            ("client_id", "conf-app"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    // ... and a code issued to one app is useless to another.
+    let p = pkce();
+    let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;
+    let assertion = key.assertion(
+        "conf-app",
+        &format!("{}/auth/token", env.origin),
+        60,
+        "conf-jti-1",
+    );
+    let (status, body) = token(
+        &env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", APP_REDIRECT),
+            ("code_verifier", &p.verifier),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    // Redirect URIs are checked at registration.
+    let out = Command::new(env!("CARGO_BIN_EXE_carnet"))
+        .args([
+            "client",
+            "add",
+            "--client-id",
+            "bad",
+            "--name",
+            "x",
+            "--scope",
+            "patient/*.rs",
+            "--redirect-uri",
+            "http://evil.example/cb",
+            "--database-url",
+        ])
+        .arg(env.app.args.database_url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // The identifiers that link a login to a record cannot be rewritten by a professional
+    // (or the patient): else anyone could make a record answer to their own login.
+    let pro = client_with(&dev_token(
+        &env.app.args.data_dir,
+        &carnet::auth::DevSubject::Practitioner(env.house.clone()),
+        None,
+    ));
+    let mut bob: Value = pro
+        .get(env.app.url(&format!("Patient/{}", env.bob)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    bob["identifier"] = json!([{"system": INS, "value": "280017512345678"}]);
+    let res = pro
+        .put(env.app.url(&format!("Patient/{}", env.bob)))
+        .header("Content-Type", "application/fhir+json")
+        .body(bob.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let created = pro.post(env.app.url("Patient")).header("Content-Type", "application/fhir+json").body(json!({"resourceType": "Patient", "identifier": [{"system": INS, "value": "280017512345678"}]}).to_string()).send().await.unwrap();
+    assert_eq!(created.status(), 403);
+    // Other fields stay writable, and the login still finds the one right record.
+    bob["identifier"] = json!([{"system": INS, "value": "180017512345678"}]);
+    bob["gender"] = json!("male");
+    let res = pro
+        .put(env.app.url(&format!("Patient/{}", env.bob)))
+        .header("Content-Type", "application/fhir+json")
+        .body(bob.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let p = pkce();
+    let (code, _) = launch_as(&env, &browser(), "alice", scope, &p).await;
+    let (_, body) = exchange(&env, &code, &p.verifier).await;
+    assert_eq!(body["patient"], json!(env.alice));
+}
+
 both_backends!(
+    tokens_and_logins_stay_with_their_owner,
     a_patient_launches_an_app_end_to_end,
     a_professional_logs_in_with_the_second_provider,
     attacks_on_the_authorization_flow_are_refused,

@@ -54,7 +54,6 @@ if (!clients.length) fail('config has no clients');
 
 // Every claim name used by any account is released with the `profile` scope,
 // at userinfo (as FranceConnect and Pro Santé Connect do); `openid` gives `sub`.
-// (and listed under `profile` too, so that scope is supported and consented).
 const claimNames = new Set();
 for (const claims of Object.values(accounts)) {
   for (const name of Object.keys(claims ?? {})) {

@@ -324,6 +324,28 @@ async fn refresh(env: &Env, refresh_token: &str, scope: Option<&str>) -> (u16, V
     token(env, &form).await
 }
 
+/// What the introspection endpoint says of `token` to `client_id`.
+async fn introspect(env: &Env, token: &str, client_id: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{}/auth/introspect", env.origin))
+        .form(&[("token", token), ("client_id", client_id)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The link of the choice page that logs in with `provider`.
+fn provider_link(choice: &str, provider: &str) -> String {
+    regex::Regex::new(&format!(r#"href="([^"]*/auth/login/{provider}[^"]*)""#))
+        .unwrap()
+        .captures(choice)
+        .unwrap_or_else(|| panic!("no {provider} link in {choice}"))[1]
+        .replace("&amp;", "&")
+}
+
 async fn get_status(env: &Env, token: &str, path: &str) -> u16 {
     client_with(token)
         .get(env.app.url(path))
@@ -409,15 +431,7 @@ async fn a_patient_launches_an_app_end_to_end(backend: Backend) {
         404
     );
     // Introspection by the app.
-    let intro: Value = reqwest::Client::new()
-        .post(format!("{}/auth/introspect", env.origin))
-        .form(&[("token", access.as_str()), ("client_id", APP)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let intro: Value = introspect(&env, &access, APP).await;
     assert_eq!(intro["active"], json!(true));
     assert_eq!(intro["patient"], json!(env.alice));
     // Refresh rotation: the new refresh token works, the old one is spent.
@@ -482,15 +496,7 @@ async fn a_patient_launches_an_app_end_to_end(backend: Backend) {
         get_status(&env, &access, &format!("Patient/{}", env.alice)).await,
         401
     );
-    let intro: Value = reqwest::Client::new()
-        .post(format!("{}/auth/introspect", env.origin))
-        .form(&[("token", access.as_str()), ("client_id", APP)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let intro: Value = introspect(&env, &access, APP).await;
     assert_eq!(intro, json!({"active": false}));
 }
 
@@ -513,11 +519,7 @@ async fn a_professional_logs_in_with_the_second_provider(backend: Backend) {
         choice.contains("Se connecter avec FranceConnect")
             && choice.contains("Se connecter avec Pro Santé Connect")
     );
-    let link = regex::Regex::new(r#"href="([^"]*prosanteconnect[^"]*)""#)
-        .unwrap()
-        .captures(&choice)
-        .unwrap()[1]
-        .replace("&amp;", "&");
+    let link = provider_link(&choice, "prosanteconnect");
     let start = land(b.get(link).send().await.unwrap()).await;
     let Landing::Page(200, consent) = through_upstream(&b, start, "house").await else {
         panic!()
@@ -566,11 +568,7 @@ async fn a_professional_logs_in_with_the_second_provider(backend: Backend) {
     let Landing::Page(200, choice) = start else {
         panic!()
     };
-    let link = regex::Regex::new(r#"href="([^"]*prosanteconnect[^"]*)""#)
-        .unwrap()
-        .captures(&choice)
-        .unwrap()[1]
-        .replace("&amp;", "&");
+    let link = provider_link(&choice, "prosanteconnect");
     let start = land(b.get(link).send().await.unwrap()).await;
     let Landing::Page(200, consent) = through_upstream(&b, start, "house").await else {
         panic!()
@@ -788,15 +786,7 @@ async fn tokens_and_logins_stay_with_their_owner(backend: Backend) {
     let (_, body) = exchange(&env, &code, &p.verifier).await;
     let access = body["access_token"].as_str().unwrap().to_string();
     let http = reqwest::Client::new();
-    let intro: Value = http
-        .post(format!("{}/auth/introspect", env.origin))
-        .form(&[("token", access.as_str()), ("client_id", "other-app")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let intro: Value = introspect(&env, &access, "other-app").await;
     assert_eq!(intro, json!({"active": false}));
     let res = http
         .post(format!("{}/auth/revoke", env.origin))

@@ -661,6 +661,23 @@ async fn attacks_on_the_authorization_flow_are_refused(backend: Backend) {
         get_status(&env, access, &format!("Patient/{}", env.alice)).await,
         401
     );
+    // Two exchanges of one code at the same moment: exactly one gets tokens, and as the code
+    // was presented twice, what it got is revoked too.
+    let p = pkce();
+    let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;
+    let (one, two) = futures_util::join!(
+        exchange(&env, &code, &p.verifier),
+        exchange(&env, &code, &p.verifier)
+    );
+    let mut statuses = [one.0, two.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "{one:?} {two:?}");
+    let winner = if one.0 == 200 { &one.1 } else { &two.1 };
+    let access = winner["access_token"].as_str().unwrap();
+    assert_eq!(
+        get_status(&env, access, &format!("Patient/{}", env.alice)).await,
+        401
+    );
     // Another redirect_uri at the exchange: refused.
     let p = pkce();
     let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;

@@ -19,6 +19,14 @@ pub struct Application {
 impl Application {
     /// Opens the database (running migrations), binds the listener and prepares the server.
     pub fn build(args: &ServeArgs) -> Result<Application, String> {
+        let listener = TcpListener::bind(&args.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        Self::build_on(args, listener)
+    }
+
+    /// [`Application::build`] on a listener already bound (its address replaces
+    /// `args.listen`): for callers that must know the port before the server is built.
+    pub fn build_on(args: &ServeArgs, listener: TcpListener) -> Result<Application, String> {
         let database_url = args.database_url();
         let key = crate::auth::keys::SigningKey::load_or_create(&args.data_dir)?;
         let dev_key = if args.dev {
@@ -28,8 +36,6 @@ impl Application {
         } else {
             None
         };
-        let listener = TcpListener::bind(&args.listen)
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let fhir_path = args.normalised_fhir_path();
         let base_url = args

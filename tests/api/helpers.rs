@@ -152,8 +152,15 @@ pub fn serve_args(database_url: &str, data_dir: PathBuf) -> ServeArgs {
     }
 }
 
-fn start(args: &ServeArgs) -> (String, actix_web::dev::ServerHandle) {
-    let app = Application::build(args).expect("server starts");
+fn start(
+    args: &ServeArgs,
+    listener: Option<std::net::TcpListener>,
+) -> (String, actix_web::dev::ServerHandle) {
+    let app = match listener {
+        Some(l) => Application::build_on(args, l),
+        None => Application::build(args),
+    }
+    .expect("server starts");
     let base = app.base_url().to_string();
     let handle = app.handle();
     actix_web::rt::spawn(app.run());
@@ -167,12 +174,22 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the server with settings adjusted by `tune`.
 pub async fn spawn_with(backend: Backend, tune: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    spawn_on(backend, None, tune).await
+}
+
+/// Starts the server on `listener` (already bound, so its port is known beforehand and
+/// cannot be taken by anything else in between), with settings adjusted by `tune`.
+pub async fn spawn_on(
+    backend: Backend,
+    listener: Option<std::net::TcpListener>,
+    tune: impl FnOnce(&mut ServeArgs),
+) -> TestApp {
     init_logging();
     let db = Database::new(&backend);
     let data = tempfile::tempdir().expect("data dir");
     let mut args = serve_args(&db.url, data.path().to_path_buf());
     tune(&mut args);
-    let (base, handle) = start(&args);
+    let (base, handle) = start(&args, listener);
     let token = dev_token(&args.data_dir, &carnet::auth::DevSubject::System, None);
     TestApp {
         base,
@@ -222,7 +239,7 @@ impl TestApp {
         if let Some(h) = self.handle.take() {
             h.stop(true).await;
         }
-        let (base, handle) = start(&self.args);
+        let (base, handle) = start(&self.args, None);
         self.base = base;
         self.handle = Some(handle);
     }

@@ -30,14 +30,6 @@ struct Env {
     _config: tempfile::NamedTempFile,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs `carnet client …` against the test server's database.
 fn carnet_client(app: &TestApp, args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_carnet"))
@@ -57,7 +49,9 @@ fn carnet_client(app: &TestApp, args: &[&str]) {
 /// Carnet with two upstream providers, two patients and a professional on record, and a
 /// public app registered.
 async fn setup(backend: Backend) -> Env {
-    let port = free_port();
+    // Bound now and handed to the server: the providers must know its port first.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let origin = format!("http://127.0.0.1:{port}");
     let fc = Provider::start(
         "carnet",
@@ -92,8 +86,7 @@ async fn setup(backend: Backend) -> Env {
     )
     .unwrap();
     let path = config.path().to_path_buf();
-    let app = spawn_with(backend, move |args| {
-        args.listen = format!("127.0.0.1:{port}");
+    let app = spawn_on(backend, Some(listener), move |args| {
         args.identity_config = Some(path);
     })
     .await;
@@ -219,6 +212,17 @@ async fn land(res: reqwest::Response) -> Landing {
     Landing::Page(status, res.text().await.unwrap())
 }
 
+/// The app sends the browser to `/auth/authorize`: where it lands.
+async fn authorize(env: &Env, b: &reqwest::Client, scope: &str, p: &Pkce, state: &str) -> Landing {
+    land(
+        b.get(authorize_url(env, scope, p, state))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 /// Drives the upstream pages (login as `login`, consent) until Carnet's own consent screen
 /// or the app's redirect URI.
 async fn through_upstream(b: &reqwest::Client, start: Landing, login: &str) -> Landing {
@@ -267,13 +271,7 @@ async fn launch_as(
     scope: &str,
     p: &Pkce,
 ) -> (String, Value) {
-    let start = land(
-        b.get(authorize_url(env, scope, p, "st-1"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let start = authorize(env, b, scope, p, "st-1").await;
     let Landing::Page(200, consent) = through_upstream(b, start, login).await else {
         panic!("no consent screen")
     };
@@ -385,13 +383,7 @@ async fn a_patient_launches_an_app_end_to_end(backend: Backend) {
     let scope = "openid fhirUser launch/patient offline_access patient/*.rs";
     // The patient provider is chosen for a patient launch; the upstream login, then Carnet's
     // consent screen, in words.
-    let start = land(
-        b.get(authorize_url(&env, scope, &p, "st-1"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let start = authorize(&env, &b, scope, &p, "st-1").await;
     let Landing::Page(200, consent) = through_upstream(&b, start, "alice").await else {
         panic!("no consent screen")
     };
@@ -505,13 +497,7 @@ async fn a_professional_logs_in_with_the_second_provider(backend: Backend) {
     let b = browser();
     let p = pkce();
     // No patient context asked: both providers are offered.
-    let start = land(
-        b.get(authorize_url(&env, "openid fhirUser user/*.rs", &p, "pro"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let start = authorize(&env, &b, "openid fhirUser user/*.rs", &p, "pro").await;
     let Landing::Page(200, choice) = start else {
         panic!()
     };
@@ -558,13 +544,7 @@ async fn a_professional_logs_in_with_the_second_provider(backend: Backend) {
     // The same professional refuses on the consent screen: the app is told access_denied.
     let b = browser();
     let p = pkce();
-    let start = land(
-        b.get(authorize_url(&env, "openid user/*.rs", &p, "pro2"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let start = authorize(&env, &b, "openid user/*.rs", &p, "pro2").await;
     let Landing::Page(200, choice) = start else {
         panic!()
     };
@@ -588,13 +568,7 @@ async fn attacks_on_the_authorization_flow_are_refused(backend: Backend) {
     // An unknown person (valid upstream login, no record in Carnet): 403, no record created.
     let b = browser();
     let p = pkce();
-    let start = land(
-        b.get(authorize_url(&env, scope, &p, "s"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let start = authorize(&env, &b, scope, &p, "s").await;
     let Landing::Page(403, page) = through_upstream(&b, start, "stranger").await else {
         panic!("no 403")
     };
@@ -751,13 +725,7 @@ async fn tokens_and_logins_stay_with_their_owner(backend: Backend) {
     // binding cookie) is refused, even with the right anti-forgery value.
     let b = browser();
     let p = pkce();
-    let start = land(
-        b.get(authorize_url(&env, scope, &p, "s"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let start = authorize(&env, &b, scope, &p, "s").await;
     let Landing::Page(200, consent) = through_upstream(&b, start, "alice").await else {
         panic!()
     };

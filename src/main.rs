@@ -227,13 +227,26 @@ struct DevTokenArgs {
     /// Scopes to grant instead of the default (space-separated), e.g. "system/Patient.rs".
     #[arg(long)]
     scope: Option<String>,
+    /// For a patient: the child they act for as legal representative (Patient id).
+    #[arg(long = "for", requires = "patient")]
+    acting_for: Option<String>,
+    /// For a professional: purpose of use, BTG (break the glass, needs --reason) or ETREAT
+    /// (SAMU regulation, needs --regulation).
+    #[arg(long, requires = "practitioner", value_parser = ["BTG", "ETREAT", "TREAT"])]
+    purpose: Option<String>,
+    /// The written reason of an emergency access.
+    #[arg(long, requires = "purpose")]
+    reason: Option<String>,
+    /// For a professional: acting as the SAMU regulating doctor (centre 15).
+    #[arg(long, requires = "practitioner")]
+    regulation: bool,
     /// Lifetime in seconds (at most a day).
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=86_400))]
     lifetime: i64,
 }
 
 fn dev_token(args: DevTokenArgs) -> Result<String, String> {
-    use carnet::auth::{dev_token, token::TokenService, DevSubject};
+    use carnet::auth::{dev_token_with, token::TokenService, DevOptions, DevSubject};
     let subject = match (args.patient, args.practitioner) {
         (Some(p), _) => DevSubject::Patient(p),
         (_, Some(p)) => DevSubject::Practitioner(p),
@@ -242,11 +255,18 @@ fn dev_token(args: DevTokenArgs) -> Result<String, String> {
     let key = carnet::auth::keys::SigningKey::load_or_create(&args.data_dir)?;
     let dev_key = carnet::auth::keys::SigningKey::load_or_create_dev(&args.data_dir)?;
     let tokens = TokenService::new(key, Some(dev_key));
-    dev_token(
+    let options = DevOptions {
+        acting_for: args.acting_for,
+        purpose: args.purpose,
+        reason: args.reason,
+        regulation: args.regulation,
+    };
+    dev_token_with(
         &tokens,
         &subject,
         args.scope.as_deref(),
         args.lifetime.max(1),
+        &options,
     )
 }
 

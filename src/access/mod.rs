@@ -6,13 +6,24 @@
 //! Responses can only be built from [`Visible`] values, and only this module can make
 //! one: a resource that did not pass the decision cannot be serialised.
 //!
-//! Policy today (identity issue): the token's SMART scopes decide which types and
-//! interactions are allowed, and a request bound to a patient (a patient, or an app with
-//! `patient/` scopes) sees only that patient's compartment — plus directory resources
-//! (Practitioner, PractitionerRole, Organization). The consent engine (issue 5) adds the
-//! patient's rules here; no caller changes.
+//! Policy, in order: the token's SMART scopes decide which types and interactions are
+//! allowed; a request bound to a patient (a patient, or an app with `patient/` scopes) sees
+//! only that patient's compartment — plus directory resources (Practitioner,
+//! PractitionerRole, Organization); then the patient's own rules ([`crate::consent`]) decide
+//! for patients, their legal representatives and professionals. Backend services (hospital
+//! systems, the registry) are trusted infrastructure: scopes bound them, the patient's rules
+//! do not (their accesses are traced all the same).
+//!
+//! What the rules need (a patient's Consents, a professional's professions…) is asked for
+//! as a [`Need`] and loaded by the repository into [`Facts`]; every decision is written to
+//! the facts' trail, from which the repository writes the AuditEvents.
+
+pub mod facts;
+
+pub use facts::{Decided, Facts, Need};
 
 use crate::auth::{Actor, Permission, RequestContext};
+use crate::consent::{self, Decision, Matrix, Subject, Viewer};
 use crate::error::FhirError;
 use crate::fhir::compartment;
 use crate::fhir::search_query::{Clause, Kind, SearchRequest};
@@ -138,7 +149,8 @@ impl AccessPoint {
             return None;
         }
         if let Actor::Patient(own) = ctx.actor() {
-            return Some(Some(own.clone()));
+            // Their own record, or the child's they act for.
+            return Some(Some(ctx.launch_patient().unwrap_or(own).to_string()));
         }
         if scopes.allows_unbounded(rtype, permission) {
             return Some(None);
@@ -233,7 +245,7 @@ impl AccessPoint {
             self.check_type(ctx, t, Permission::Search)?;
         }
         let bound = match ctx.actor() {
-            Actor::Patient(own) => Some(own.clone()),
+            Actor::Patient(own) => Some(ctx.launch_patient().unwrap_or(own).to_string()),
             // Conditional creates need no search scope, but stay bounded like a search.
             _ => self
                 .grant(ctx, rtype, Permission::Search)
@@ -286,12 +298,14 @@ impl AccessPoint {
         matches!(ctx.actor(), Actor::Patient(_)) || ctx.scopes().has_patient_scopes()
     }
 
-    /// May `ctx` see `resource` (one version of it) through `interaction`?
+    /// May `ctx` see `resource` (one version of it) through `interaction`? The decision is
+    /// written to the facts' trail. Call [`Self::pending`] first until it asks for nothing.
     pub fn check_read(
         &self,
         ctx: &RequestContext,
         interaction: Interaction,
         resource: StoredResource,
+        facts: &mut Facts,
     ) -> Result<Visible<StoredResource>, Refusal> {
         let rtype = resource.resource_type.as_str();
         let grant = self.grant(ctx, rtype, Permission::Read).or_else(|| {
@@ -319,7 +333,39 @@ impl AccessPoint {
                 return Err(Refusal::Hidden);
             }
         }
-        Ok(Visible(resource))
+        match self.consent_read(ctx, interaction, &resource, facts) {
+            // Not decidable: a fact is missing (a bug in the caller), so refuse.
+            Err(_) => Err(Refusal::Hidden),
+            Ok(None) => Ok(Visible(resource)),
+            Ok(Some(decided)) => {
+                let (allowed, hidden) = (decided.allowed, decided.hidden);
+                let why = decided.why.clone().unwrap_or_default();
+                facts.trail.push(decided);
+                if allowed {
+                    Ok(Visible(resource))
+                } else if hidden {
+                    Err(Refusal::Hidden)
+                } else {
+                    Err(match interaction {
+                        Interaction::Read | Interaction::Vread | Interaction::History => {
+                            Refusal::Forbidden(why)
+                        }
+                        _ => Refusal::Hidden,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The next fact [`Self::check_read`] needs to decide on `resource` for `ctx`, if any.
+    pub fn pending(
+        &self,
+        ctx: &RequestContext,
+        interaction: Interaction,
+        resource: &StoredResource,
+        facts: &Facts,
+    ) -> Option<Need> {
+        self.consent_read(ctx, interaction, resource, facts).err()
     }
 
     /// Keeps the resources of a Bundle that `ctx` may see; the others are dropped silently.
@@ -328,17 +374,230 @@ impl AccessPoint {
         ctx: &RequestContext,
         interaction: Interaction,
         resources: Vec<StoredResource>,
+        facts: &mut Facts,
     ) -> Vec<Visible<StoredResource>> {
         resources
             .into_iter()
-            .filter_map(|r| self.check_read(ctx, interaction, r).ok())
+            .filter_map(|r| self.check_read(ctx, interaction, r, facts).ok())
             .collect()
     }
 
     /// Whether searches must check every candidate before counting and paging (true when
     /// a policy can hide resources from `ctx`).
     pub fn checks_each_resource(&self, ctx: &RequestContext) -> bool {
-        self.may_be_bounded(ctx)
+        self.may_be_bounded(ctx) || self.consent_applies(ctx)
+    }
+
+    /// Whether the patient's rules apply to `ctx` (everyone but backend services).
+    fn consent_applies(&self, ctx: &RequestContext) -> bool {
+        !matches!(ctx.actor(), Actor::System(_))
+    }
+
+    /// Who is looking, as the rules see them (None for a backend service).
+    fn viewer(&self, ctx: &RequestContext, facts: &Facts) -> Result<Option<Viewer>, Need> {
+        Ok(Some(match ctx.actor() {
+            Actor::System(_) => return Ok(None),
+            Actor::Patient(own) => match ctx.acting_for() {
+                None => Viewer::Holder {
+                    patient: own.clone(),
+                },
+                Some(_) => Viewer::Representative {
+                    person: own.clone(),
+                    ins: facts
+                        .ins
+                        .get(own)
+                        .cloned()
+                        .ok_or_else(|| Need::Ins(own.clone()))?,
+                },
+            },
+            Actor::Practitioner(id) => Viewer::Professional {
+                id: id.clone(),
+                professions: facts
+                    .professions
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| Need::Professional(id.clone()))?,
+                purpose: ctx.purpose().clone(),
+            },
+        }))
+    }
+
+    /// The records (patient ids) a resource belongs to and its facts for the rules. A
+    /// Binary belongs to what its `securityContext` names (a DocumentReference: then that
+    /// document's record and labels decide). Versions are judged by the current version's
+    /// labels and authors too (a document masked today is masked in all its versions).
+    fn placement(
+        &self,
+        interaction: Interaction,
+        resource: &StoredResource,
+        facts: &Facts,
+    ) -> Result<(Vec<String>, Subject), Need> {
+        let rtype = resource.resource_type.as_str();
+        let mut value: Value = serde_json::from_str(&resource.content).unwrap_or(Value::Null);
+        let mut owner = (rtype.to_string(), resource.id.clone());
+        if rtype == "Binary" {
+            if let Some(doc) = value
+                .pointer("/securityContext/reference")
+                .and_then(Value::as_str)
+                .and_then(|r| r.rsplit_once("DocumentReference/"))
+                .map(|(_, id)| id.to_string())
+            {
+                let key = ("DocumentReference".to_string(), doc.clone());
+                let current = facts
+                    .current
+                    .get(&key)
+                    .ok_or_else(|| Need::Current(key.0.clone(), key.1.clone()))?;
+                value = current
+                    .as_ref()
+                    .filter(|c| !c.deleted)
+                    .and_then(|c| serde_json::from_str(&c.content).ok())
+                    .unwrap_or(Value::Null);
+                owner = key;
+            } else {
+                let patients: Vec<String> = value
+                    .pointer("/securityContext/reference")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.rsplit_once("Patient/"))
+                    .map(|(_, id)| vec![id.to_string()])
+                    .unwrap_or_default();
+                return Ok((patients, Subject::default()));
+            }
+        }
+        let otype = owner.0.as_str();
+        let mut patients = self.patients_of(otype, &value);
+        let mut subject = Subject::of(otype, &value);
+        let older = matches!(interaction, Interaction::Vread | Interaction::History);
+        if older && otype == rtype {
+            let current = facts
+                .current
+                .get(&owner)
+                .ok_or_else(|| Need::Current(owner.0.clone(), owner.1.clone()))?;
+            if let Some(cur) = current.as_ref().filter(|c| !c.deleted) {
+                let cur: Value = serde_json::from_str(&cur.content).unwrap_or(Value::Null);
+                let now = Subject::of(otype, &cur);
+                subject.labels.extend(now.labels);
+                subject.authors.retain(|a| now.authors.contains(a));
+                if now.document_types.is_some() {
+                    subject.document_types = now.document_types;
+                }
+                patients.extend(self.patients_of(otype, &cur));
+                patients.sort();
+                patients.dedup();
+            }
+        }
+        if subject.has(consent::INVISIBLE_PATIENT) {
+            subject.filed_at = *facts
+                .filed_at
+                .get(&owner)
+                .ok_or_else(|| Need::FiledAt(owner.0.clone(), owner.1.clone()))?;
+        }
+        Ok((patients, subject))
+    }
+
+    /// The rules' answer for `resource`: None when the resource is no patient's data (the
+    /// directory), else the decision for the trail. `Err` names a missing fact.
+    fn consent_read(
+        &self,
+        ctx: &RequestContext,
+        interaction: Interaction,
+        resource: &StoredResource,
+        facts: &Facts,
+    ) -> Result<Option<Decided>, Need> {
+        let rtype = resource.resource_type.as_str();
+        if DIRECTORY_TYPES.contains(&rtype) {
+            return Ok(None);
+        }
+        if resource.deleted {
+            // A deletion carries no content to place it: only backend services see it.
+            return Ok(if self.consent_applies(ctx) {
+                Some(Decided {
+                    patients: Vec::new(),
+                    resource_type: rtype.to_string(),
+                    id: resource.id.clone(),
+                    allowed: false,
+                    hidden: true,
+                    why: Some("a deletion".into()),
+                    bases: Vec::new(),
+                })
+            } else {
+                None
+            });
+        }
+        let viewer = self.viewer(ctx, facts)?;
+        let (patients, subject) = self.placement(interaction, resource, facts)?;
+        if patients.is_empty() {
+            return Ok(None);
+        }
+        let mut decided = Decided {
+            patients: patients.clone(),
+            resource_type: rtype.to_string(),
+            id: resource.id.clone(),
+            allowed: true,
+            hidden: false,
+            why: None,
+            bases: Vec::new(),
+        };
+        let Some(viewer) = viewer else {
+            return Ok(Some(decided));
+        };
+        let now = ctx.now_us();
+        for patient in &patients {
+            let rules = facts
+                .rules
+                .get(patient)
+                .ok_or_else(|| Need::Rules(patient.clone()))?;
+            let decision = match (&viewer, rtype) {
+                // A professional finds a patient (to file a document, or to ask for access)
+                // unless blocked: the identity is not the record.
+                (Viewer::Professional { id, .. }, "Patient") => {
+                    if rules.is_blocked(id, now) {
+                        Decision::Refused {
+                            why: "the patient has blocked this professional".into(),
+                            hidden: false,
+                        }
+                    } else {
+                        Decision::Visible
+                    }
+                }
+                // Professionals see their own traces; the médecin traitant the patient's.
+                (Viewer::Professional { id, .. }, "AuditEvent") => {
+                    let own = serde_json::from_str::<Value>(&resource.content)
+                        .ok()
+                        .and_then(|v| v.get("agent").cloned())
+                        .and_then(|a| a.as_array().cloned())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|a| a.pointer("/who/reference").and_then(Value::as_str))
+                        .any(|r| consent::practitioner_id(r) == Some(id.as_str()));
+                    if own || (rules.is_medecin_traitant(id) && !rules.is_blocked(id, now)) {
+                        Decision::Visible
+                    } else {
+                        Decision::Refused {
+                            why: "another professional's trace".into(),
+                            hidden: true,
+                        }
+                    }
+                }
+                _ => consent::decide(&viewer, rules, &subject, Matrix::builtin(), now),
+            };
+            if let Viewer::Professional { id, purpose, .. } = &viewer {
+                if let consent::RecordAccess::Open(b) =
+                    consent::record_access(rules, id, purpose, now)
+                {
+                    decided.bases.extend(b);
+                }
+            }
+            if let Decision::Refused { why, hidden } = decision {
+                decided.allowed = false;
+                decided.hidden = hidden;
+                decided.bases.clear();
+                decided.why = Some(why);
+                break;
+            }
+        }
+        decided.bases.sort();
+        decided.bases.dedup();
+        Ok(Some(decided))
     }
 
     /// May `ctx` write `new` (None for a delete) over `current` (None when it does not
@@ -346,6 +605,209 @@ impl AccessPoint {
     /// like an absent one, and update-as-create is not offered in a patient's context (a
     /// chosen id could be another patient's deleted resource).
     pub fn check_write(
+        &self,
+        ctx: &RequestContext,
+        interaction: Interaction,
+        resource_type: &str,
+        new: Option<&Value>,
+        current: Option<&StoredResource>,
+        facts: &Facts,
+    ) -> Result<(), FhirError> {
+        self.check_write_scopes(ctx, interaction, resource_type, new, current)?;
+        match self.consent_write(ctx, interaction, resource_type, new, current, facts) {
+            Ok(result) => result,
+            Err(need) => Err(FhirError::Internal(format!(
+                "access decision without a fact it needs: {need:?}"
+            ))),
+        }
+    }
+
+    /// The next fact [`Self::check_write`] needs, if any.
+    pub fn pending_write(
+        &self,
+        ctx: &RequestContext,
+        interaction: Interaction,
+        resource_type: &str,
+        new: Option<&Value>,
+        current: Option<&StoredResource>,
+        facts: &Facts,
+    ) -> Option<Need> {
+        self.consent_write(ctx, interaction, resource_type, new, current, facts)
+            .err()
+    }
+
+    /// The patient's rules on a write (after the scopes and the patient bound): who may
+    /// write Consents and AuditEvents, a representative's standing, who may change a
+    /// document, its labels, or delete it. `Err` names a missing fact.
+    fn consent_write(
+        &self,
+        ctx: &RequestContext,
+        interaction: Interaction,
+        rtype: &str,
+        new: Option<&Value>,
+        current: Option<&StoredResource>,
+        facts: &Facts,
+    ) -> Result<Result<(), FhirError>, Need> {
+        let forbid = |why: &str| Ok(Err(FhirError::Forbidden(why.to_string())));
+        let current_value: Option<Value> = current
+            .filter(|c| !c.deleted)
+            .and_then(|c| serde_json::from_str(&c.content).ok());
+        if rtype == "AuditEvent" {
+            if interaction != Interaction::Create {
+                return Ok(Err(FhirError::MethodNotAllowed(
+                    "AuditEvents are append-only: they cannot be changed or deleted".into(),
+                )));
+            }
+            if !matches!(ctx.actor(), Actor::System(_)) {
+                return forbid("AuditEvents are written by Carnet and by backend services only");
+            }
+        }
+        if rtype == "Consent" {
+            if let Some(new) = new {
+                if let Err(why) = consent::profile::check(new) {
+                    return Ok(Err(FhirError::Unprocessable(format!(
+                        "this Consent does not follow Carnet's Consent profile: {why}"
+                    ))));
+                }
+            }
+            let guardianship_only = |v: Option<&Value>| {
+                v.is_none_or(|v| {
+                    let p = consent::profile::provisions(v);
+                    !p.is_empty()
+                        && p.iter()
+                            .all(|p| matches!(p.rule, consent::Rule::Guardian { .. }))
+                })
+            };
+            match ctx.actor() {
+                Actor::Practitioner(_) => {
+                    return forbid(
+                        "a patient's rules (Consents) are written by the patient or their legal                          representative only",
+                    )
+                }
+                Actor::System(_)
+                    if !(guardianship_only(new) && guardianship_only(current_value.as_ref())) =>
+                {
+                    return forbid(
+                        "a backend service may record legal representatives only; the other                          rules are the patient's to write",
+                    )
+                }
+                _ => {}
+            }
+        }
+        let labels = |v: Option<&Value>| -> std::collections::BTreeSet<String> {
+            v.map(|v| Subject::of(rtype, v).labels)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(s, _)| s == consent::TRE_A07)
+                .map(|(_, c)| c)
+                .collect()
+        };
+        let (before, after) = if interaction == Interaction::Delete {
+            (labels(current_value.as_ref()), labels(current_value.as_ref()))
+        } else {
+            (labels(current_value.as_ref()), labels(new))
+        };
+        let changed: Vec<&String> = before.symmetric_difference(&after).collect();
+        let removed = |code: &str| before.contains(code) && !after.contains(code);
+        let now = ctx.now_us();
+        match ctx.actor() {
+            Actor::System(_) => Ok(Ok(())),
+            Actor::Patient(own) => {
+                let representative = ctx.acting_for().is_some();
+                if let Some(child) = ctx.acting_for() {
+                    let ins = facts.ins.get(own).ok_or_else(|| Need::Ins(own.clone()))?;
+                    let rules = facts
+                        .rules
+                        .get(child)
+                        .ok_or_else(|| Need::Rules(child.to_string()))?;
+                    if !rules.represented_by(ins, now) {
+                        return forbid(&format!(
+                            "Patient/{own} is not a legal representative of Patient/{child}"
+                        ));
+                    }
+                }
+                if let Some(cur) = current.filter(|c| !c.deleted) {
+                    let decided = self.consent_read(ctx, Interaction::Read, cur, facts)?;
+                    if decided.is_some_and(|d| !d.allowed) {
+                        return Ok(Err(FhirError::NotFound(format!(
+                            "{rtype}/{} is not known",
+                            cur.id
+                        ))));
+                    }
+                }
+                if changed.iter().any(|c| *c == consent::INVISIBLE_PATIENT) {
+                    return forbid(
+                        "INVISIBLE_PATIENT is set and lifted by the document's author (after                          the announcement consultation)",
+                    );
+                }
+                if representative
+                    && changed
+                        .iter()
+                        .any(|c| *c == consent::INVISIBLE_REPRESENTANTS_LEGAUX)
+                {
+                    return forbid("INVISIBLE_REPRESENTANTS_LEGAUX is not a representative's to change");
+                }
+                if rtype == "DocumentReference" && interaction == Interaction::Delete {
+                    let by_professional = current_value
+                        .as_ref()
+                        .is_some_and(|v| !Subject::of(rtype, v).authors.is_empty());
+                    if by_professional {
+                        return forbid("only the author of a document may delete it");
+                    }
+                }
+                Ok(Ok(()))
+            }
+            Actor::Practitioner(id) => {
+                if rtype == "RelatedPerson" {
+                    return forbid(
+                        "a patient's legal representatives are recorded by the patient or the                          registry, not by professionals",
+                    );
+                }
+                let Some(cur) = current.filter(|c| !c.deleted) else {
+                    // Filing needs no authorisation (AC2).
+                    return Ok(Ok(()));
+                };
+                let cur_value = current_value.clone().unwrap_or(Value::Null);
+                let decided = self.consent_read(ctx, Interaction::Read, cur, facts)?;
+                if let Some(d) = decided.filter(|d| !d.allowed) {
+                    let why = d.why.unwrap_or_default();
+                    return Ok(Err(if d.hidden {
+                        FhirError::NotFound(format!("{rtype}/{} is not known", cur.id))
+                    } else {
+                        FhirError::Forbidden(why)
+                    }));
+                }
+                let authored = Subject::of(rtype, &cur_value).authors.contains(id);
+                if rtype == "DocumentReference" && !authored {
+                    return forbid("only the author of a document may change or delete it");
+                }
+                if rtype == "Patient" {
+                    let gp = |v: Option<&Value>| v.and_then(|v| v.get("generalPractitioner")).cloned();
+                    let rules = facts
+                        .rules
+                        .get(&cur.id)
+                        .ok_or_else(|| Need::Rules(cur.id.clone()))?;
+                    let open = matches!(
+                        consent::record_access(rules, id, ctx.purpose(), now),
+                        consent::RecordAccess::Open(_)
+                    );
+                    if !open || interaction == Interaction::Delete {
+                        return forbid("the patient has not authorised this professional");
+                    }
+                    if gp(new) != gp(Some(&cur_value)) {
+                        return forbid("the médecin traitant is the patient's to declare");
+                    }
+                }
+                if removed(consent::MASQUE_PS) || removed(consent::MASQUE_PSOCIAL) {
+                    return forbid("only the patient unmasks a document");
+                }
+                Ok(Ok(()))
+            }
+        }
+    }
+
+    /// The scopes and the patient bound of a write.
+    fn check_write_scopes(
         &self,
         ctx: &RequestContext,
         interaction: Interaction,
@@ -397,10 +859,77 @@ impl AccessPoint {
         self.check_login_identifiers(ctx, resource_type, new, current)
     }
 
+    /// The trail entry of a write (decided by [`Self::check_write`]): the records of the
+    /// resource as written and as it was.
+    pub fn decided_write(
+        &self,
+        rtype: &str,
+        id: &str,
+        new: Option<&Value>,
+        current: Option<&StoredResource>,
+        refusal: Option<&FhirError>,
+    ) -> Decided {
+        let mut patients = new
+            .map(|v| self.patients_of(rtype, v))
+            .unwrap_or_default();
+        if let Some(cur) = current.filter(|c| !c.deleted) {
+            if let Ok(v) = serde_json::from_str::<Value>(&cur.content) {
+                patients.extend(self.patients_of(rtype, &v));
+            }
+        }
+        patients.sort();
+        patients.dedup();
+        Decided {
+            patients,
+            resource_type: rtype.to_string(),
+            id: id.to_string(),
+            allowed: refusal.is_none(),
+            hidden: matches!(refusal, Some(FhirError::NotFound(_))),
+            why: refusal.map(|e| e.to_string()),
+            bases: Vec::new(),
+        }
+    }
+
+    /// The patients whose record `resource` is in (a Binary: the patient its security
+    /// context names, directly or through its document's subject when stored together).
+    pub fn patients_of(&self, rtype: &str, resource: &Value) -> Vec<String> {
+        if DIRECTORY_TYPES.contains(&rtype) {
+            return Vec::new();
+        }
+        if rtype == "Binary" {
+            return resource
+                .pointer("/securityContext/reference")
+                .and_then(Value::as_str)
+                .and_then(|r| r.rsplit_once("Patient/"))
+                .map(|(_, id)| vec![id.to_string()])
+                .unwrap_or_default();
+        }
+        if rtype == "AuditEvent" {
+            return audit_event_patients(resource);
+        }
+        compartment::patients_referenced(rtype, resource, &self.base_url)
+    }
+
     /// What a request just wrote, returned to it: its write passed [`Self::check_write`].
     pub fn admit_written(&self, resource: StoredResource) -> Visible<StoredResource> {
         Visible(resource)
     }
+}
+
+/// The patients an AuditEvent is about (its entities), not the patient who was the agent.
+fn audit_event_patients(event: &Value) -> Vec<String> {
+    let mut out: Vec<String> = event
+        .get("entity")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.pointer("/what/reference").and_then(Value::as_str))
+        .filter_map(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The types a clause looks at besides the searched one (chains and `_has`).

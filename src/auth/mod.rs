@@ -44,8 +44,11 @@ pub struct RequestContext {
     /// The patient in context: the launch patient of an app's token, or the patient
     /// themself. `patient/` scopes reach this patient's compartment only.
     patient: Option<String>,
-    /// Purpose of use (e.g. `TREAT`, `BTG`), when the credentials carry one.
-    purpose_of_use: Option<String>,
+    /// Why a professional asks (an emergency opens a record), from the token.
+    purpose: crate::consent::Purpose,
+    /// The request's clock, in microseconds since the epoch (the time the consent rules are
+    /// evaluated at). Only development tokens may move it (`X-Carnet-Now`), for tests.
+    now_us: i64,
     request_id: String,
 }
 
@@ -84,15 +87,32 @@ impl RequestContext {
         )
     }
 
-    pub fn purpose_of_use(&self) -> Option<&str> {
-        self.purpose_of_use.as_deref()
+    pub fn purpose(&self) -> &crate::consent::Purpose {
+        &self.purpose
+    }
+
+    /// A patient acting for another patient (a parent for their child): the patient in
+    /// context is not themself.
+    pub fn acting_for(&self) -> Option<&str> {
+        match (&self.actor, self.patient.as_deref()) {
+            (Actor::Patient(own), Some(p)) if p != own => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn now_us(&self) -> i64 {
+        self.now_us
     }
 
     pub fn request_id(&self) -> &str {
         &self.request_id
     }
 
-    fn from_claims(claims: Claims, request_id: String) -> Result<RequestContext, AuthFailure> {
+    fn from_claims(
+        claims: Claims,
+        request_id: String,
+        now_us: i64,
+    ) -> Result<RequestContext, AuthFailure> {
         let scopes = Scopes::parse(&claims.scope);
         let valid = |id: &str| crate::fhir::resource_types::is_valid_id(id);
         let invalid = || AuthFailure::Unauthorized(TokenError::Invalid("unknown subject".into()));
@@ -110,8 +130,12 @@ impl RequestContext {
                 return Err(invalid());
             }
         }
-        // A patient only ever sees their own record; `patient/` scopes need a patient.
+        // A patient sees their own record, or the record of the child they act for (the
+        // guardianship is checked by the consent rules on every access); `patient/` scopes
+        // need a patient.
+        let purpose = purpose_of(&claims);
         let patient = match (&actor, claims.patient) {
+            (Actor::Patient(_), Some(child)) if valid(&child) => Some(child),
             (Actor::Patient(own), _) => Some(own.clone()),
             (_, Some(launch)) if valid(&launch) => Some(launch),
             (_, Some(_)) => return Err(invalid()),
@@ -127,9 +151,35 @@ impl RequestContext {
             client_id: claims.client_id,
             scopes,
             patient,
-            purpose_of_use: None,
+            purpose,
+            now_us,
             request_id,
         })
+    }
+}
+
+/// The purpose of use a token declares, as the consent rules read it.
+fn purpose_of(claims: &Claims) -> crate::consent::Purpose {
+    use crate::consent::Purpose;
+    let declared_at = claims.iat.saturating_mul(1_000_000);
+    let reason = claims
+        .purpose_reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    match claims.purpose_of_use.as_deref() {
+        Some("BTG") => match reason {
+            Some(r) => Purpose::Emergency {
+                reason: r.to_string(),
+                declared_at,
+            },
+            None => Purpose::Invalid("an emergency access (BTG) needs a written reason".into()),
+        },
+        Some("ETREAT") if claims.regulation => Purpose::Regulation { declared_at },
+        Some("ETREAT") => Purpose::Invalid(
+            "emergency treatment (ETREAT) is for the SAMU regulating doctor only".into(),
+        ),
+        _ => Purpose::Normal,
     }
 }
 
@@ -231,6 +281,13 @@ impl FromRequest for RequestContext {
             .map(|r| r.0.clone())
             .unwrap_or_default();
         let verified = verify_bearer(req);
+        // Tests move the clock with a development token (an INVISIBLE_PATIENT document
+        // appears a month after filing); real tokens never can.
+        let clock = req
+            .headers()
+            .get("X-Carnet-Now")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::fhir::instant::parse_us);
         Box::pin(async move {
             let (claims, auth) = verified?;
             // Development tokens name no grant (and exist only with --dev). Any other token's
@@ -245,7 +302,11 @@ impl FromRequest for RequestContext {
                     return Err(revoked());
                 }
             }
-            RequestContext::from_claims(claims, request_id)
+            let now = match clock {
+                Some(t) if claims.dev => t,
+                _ => crate::fhir::instant::now_us(),
+            };
+            RequestContext::from_claims(claims, request_id, now)
         })
     }
 }
@@ -258,6 +319,18 @@ pub enum DevSubject {
     System,
 }
 
+/// The optional parts of a development token.
+#[derive(Debug, Clone, Default)]
+pub struct DevOptions {
+    /// For a patient: the child they act for (the patient in context).
+    pub acting_for: Option<String>,
+    /// For a professional: `BTG` or `ETREAT`, with the written reason.
+    pub purpose: Option<String>,
+    pub reason: Option<String>,
+    /// For a professional: acting as the SAMU regulating doctor.
+    pub regulation: bool,
+}
+
 /// A development token (accepted by `carnet serve --dev` only) for `subject`, with `scope`
 /// (default: everything the subject's kind may have), valid `lifetime_s` seconds.
 pub fn dev_token(
@@ -266,11 +339,22 @@ pub fn dev_token(
     scope: Option<&str>,
     lifetime_s: i64,
 ) -> Result<String, String> {
+    dev_token_with(tokens, subject, scope, lifetime_s, &DevOptions::default())
+}
+
+/// [`dev_token`] with a purpose of use or a child in context.
+pub fn dev_token_with(
+    tokens: &TokenService,
+    subject: &DevSubject,
+    scope: Option<&str>,
+    lifetime_s: i64,
+    options: &DevOptions,
+) -> Result<String, String> {
     let (sub, default_scope, patient) = match subject {
         DevSubject::Patient(id) => (
             format!("Patient/{id}"),
             "openid fhirUser patient/*.cruds",
-            Some(id.clone()),
+            Some(options.acting_for.clone().unwrap_or_else(|| id.clone())),
         ),
         DevSubject::Practitioner(id) => (
             format!("Practitioner/{id}"),
@@ -292,6 +376,9 @@ pub fn dev_token(
         jti: uuid::Uuid::new_v4().to_string(),
         grant: None,
         dev: true,
+        purpose_of_use: options.purpose.clone(),
+        purpose_reason: options.reason.clone(),
+        regulation: options.regulation,
     };
     tokens.issue(&claims)
 }

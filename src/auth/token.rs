@@ -32,6 +32,16 @@ pub struct Claims {
     /// Made by `carnet dev-token`: accepted only by `carnet serve --dev`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dev: bool,
+    /// Purpose of use (IHE IUA style): `BTG` (break the glass) or `ETREAT` (SAMU regulation)
+    /// open a record in an emergency; absent means treatment under the patient's rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose_of_use: Option<String>,
+    /// The written reason of an emergency access (traced, told to the patient).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose_reason: Option<String>,
+    /// The professional acts as the SAMU regulating doctor (centre 15).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub regulation: bool,
 }
 
 /// Why a token was refused (told to the client in `WWW-Authenticate`; never the token).
@@ -241,6 +251,9 @@ mod tests {
             jti: "j".into(),
             grant: Some("g".into()),
             dev: false,
+            purpose_of_use: None,
+            purpose_reason: None,
+            regulation: false,
         }
     }
 

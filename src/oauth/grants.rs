@@ -100,6 +100,9 @@ pub fn access_token(
         jti: uuid::Uuid::new_v4().to_string(),
         grant: Some(grant.id.clone()),
         dev: false,
+        purpose_of_use: None,
+        purpose_reason: None,
+        regulation: false,
     };
     let token = tokens.issue(&claims).map_err(server_error)?;
     Ok((token, claims))

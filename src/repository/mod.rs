@@ -5,13 +5,15 @@
 //! point can make; storage is a private child module, so nothing else can read the
 //! database. What it must never do: serialise for the wire, or decide access itself.
 
+mod audit;
+mod consent_facts;
 mod oauth_store;
 mod storage;
 pub mod transaction;
 
 use serde_json::{json, Value};
 
-use crate::access::{AccessPoint, Interaction, Visible};
+use crate::access::{AccessPoint, Facts, Interaction, Visible};
 use crate::auth::Permission;
 use crate::auth::RequestContext;
 use crate::error::FhirError;
@@ -104,6 +106,8 @@ pub struct HistoryRequest {
 pub struct Repository {
     storage: Storage,
     access: AccessPoint,
+    /// The group commit of reads' AuditEvents.
+    audit: std::sync::Arc<audit::Queue>,
     /// This server's FHIR base URL: absolute references under it are local ones.
     base_url: String,
 }
@@ -119,6 +123,7 @@ impl Repository {
         Ok(Repository {
             storage: Storage::open(database_url, pool_size)?,
             access,
+            audit: Default::default(),
             base_url: base_url.trim_end_matches('/').to_string(),
         })
     }
@@ -134,7 +139,10 @@ impl Repository {
         id: &str,
     ) -> Result<Visible<StoredResource>, FhirError> {
         let mut conn = self.storage.conn()?;
-        self.read_in(&mut conn, ctx, rtype, id)
+        let mut facts = Facts::new();
+        let result = self.read_in(&mut conn, ctx, rtype, id, &mut facts);
+        self.audit_read(&mut conn, ctx, "read", &facts, &result)?;
+        result
     }
 
     fn read_in(
@@ -143,14 +151,17 @@ impl Repository {
         ctx: &RequestContext,
         rtype: &str,
         id: &str,
+        facts: &mut Facts,
     ) -> Result<Visible<StoredResource>, FhirError> {
         check_type(rtype)?;
         check_id(rtype, id)?;
         self.access.check_type(ctx, rtype, Permission::Read)?;
         let row = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
+        let row = from_current(row);
+        self.settle_reads(conn, ctx, Interaction::Read, std::slice::from_ref(&row), facts)?;
         let visible = self
             .access
-            .check_read(ctx, Interaction::Read, from_current(row))
+            .check_read(ctx, Interaction::Read, row, facts)
             .map_err(|r| r.into_error(rtype, id))?;
         if visible.deleted {
             return Err(FhirError::Gone(format!("{rtype}/{id} was deleted")));
@@ -166,7 +177,10 @@ impl Repository {
         vid: &str,
     ) -> Result<Visible<StoredResource>, FhirError> {
         let mut conn = self.storage.conn()?;
-        self.vread_in(&mut conn, ctx, rtype, id, vid)
+        let mut facts = Facts::new();
+        let result = self.vread_in(&mut conn, ctx, rtype, id, vid, &mut facts);
+        self.audit_read(&mut conn, ctx, "vread", &facts, &result)?;
+        result
     }
 
     fn vread_in(
@@ -176,6 +190,7 @@ impl Repository {
         rtype: &str,
         id: &str,
         vid: &str,
+        facts: &mut Facts,
     ) -> Result<Visible<StoredResource>, FhirError> {
         check_type(rtype)?;
         check_id(rtype, id)?;
@@ -183,10 +198,11 @@ impl Repository {
         // One answer for an absent resource, an absent version and a hidden one.
         let missing = || FhirError::NotFound(format!("{rtype}/{id}/_history/{vid} is not known"));
         let v: i64 = vid.parse().map_err(|_| missing())?;
-        let row = storage::version(conn, rtype, id, v)?.ok_or_else(missing)?;
+        let row = from_version(storage::version(conn, rtype, id, v)?.ok_or_else(missing)?);
+        self.settle_reads(conn, ctx, Interaction::Vread, std::slice::from_ref(&row), facts)?;
         let visible = self
             .access
-            .check_read(ctx, Interaction::Vread, from_version(row))
+            .check_read(ctx, Interaction::Vread, row, facts)
             .map_err(|r| match r {
                 crate::access::Refusal::Hidden => missing(),
                 other => other.into_error(rtype, id),
@@ -210,15 +226,39 @@ impl Repository {
     ) -> Result<WriteOutcome, FhirError> {
         check_type(rtype)?;
         let resource = validate_as(rtype, resource)?;
-        self.storage.write(|conn| {
+        self.audited_write(ctx, "create", |conn, facts| {
             if let Some(criteria) = if_none_exist {
-                if let Some(existing) = self.conditional_match(conn, ctx, rtype, criteria)? {
+                if let Some(existing) =
+                    self.conditional_match(conn, ctx, rtype, criteria, facts)?
+                {
                     return Ok(existing);
                 }
             }
             let id = new_id();
-            self.write_in(conn, ctx, rtype, &id, resource, None, "POST")
+            self.write_in(conn, ctx, rtype, &id, resource, None, "POST", facts)
         })
+    }
+
+    /// Runs a write in one transaction with its AuditEvents; a refused write is traced
+    /// after the rollback.
+    fn audited_write<T>(
+        &self,
+        ctx: &RequestContext,
+        interaction: &str,
+        f: impl FnOnce(&mut AnyConnection, &mut Facts) -> Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
+        let mut conn = self.storage.conn()?;
+        let mut facts = Facts::new();
+        let result = Storage::write_on(&mut conn, |c| {
+            let out = f(c, &mut facts)?;
+            self.audit_in(c, ctx, interaction, &facts)?;
+            Ok(out)
+        });
+        if result.is_err() && facts.trail.iter().any(|d| !d.allowed) {
+            facts.trail.retain(|d| !d.allowed);
+            self.audit_read(&mut conn, ctx, interaction, &facts, &result)?;
+        }
+        result
     }
 
     /// Updates (or creates with a client id) a resource; `if_match` is the version the
@@ -233,8 +273,9 @@ impl Repository {
     ) -> Result<WriteOutcome, FhirError> {
         check_type(rtype)?;
         let resource = validate_for_update(rtype, id, resource)?;
-        self.storage
-            .write(|conn| self.write_in(conn, ctx, rtype, id, resource, if_match, "PUT"))
+        self.audited_write(ctx, "update", |conn, facts| {
+            self.write_in(conn, ctx, rtype, id, resource, if_match, "PUT", facts)
+        })
     }
 
     pub fn delete(
@@ -246,8 +287,9 @@ impl Repository {
     ) -> Result<WriteOutcome, FhirError> {
         check_type(rtype)?;
         check_id(rtype, id)?;
-        self.storage
-            .write(|conn| self.delete_in(conn, ctx, rtype, id, if_match))
+        self.audited_write(ctx, "delete", |conn, facts| {
+            self.delete_in(conn, ctx, rtype, id, if_match, facts)
+        })
     }
 
     /// The one resource matching `criteria`, if exactly one does; 412 if several do.
@@ -257,6 +299,7 @@ impl Repository {
         ctx: &RequestContext,
         rtype: &str,
         criteria: &str,
+        facts: &mut Facts,
     ) -> Result<Option<WriteOutcome>, FhirError> {
         // Only a request that may create this type learns anything from its criteria.
         self.access.check_type(ctx, rtype, Permission::Create)?;
@@ -286,10 +329,20 @@ impl Repository {
         // Serialise conditional creates with the same criteria (normalised as parsed).
         storage::lock_criteria(conn, &format!("{rtype}?{}", search.canonical_query))?;
         let ids = storage::search::matching_ids(conn, &search)?;
+        // Only matches the requester may see count (a hidden match must not show, not even
+        // as "several match").
+        let ids: Vec<String> = if self.access.checks_each_resource(ctx) {
+            self.visible_rows(conn, ctx, &ids.into_iter().map(|i| (rtype.to_string(), i)).collect::<Vec<_>>(), facts)?
+                .into_iter()
+                .map(|v| v.id.clone())
+                .collect()
+        } else {
+            ids
+        };
         match ids.as_slice() {
             [] => Ok(None),
             [one] => {
-                let resource = self.read_in(conn, ctx, rtype, one)?;
+                let resource = self.read_in(conn, ctx, rtype, one, facts)?;
                 Ok(Some(WriteOutcome {
                     status: WriteStatus::Existing,
                     resource,
@@ -310,9 +363,10 @@ impl Repository {
         ctx: &RequestContext,
         rtype: &str,
         id: &str,
-        mut resource: Value,
+        resource: Value,
         if_match: Option<i64>,
         method: &str,
+        facts: &mut Facts,
     ) -> Result<WriteOutcome, FhirError> {
         let current = storage::current(conn, rtype, id)?;
         let current_stored = current.clone().map(from_current);
@@ -323,13 +377,32 @@ impl Repository {
         };
         // The access decision comes first: a precondition must not tell whether a
         // resource the requester may not see exists.
-        self.access.check_write(
+        self.settle_write(
+            conn,
             ctx,
             interaction,
             rtype,
             Some(&resource),
             current_stored.as_ref(),
+            facts,
         )?;
+        let decision = self.access.check_write(
+            ctx,
+            interaction,
+            rtype,
+            Some(&resource),
+            current_stored.as_ref(),
+            facts,
+        );
+        let decided = self.access.decided_write(
+            rtype,
+            id,
+            Some(&resource),
+            current_stored.as_ref(),
+            decision.as_ref().err(),
+        );
+        facts.trail.push(decided);
+        decision?;
         if let Some(expected) = if_match {
             match &current {
                 Some(row) if !row.deleted && row.version_id == expected => {}
@@ -346,7 +419,44 @@ impl Repository {
                 }
             }
         }
-        let version_id = current.as_ref().map_or(1, |r| r.version_id + 1);
+        let mut outcome = match self.put_checked_opt(conn, rtype, id, resource, current.as_ref(), method)? {
+            Some(o) => o,
+            None => return Err(lost_race(rtype, id, if_match)),
+        };
+        outcome.status = if interaction == Interaction::Update {
+            WriteStatus::Updated
+        } else {
+            WriteStatus::Created
+        };
+        Ok(outcome)
+    }
+
+    /// Writes `resource` as the next version after `current` (a decided write).
+    fn put_checked(
+        &self,
+        conn: &mut AnyConnection,
+        rtype: &str,
+        id: &str,
+        resource: Value,
+        current: &storage::CurrentRow,
+        method: &str,
+    ) -> Result<WriteOutcome, FhirError> {
+        self.put_checked_opt(conn, rtype, id, resource, Some(current), method)?
+            .ok_or_else(|| lost_race(rtype, id, None))
+    }
+
+    /// Writes `resource` as the next version after `current`; None when a concurrent
+    /// writer got there first.
+    fn put_checked_opt(
+        &self,
+        conn: &mut AnyConnection,
+        rtype: &str,
+        id: &str,
+        mut resource: Value,
+        current: Option<&storage::CurrentRow>,
+        method: &str,
+    ) -> Result<Option<WriteOutcome>, FhirError> {
+        let version_id = current.map_or(1, |r| r.version_id + 1);
         let now = instant::now_us();
         stamp(&mut resource, id, version_id, now);
         let content = serde_json::to_string(&resource)
@@ -365,10 +475,10 @@ impl Repository {
                 content: &content,
                 index: &index,
             },
-            current.as_ref().map(|r| r.version_id),
+            current.map(|r| r.version_id),
         )?;
         if !written {
-            return Err(lost_race(rtype, id, if_match));
+            return Ok(None);
         }
         let stored = StoredResource {
             resource_type: rtype.to_string(),
@@ -379,15 +489,10 @@ impl Repository {
             content,
             method: Some(method.to_string()),
         };
-        let resource = self.access.admit_written(stored);
-        Ok(WriteOutcome {
-            status: if interaction == Interaction::Update {
-                WriteStatus::Updated
-            } else {
-                WriteStatus::Created
-            },
-            resource,
-        })
+        Ok(Some(WriteOutcome {
+            status: WriteStatus::Updated,
+            resource: self.access.admit_written(stored),
+        }))
     }
 
     fn delete_in(
@@ -397,12 +502,59 @@ impl Repository {
         rtype: &str,
         id: &str,
         if_match: Option<i64>,
+        facts: &mut Facts,
     ) -> Result<WriteOutcome, FhirError> {
         self.access.check_type(ctx, rtype, Permission::Delete)?;
         let current = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
         let current_stored = from_current(current.clone());
-        self.access
-            .check_write(ctx, Interaction::Delete, rtype, None, Some(&current_stored))?;
+        self.settle_write(
+            conn,
+            ctx,
+            Interaction::Delete,
+            rtype,
+            None,
+            Some(&current_stored),
+            facts,
+        )?;
+        let decision = self.access.check_write(
+            ctx,
+            Interaction::Delete,
+            rtype,
+            None,
+            Some(&current_stored),
+            facts,
+        );
+        facts.trail.push(self.access.decided_write(
+            rtype,
+            id,
+            None,
+            Some(&current_stored),
+            decision.as_ref().err(),
+        ));
+        decision?;
+        if rtype == "DocumentReference" && !current.deleted {
+            // The DMP deletes logically: the document is marked entered-in-error and
+            // keeps its history (AC9).
+            if let Some(expected) = if_match {
+                if current.version_id != expected {
+                    return Err(FhirError::PreconditionFailed(format!(
+                        "If-Match W/\"{expected}\" does not match the current version of {rtype}/{id}"
+                    )));
+                }
+            }
+            let mut doc: Value = current_stored.json()?;
+            if doc.get("status").and_then(Value::as_str) == Some("entered-in-error") {
+                let resource = self.access.admit_written(current_stored);
+                return Ok(WriteOutcome {
+                    status: WriteStatus::AlreadyDeleted,
+                    resource,
+                });
+            }
+            doc["status"] = json!("entered-in-error");
+            let mut outcome = self.put_checked(conn, rtype, id, doc, &current, "PUT")?;
+            outcome.status = WriteStatus::Deleted;
+            return Ok(outcome);
+        }
         if let Some(expected) = if_match {
             if current.deleted || current.version_id != expected {
                 return Err(FhirError::PreconditionFailed(format!(
@@ -469,17 +621,45 @@ impl Repository {
                 .check_history_listing(ctx, req.resource_type.as_deref())?;
         }
         let mut conn = self.storage.conn()?;
+        let mut facts = Facts::new();
+        let result = self.history_in(&mut conn, ctx, req, &mut facts);
+        let interaction = match (&req.resource_type, &req.id) {
+            (Some(_), Some(_)) => "history-instance",
+            (Some(_), None) => "history-type",
+            _ => "history-system",
+        };
+        self.audit_read(&mut conn, ctx, interaction, &facts, &result)?;
+        result
+    }
+
+    fn history_in(
+        &self,
+        conn: &mut storage::Conn,
+        ctx: &RequestContext,
+        req: &HistoryRequest,
+        facts: &mut Facts,
+    ) -> Result<HistoryPage, FhirError> {
         if let (Some(t), Some(id)) = (&req.resource_type, &req.id) {
-            // Whether the resource exists is itself an answer: it passes the access point.
+            // Whether the resource exists is itself an answer: it passes the access point
+            // (as a read: the instance's refusal says why).
             check_id(t, id)?;
             self.access.check_type(ctx, t, Permission::Read)?;
-            let row = storage::current(&mut conn, t, id)?.ok_or_else(|| not_found(t, id))?;
-            self.access
-                .check_read(ctx, Interaction::History, from_current(row))
-                .map_err(|r| r.into_error(t, id))?;
+            let row = storage::current(conn, t, id)?.ok_or_else(|| not_found(t, id))?;
+            let row = from_current(row);
+            self.settle_reads(conn, ctx, Interaction::Read, std::slice::from_ref(&row), facts)?;
+            let mut probe = Facts::new();
+            std::mem::swap(&mut probe, facts);
+            let checked = self.access.check_read(ctx, Interaction::Read, row, &mut probe);
+            std::mem::swap(&mut probe, facts);
+            // Only a refusal is traced here; the entries below trace what is shown.
+            if let Err(r) = checked {
+                facts.trail.extend(probe.trail);
+                return Err(r.into_error(t, id));
+            }
         }
+        let conn = &mut **conn;
         let rows = storage::history(
-            &mut conn,
+            conn,
             &HistoryQuery {
                 resource_type: req.resource_type.clone(),
                 id: req.id.clone(),
@@ -495,11 +675,11 @@ impl Repository {
         } else {
             None
         };
-        let entries = self.access.filter(
-            ctx,
-            Interaction::History,
-            rows.into_iter().map(from_version).collect(),
-        );
+        let rows: Vec<StoredResource> = rows.into_iter().map(from_version).collect();
+        self.settle_reads(conn, ctx, Interaction::History, &rows, facts)?;
+        let entries = self
+            .access
+            .filter(ctx, Interaction::History, rows, facts);
         Ok(HistoryPage {
             entries,
             next_cursor,
@@ -527,6 +707,25 @@ impl Repository {
         count: i64,
     ) -> Result<SearchPage, FhirError> {
         let mut conn = self.storage.conn()?;
+        let mut facts = Facts::new();
+        let result = self.search_in(&mut conn, ctx, reqs, count, &mut facts);
+        let interaction = if reqs.len() == 1 {
+            "search-type"
+        } else {
+            "search-system"
+        };
+        self.audit_read(&mut conn, ctx, interaction, &facts, &result)?;
+        result
+    }
+
+    fn search_in(
+        &self,
+        conn: &mut storage::Conn,
+        ctx: &RequestContext,
+        reqs: &[crate::fhir::search_query::SearchRequest],
+        count: i64,
+        facts: &mut Facts,
+    ) -> Result<SearchPage, FhirError> {
         let mut refs: Vec<(String, String)> = Vec::new();
         for req in reqs {
             check_type(&req.resource_type)?;
@@ -539,15 +738,17 @@ impl Repository {
                     )?);
             }
             let req = &req;
-            let ids = storage::search::matching_ids(&mut conn, req)?;
+            let ids = storage::search::matching_ids(conn, req)?;
             refs.extend(ids.into_iter().map(|id| (req.resource_type.clone(), id)));
         }
         if self.access.checks_each_resource(ctx) {
             refs = self
-                .visible_rows(&mut conn, ctx, &refs)?
+                .visible_rows(conn, ctx, &refs, facts)?
                 .into_iter()
                 .map(|v| (v.resource_type.clone(), v.id.clone()))
                 .collect();
+            // What was refused is traced; what is shown is traced by the page below.
+            facts.trail.retain(|d| !d.allowed);
         }
         let total = refs.len() as i64;
         let first: Vec<(String, String)> =
@@ -565,16 +766,16 @@ impl Repository {
                 refs: &refs,
                 page_size: count,
             };
-            storage::search::with_relaxed_sync(&mut conn, |conn| {
+            storage::search::with_relaxed_sync(conn, |conn| {
                 Storage::write_on(conn, |c| storage::search::save_snapshot(c, &snapshot))
             })?;
             Some(sid)
         } else {
             None
         };
-        let entries = self.visible_rows(&mut conn, ctx, &first)?;
+        let entries = self.visible_rows(conn, ctx, &first, facts)?;
         let included = match reqs.first() {
-            Some(req) => self.includes(&mut conn, ctx, req, &entries)?,
+            Some(req) => self.includes(conn, ctx, req, &entries, facts)?,
             None => Vec::new(),
         };
         Ok(SearchPage {
@@ -609,8 +810,15 @@ impl Repository {
                 .ok_or_else(gone)?;
         let (rtype, query) = snap.query.split_once('?').unwrap_or((&snap.query, ""));
         let req = parse(rtype, query)?;
-        let entries = self.visible_rows(&mut conn, ctx, &snap.refs)?;
-        let included = self.includes(&mut conn, ctx, &req, &entries)?;
+        let mut facts = Facts::new();
+        let page = self
+            .visible_rows(&mut conn, ctx, &snap.refs, &mut facts)
+            .and_then(|entries| {
+                let included = self.includes(&mut conn, ctx, &req, &entries, &mut facts)?;
+                Ok((entries, included))
+            });
+        self.audit_read(&mut conn, ctx, "search-type", &facts, &page)?;
+        let (entries, included) = page?;
         let page = SearchPage {
             entries,
             included,
@@ -629,16 +837,15 @@ impl Repository {
         conn: &mut AnyConnection,
         ctx: &RequestContext,
         refs: &[(String, String)],
+        facts: &mut Facts,
     ) -> Result<Vec<Visible<StoredResource>>, FhirError> {
-        let rows = storage::search::current_rows_of(conn, refs)?;
-        Ok(self.access.filter(
-            ctx,
-            Interaction::Search,
-            rows.into_iter()
-                .filter(|r| !r.deleted)
-                .map(from_current)
-                .collect(),
-        ))
+        let rows: Vec<StoredResource> = storage::search::current_rows_of(conn, refs)?
+            .into_iter()
+            .filter(|r| !r.deleted)
+            .map(from_current)
+            .collect();
+        self.settle_reads(conn, ctx, Interaction::Search, &rows, facts)?;
+        Ok(self.access.filter(ctx, Interaction::Search, rows, facts))
     }
 
     /// The resources `_include` and `_revinclude` bring in for `matches` (each through the
@@ -649,6 +856,7 @@ impl Repository {
         ctx: &RequestContext,
         req: &crate::fhir::search_query::SearchRequest,
         matches: &[Visible<StoredResource>],
+        facts: &mut Facts,
     ) -> Result<Vec<Visible<StoredResource>>, FhirError> {
         use std::collections::{BTreeMap, HashSet};
         if req.includes.is_empty() && req.revincludes.is_empty() {
@@ -705,15 +913,13 @@ impl Repository {
                 ids.retain(|id| !seen.contains(&(t.clone(), id.clone())));
                 ids.sort();
                 ids.dedup();
-                let rows = storage::search::current_rows(conn, &t, &ids)?;
-                for v in self.access.filter(
-                    ctx,
-                    Interaction::Search,
-                    rows.into_iter()
-                        .filter(|r| !r.deleted)
-                        .map(from_current)
-                        .collect(),
-                ) {
+                let rows: Vec<StoredResource> = storage::search::current_rows(conn, &t, &ids)?
+                    .into_iter()
+                    .filter(|r| !r.deleted)
+                    .map(from_current)
+                    .collect();
+                self.settle_reads(conn, ctx, Interaction::Search, &rows, facts)?;
+                for v in self.access.filter(ctx, Interaction::Search, rows, facts) {
                     if seen.insert((v.resource_type.clone(), v.id.clone())) {
                         next.push((v.resource_type.clone(), v.id.clone()));
                         included.push(v);

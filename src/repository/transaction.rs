@@ -5,6 +5,7 @@
 //! rewritten. Entries run in the order the specification gives (DELETE, POST, PUT, GET)
 //! and are answered in the order they came. A batch runs each entry on its own.
 
+use crate::access::Facts;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -271,6 +272,7 @@ impl Repository {
         conn: &mut AnyConnection,
         ctx: &RequestContext,
         action: Action,
+        facts: &mut Facts,
     ) -> Result<EntryResult, FhirError> {
         match action {
             Action::Create {
@@ -279,7 +281,9 @@ impl Repository {
                 if_none_exist,
             } => {
                 if let Some(criteria) = if_none_exist {
-                    if let Some(existing) = self.conditional_match(conn, ctx, &rtype, &criteria)? {
+                    if let Some(existing) =
+                        self.conditional_match(conn, ctx, &rtype, &criteria, facts)?
+                    {
                         return Ok(EntryResult::Written(existing));
                     }
                 }
@@ -288,7 +292,7 @@ impl Repository {
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .unwrap_or_else(super::new_id);
-                self.write_in(conn, ctx, &rtype, &id, resource, None, "POST")
+                self.write_in(conn, ctx, &rtype, &id, resource, None, "POST", facts)
                     .map(EntryResult::Written)
             }
             Action::Update {
@@ -297,23 +301,23 @@ impl Repository {
                 resource,
                 if_match,
             } => self
-                .write_in(conn, ctx, &rtype, &id, resource, if_match, "PUT")
+                .write_in(conn, ctx, &rtype, &id, resource, if_match, "PUT", facts)
                 .map(EntryResult::Written),
             Action::Delete {
                 rtype,
                 id,
                 if_match,
             } => self
-                .delete_in(conn, ctx, &rtype, &id, if_match)
+                .delete_in(conn, ctx, &rtype, &id, if_match, facts)
                 .map(EntryResult::Written),
-            Action::Read { rtype, id } => {
-                self.read_in(conn, ctx, &rtype, &id).map(EntryResult::Read)
-            }
+            Action::Read { rtype, id } => self
+                .read_in(conn, ctx, &rtype, &id, facts)
+                .map(EntryResult::Read),
             Action::Vread { rtype, id, vid } => self
-                .vread_in(conn, ctx, &rtype, &id, &vid)
+                .vread_in(conn, ctx, &rtype, &id, &vid, facts)
                 .map(EntryResult::Read),
             Action::Existing { rtype, id } => {
-                self.read_in(conn, ctx, &rtype, &id).map(|resource| {
+                self.read_in(conn, ctx, &rtype, &id, facts).map(|resource| {
                     EntryResult::Written(WriteOutcome {
                         status: WriteStatus::Existing,
                         resource,
@@ -342,7 +346,7 @@ impl Repository {
                 .map_err(|e| entry_error(i, e))?;
             actions.push(action);
         }
-        self.storage.write(|conn| {
+        self.audited_write(ctx, "transaction", |conn, facts| {
             // Give every created resource its id, resolving conditional creates first, so
             // that references between entries can be rewritten before anything is written.
             let mut map: HashMap<String, String> = HashMap::new();
@@ -358,7 +362,7 @@ impl Repository {
                         let mut existing_id = None;
                         if let Some(criteria) = if_none_exist.take() {
                             if let Some(existing) = self
-                                .conditional_match(conn, ctx, rtype, &criteria)
+                                .conditional_match(conn, ctx, rtype, &criteria, facts)
                                 .map_err(|e| entry_error(i, e))?
                             {
                                 existing_id = Some(existing.resource.id.clone());
@@ -430,7 +434,7 @@ impl Repository {
             let mut results: Vec<Option<EntryResult>> = (0..actions.len()).map(|_| None).collect();
             for i in order {
                 let result = self
-                    .run_action(conn, ctx, actions[i].clone())
+                    .run_action(conn, ctx, actions[i].clone(), facts)
                     .map_err(|e| entry_error(i, e))?;
                 results[i] = Some(result);
             }
@@ -454,12 +458,17 @@ impl Repository {
                 };
                 let result = match action {
                     Action::Read { .. } | Action::Vread { .. } => match self.storage.conn() {
-                        Ok(mut conn) => self.run_action(&mut conn, ctx, action),
+                        Ok(mut conn) => {
+                            let mut facts = Facts::new();
+                            let r = self.run_action(&mut conn, ctx, action, &mut facts);
+                            self.audit_read(&mut conn, ctx, "batch", &facts, &r)
+                                .and(r)
+                        }
                         Err(e) => Err(e),
                     },
-                    _ => self
-                        .storage
-                        .write(|conn| self.run_action(conn, ctx, action)),
+                    _ => self.audited_write(ctx, "batch", |conn, facts| {
+                        self.run_action(conn, ctx, action, facts)
+                    }),
                 };
                 result.unwrap_or_else(EntryResult::Failed)
             })

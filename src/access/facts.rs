@@ -1,0 +1,106 @@
+//! facts: what the access point needs to know besides the request and the resource (a
+//! patient's rules, a professional's professions, the document a Binary belongs to…), and
+//! the trail of decisions it made (for the AuditEvents).
+//!
+//! The access point stays pure: it says what it [`Need`]s, the repository loads it into
+//! [`Facts`], and the decision reads only from there. A fact it needs and does not find
+//! means refusal (fail closed).
+
+use crate::consent::{Basis, PatientRules};
+use crate::repository::StoredResource;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A fact to load before deciding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Need {
+    /// The rules of a patient's record (Consents, médecin traitant, guardians).
+    Rules(String),
+    /// A professional's professions (Practitioner id).
+    Professional(String),
+    /// The INS of a patient (a parent acting for a child is recognised by it).
+    Ins(String),
+    /// The current version of a resource (a Binary's document; the current labels that
+    /// decide for every version).
+    Current(String, String),
+    /// When a resource's first version was written.
+    FiledAt(String, String),
+}
+
+/// One decision, for the trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// The patients whose record the resource is in (empty: not patient data).
+    pub patients: Vec<String>,
+    pub resource_type: String,
+    pub id: String,
+    pub allowed: bool,
+    /// Refused in a way that must look like absence (404, not 403).
+    pub hidden: bool,
+    /// Why it was refused.
+    pub why: Option<String>,
+    /// On what grounds a professional had the record open.
+    pub bases: Vec<Basis>,
+}
+
+/// What has been loaded for this request, and what was decided.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub(crate) rules: HashMap<String, Arc<PatientRules>>,
+    pub(crate) professions: HashMap<String, Vec<String>>,
+    pub(crate) ins: HashMap<String, Vec<String>>,
+    pub(crate) current: HashMap<(String, String), Option<StoredResource>>,
+    pub(crate) filed_at: HashMap<(String, String), Option<i64>>,
+    pub trail: Vec<Decided>,
+}
+
+impl Facts {
+    pub fn new() -> Facts {
+        Facts::default()
+    }
+
+    pub fn has(&self, need: &Need) -> bool {
+        match need {
+            Need::Rules(p) => self.rules.contains_key(p),
+            Need::Professional(p) => self.professions.contains_key(p),
+            Need::Ins(p) => self.ins.contains_key(p),
+            Need::Current(t, i) => self.current.contains_key(&(t.clone(), i.clone())),
+            Need::FiledAt(t, i) => self.filed_at.contains_key(&(t.clone(), i.clone())),
+        }
+    }
+
+    pub fn put_rules(&mut self, patient: &str, rules: Arc<PatientRules>) {
+        self.rules.insert(patient.to_string(), rules);
+    }
+
+    pub fn put_professions(&mut self, practitioner: &str, professions: Vec<String>) {
+        self.professions
+            .insert(practitioner.to_string(), professions);
+    }
+
+    pub fn put_ins(&mut self, patient: &str, ins: Vec<String>) {
+        self.ins.insert(patient.to_string(), ins);
+    }
+
+    pub fn put_current(&mut self, rtype: &str, id: &str, current: Option<StoredResource>) {
+        self.current
+            .insert((rtype.to_string(), id.to_string()), current);
+    }
+
+    pub fn put_filed_at(&mut self, rtype: &str, id: &str, at: Option<i64>) {
+        self.filed_at
+            .insert((rtype.to_string(), id.to_string()), at);
+    }
+
+    /// The patients whose records this request touched, with whether anything was refused.
+    pub fn patients_touched(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .trail
+            .iter()
+            .flat_map(|d| d.patients.iter().cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}

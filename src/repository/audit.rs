@@ -1,0 +1,283 @@
+//! audit: an AuditEvent for every access to patient data, allowed or refused — one per
+//! request and patient record touched, naming the agent (and the app), the patient, the
+//! resources, the action, the outcome, the purpose of use and its reason.
+//!
+//! A write's AuditEvents are written in the write's own transaction. A read's are durable
+//! before its response leaves: requests hand their records to a [`Queue`], and whichever
+//! request finds no commit under way writes everything pending in one transaction on the
+//! connection it already holds (group commit: on SQLite's single writer, N concurrent reads
+//! cost one commit, not N). AuditEvents are never updated or deleted (the access point
+//! refuses it on every path).
+
+use super::storage::{self, AnyConnection, Conn, Storage, WriteVersion};
+use super::{new_id, stamp, Repository};
+use crate::access::{Decided, Facts};
+use crate::auth::{Actor, RequestContext};
+use crate::consent::{Basis, Purpose, ACT_REASON};
+use crate::error::FhirError;
+use crate::fhir::instant;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Condvar, Mutex};
+
+/// At most this many resources are listed in one AuditEvent (the count is in the text).
+const MAX_ENTITIES: usize = 50;
+
+/// The FHIR interaction an AuditEvent records (`restful-interaction` code) and its action.
+fn action_of(interaction: &str) -> &'static str {
+    match interaction {
+        "create" => "C",
+        "update" | "patch" => "U",
+        "delete" => "D",
+        "transaction" | "batch" | "operation" => "E",
+        _ => "R",
+    }
+}
+
+fn purpose_of(ctx: &RequestContext) -> Option<Value> {
+    let (code, text) = match (ctx.actor(), ctx.purpose()) {
+        (Actor::Practitioner(_), Purpose::Emergency { reason, .. }) => ("BTG", Some(reason.clone())),
+        (Actor::Practitioner(_), Purpose::Regulation { .. }) => ("ETREAT", None),
+        (Actor::Practitioner(_), Purpose::Invalid(why)) => ("TREAT", Some(why.clone())),
+        (Actor::Practitioner(_), Purpose::Normal) => ("TREAT", None),
+        (Actor::Patient(_), _) => ("PATRQT", None),
+        (Actor::System(_), _) => ("HOPERAT", None),
+    };
+    let mut cc = json!({"coding": [{"system": ACT_REASON, "code": code}]});
+    if let Some(t) = text {
+        cc["text"] = json!(t);
+    }
+    Some(cc)
+}
+
+/// The AuditEvent of `ctx` doing `interaction` on `patient`'s record, for `decided`.
+pub fn audit_event(
+    ctx: &RequestContext,
+    interaction: &str,
+    patient: &str,
+    decided: &[&Decided],
+    allowed: bool,
+) -> Value {
+    let who = match ctx.actor() {
+        Actor::Patient(id) => json!({"reference": format!("Patient/{id}")}),
+        Actor::Practitioner(id) => json!({"reference": format!("Practitioner/{id}")}),
+        Actor::System(client) => {
+            json!({"identifier": {"system": "urn:carnet:client", "value": client}})
+        }
+    };
+    let purpose = purpose_of(ctx);
+    let mut requestor = json!({"who": who, "requestor": true});
+    if let Some(p) = &purpose {
+        requestor["purposeOfUse"] = json!([p]);
+    }
+    if ctx.acting_for().is_some() {
+        requestor["role"] = json!([{"coding": [{"system":
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "GUARD"}]}]);
+    }
+    let mut agents = vec![requestor];
+    if !matches!(ctx.actor(), Actor::System(_)) {
+        agents.push(json!({"who": {"identifier": {"system": "urn:carnet:client",
+            "value": ctx.client_id()}}, "requestor": false,
+            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM",
+                "code": "110150", "display": "Application"}]}}));
+    }
+    let mut entities = vec![json!({"what": {"reference": format!("Patient/{patient}")},
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
+        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}})];
+    let mut listed = 0;
+    for d in decided {
+        if d.resource_type == "Patient" && d.id == patient {
+            continue;
+        }
+        if listed == MAX_ENTITIES {
+            break;
+        }
+        listed += 1;
+        entities.push(json!({"what": {"reference": format!("{}/{}", d.resource_type, d.id)},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4"}}));
+    }
+    let mut bases: Vec<Basis> = decided.iter().flat_map(|d| d.bases.iter().copied()).collect();
+    bases.sort();
+    bases.dedup();
+    let mut desc = if allowed {
+        format!("{} resource(s) of this record", decided.len())
+    } else {
+        let why = decided
+            .iter()
+            .find_map(|d| d.why.clone())
+            .unwrap_or_else(|| "refused".into());
+        format!("refused: {why}")
+    };
+    if !bases.is_empty() {
+        desc.push_str(&format!(" (grounds: {bases:?})"));
+    }
+    json!({
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest", "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
+        "action": action_of(interaction),
+        "recorded": instant::format_us(instant::now_us()),
+        "outcome": if allowed { "0" } else { "4" },
+        "outcomeDesc": desc,
+        "purposeOfEvent": purpose.into_iter().collect::<Vec<_>>(),
+        "agent": agents,
+        "source": {"site": ctx.request_id(), "observer": {"display": "Carnet"},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "code": "4", "display": "Application Server"}]},
+        "entity": entities,
+    })
+}
+
+/// The AuditEvents for what `facts` recorded: one per patient and outcome.
+pub fn events_for(ctx: &RequestContext, interaction: &str, facts: &Facts) -> Vec<Value> {
+    let mut groups: BTreeMap<(String, bool), Vec<&Decided>> = BTreeMap::new();
+    for d in &facts.trail {
+        for p in &d.patients {
+            groups.entry((p.clone(), d.allowed)).or_default().push(d);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((patient, allowed), ds)| audit_event(ctx, interaction, &patient, &ds, allowed))
+        .collect()
+}
+
+/// Writes AuditEvents inside the caller's transaction.
+pub fn write_events(
+    conn: &mut AnyConnection,
+    base_url: &str,
+    events: Vec<Value>,
+) -> Result<(), FhirError> {
+    for mut event in events {
+        let id = new_id();
+        let now = instant::now_us();
+        stamp(&mut event, &id, 1, now);
+        let content = serde_json::to_string(&event)
+            .map_err(|e| FhirError::Internal(format!("serialising an AuditEvent: {e}")))?;
+        let index = crate::fhir::index::index_rows("AuditEvent", &event, base_url);
+        storage::put_version(
+            conn,
+            &WriteVersion {
+                resource_type: "AuditEvent",
+                id: &id,
+                version_id: 1,
+                last_updated: now,
+                deleted: false,
+                method: "POST",
+                content: &content,
+                index: &index,
+            },
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct State {
+    pending: Vec<Value>,
+    /// The batch the pending events will be committed in.
+    next_batch: u64,
+    /// Every batch up to this one is finished.
+    committed: u64,
+    writing: bool,
+    /// Recent batches that failed.
+    failed: VecDeque<u64>,
+}
+
+/// The group commit of reads' AuditEvents.
+#[derive(Default)]
+pub struct Queue {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+impl Queue {
+    /// Returns once `events` are committed (or their batch failed).
+    pub fn submit(
+        &self,
+        conn: &mut Conn,
+        base_url: &str,
+        events: Vec<Value>,
+        note_written: impl Fn(u64),
+    ) -> Result<(), FhirError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let lock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock();
+        if st.next_batch == 0 {
+            st.next_batch = 1;
+        }
+        st.pending.extend(events);
+        let mine = st.next_batch;
+        loop {
+            if st.committed >= mine {
+                return if st.failed.contains(&mine) {
+                    Err(FhirError::Unavailable(
+                        "the access could not be traced; retry".into(),
+                    ))
+                } else {
+                    Ok(())
+                };
+            }
+            if !st.writing {
+                st.writing = true;
+                let batch = std::mem::take(&mut st.pending);
+                let number = st.next_batch;
+                st.next_batch += 1;
+                drop(st);
+                let n = batch.len() as u64;
+                let result = Storage::write_on(conn, |c| write_events(c, base_url, batch));
+                if result.is_ok() {
+                    note_written(n);
+                }
+                st = lock();
+                st.committed = number;
+                st.writing = false;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "writing AuditEvents failed");
+                    st.failed.push_back(number);
+                    if st.failed.len() > 64 {
+                        st.failed.pop_front();
+                    }
+                }
+                self.done.notify_all();
+                continue;
+            }
+            st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Repository {
+    /// Traces a read (whatever its outcome) before it is answered.
+    pub(super) fn audit_read<T>(
+        &self,
+        conn: &mut Conn,
+        ctx: &RequestContext,
+        interaction: &str,
+        facts: &Facts,
+        _result: &Result<T, FhirError>,
+    ) -> Result<(), FhirError> {
+        let events = events_for(ctx, interaction, facts);
+        let storage = &self.storage;
+        self.audit
+            .submit(conn, &self.base_url, events, |n| storage.note_written(n))
+    }
+
+    /// Traces a write inside its transaction.
+    pub(super) fn audit_in(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        interaction: &str,
+        facts: &Facts,
+    ) -> Result<(), FhirError> {
+        let events = events_for(ctx, interaction, facts);
+        self.storage.note_written(events.len() as u64);
+        write_events(conn, &self.base_url, events)
+    }
+}

@@ -1,0 +1,205 @@
+//! consent_facts: loads what the access point asks for ([`Need`]) from storage: a patient's
+//! rules (their Consents, `Patient.generalPractitioner`, the RelatedPersons named as legal
+//! representatives), a professional's professions, a patient's INS, a resource's current
+//! version or first filing time.
+
+use super::storage::{self, AnyConnection};
+use super::{from_current, Repository, StoredResource};
+use crate::access::{Facts, Interaction, Need};
+use crate::auth::RequestContext;
+use crate::consent::{self, Matrix, PatientRules, Rule};
+use crate::error::FhirError;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// How many rounds of loading one decision may take (a Binary → its document → its
+/// patient's rules → the guardians' identifiers).
+const MAX_ROUNDS: usize = 8;
+
+fn current_json(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    id: &str,
+) -> Result<Option<Value>, FhirError> {
+    Ok(storage::current(conn, rtype, id)?
+        .filter(|r| !r.deleted)
+        .and_then(|r| serde_json::from_str(&r.content).ok()))
+}
+
+fn identifiers(v: &Value, systems: &[&str]) -> Vec<String> {
+    v.get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| {
+            i.get("system")
+                .and_then(Value::as_str)
+                .is_some_and(|s| systems.contains(&s))
+        })
+        .filter_map(|i| i.get("value").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+impl Repository {
+    /// Loads one fact into `facts`.
+    pub(super) fn load_fact(
+        &self,
+        conn: &mut AnyConnection,
+        need: &Need,
+        facts: &mut Facts,
+    ) -> Result<(), FhirError> {
+        match need {
+            Need::Rules(patient) => {
+                let rules = self.patient_rules(conn, patient)?;
+                facts.put_rules(patient, Arc::new(rules));
+            }
+            Need::Professional(id) => {
+                let system = Matrix::builtin().profession_system();
+                let professions = current_json(conn, "Practitioner", id)?
+                    .and_then(|v| v.get("qualification").cloned())
+                    .and_then(|q| q.as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|q| {
+                        q.pointer("/code/coding")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .filter(|c| c.get("system").and_then(Value::as_str) == Some(system))
+                    .filter_map(|c| c.get("code").and_then(Value::as_str).map(str::to_string))
+                    .collect();
+                facts.put_professions(id, professions);
+            }
+            Need::Ins(patient) => {
+                let ins = current_json(conn, "Patient", patient)?
+                    .map(|v| identifiers(&v, &[consent::INS_NIR, consent::INS_NIA]))
+                    .unwrap_or_default();
+                facts.put_ins(patient, ins);
+            }
+            Need::Current(rtype, id) => {
+                let row = storage::current(conn, rtype, id)?.map(from_current);
+                facts.put_current(rtype, id, row);
+            }
+            Need::FiledAt(rtype, id) => {
+                let first = storage::version(conn, rtype, id, 1)?.map(|r| r.last_updated);
+                facts.put_filed_at(rtype, id, first);
+            }
+        }
+        Ok(())
+    }
+
+    /// A patient's rules, from their record as stored now.
+    fn patient_rules(
+        &self,
+        conn: &mut AnyConnection,
+        patient: &str,
+    ) -> Result<PatientRules, FhirError> {
+        let mut rules = PatientRules {
+            patient: patient.to_string(),
+            ..PatientRules::default()
+        };
+        if let Some(p) = current_json(conn, "Patient", patient)? {
+            rules.medecins_traitants = p
+                .get("generalPractitioner")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.get("reference").and_then(Value::as_str))
+                .filter_map(consent::practitioner_id)
+                .map(str::to_string)
+                .collect();
+        }
+        let ids = storage::search::referrers(
+            conn,
+            "Consent",
+            "patient",
+            "Patient",
+            &[patient.to_string()],
+        )?;
+        for row in storage::search::current_rows(conn, "Consent", &ids)? {
+            if row.deleted {
+                continue;
+            }
+            let Ok(v) = serde_json::from_str::<Value>(&row.content) else {
+                continue;
+            };
+            rules.provisions.extend(consent::profile::provisions(&v));
+        }
+        let guardians: Vec<(String, consent::Period)> = rules
+            .provisions
+            .iter()
+            .filter_map(|p| match &p.rule {
+                Rule::Guardian { related_person } => Some((related_person.clone(), p.period)),
+                _ => None,
+            })
+            .collect();
+        for (rp, period) in guardians {
+            let Some(v) = current_json(conn, "RelatedPerson", &rp)? else {
+                continue;
+            };
+            let of_patient = v
+                .pointer("/patient/reference")
+                .and_then(Value::as_str)
+                .is_some_and(|r| r.ends_with(&format!("Patient/{patient}")));
+            let active = v.get("active").and_then(Value::as_bool) != Some(false);
+            if of_patient && active {
+                let ins = identifiers(&v, &[consent::INS_NIR, consent::INS_NIA]);
+                if !ins.is_empty() {
+                    rules.guardians.push((ins, period));
+                }
+            }
+        }
+        Ok(rules)
+    }
+
+    /// Loads what deciding on `resources` for `ctx` needs.
+    pub(super) fn settle_reads(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        interaction: Interaction,
+        resources: &[StoredResource],
+        facts: &mut Facts,
+    ) -> Result<(), FhirError> {
+        for _ in 0..MAX_ROUNDS {
+            let mut needs: Vec<Need> = resources
+                .iter()
+                .filter_map(|r| self.access.pending(ctx, interaction, r, facts))
+                .collect();
+            if needs.is_empty() {
+                return Ok(());
+            }
+            needs.sort_by_key(|n| format!("{n:?}"));
+            needs.dedup();
+            for n in &needs {
+                self.load_fact(conn, n, facts)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads what deciding on a write needs.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn settle_write(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        interaction: Interaction,
+        rtype: &str,
+        new: Option<&Value>,
+        current: Option<&StoredResource>,
+        facts: &mut Facts,
+    ) -> Result<(), FhirError> {
+        for _ in 0..MAX_ROUNDS {
+            match self
+                .access
+                .pending_write(ctx, interaction, rtype, new, current, facts)
+            {
+                None => return Ok(()),
+                Some(n) => self.load_fact(conn, &n, facts)?,
+            }
+        }
+        Ok(())
+    }
+}

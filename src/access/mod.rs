@@ -663,7 +663,7 @@ impl AccessPoint {
             }
         }
         if rtype == "Consent" {
-            if let Some(new) = new {
+            if let Some(new) = new.filter(|n| consent::profile::is_privacy(n)) {
                 if let Err(why) = consent::profile::check(new) {
                     return Ok(Err(FhirError::Unprocessable(format!(
                         "this Consent does not follow Carnet's Consent profile: {why}"
@@ -672,6 +672,9 @@ impl AccessPoint {
             }
             let guardianship_only = |v: Option<&Value>| {
                 v.is_none_or(|v| {
+                    if !consent::profile::is_privacy(v) {
+                        return true;
+                    }
                     let p = consent::profile::provisions(v);
                     !p.is_empty()
                         && p.iter()
@@ -681,14 +684,16 @@ impl AccessPoint {
             match ctx.actor() {
                 Actor::Practitioner(_) => {
                     return forbid(
-                        "a patient's rules (Consents) are written by the patient or their legal                          representative only",
+                        "a patient's rules (Consents) are written by the patient or their legal \
+                         representative only",
                     )
                 }
                 Actor::System(_)
                     if !(guardianship_only(new) && guardianship_only(current_value.as_ref())) =>
                 {
                     return forbid(
-                        "a backend service may record legal representatives only; the other                          rules are the patient's to write",
+                        "a backend service may record legal representatives only; the patient's \
+                         privacy rules are theirs to write",
                     )
                 }
                 _ => {}
@@ -703,7 +708,10 @@ impl AccessPoint {
                 .collect()
         };
         let (before, after) = if interaction == Interaction::Delete {
-            (labels(current_value.as_ref()), labels(current_value.as_ref()))
+            (
+                labels(current_value.as_ref()),
+                labels(current_value.as_ref()),
+            )
         } else {
             (labels(current_value.as_ref()), labels(new))
         };
@@ -737,7 +745,8 @@ impl AccessPoint {
                 }
                 if changed.iter().any(|c| *c == consent::INVISIBLE_PATIENT) {
                     return forbid(
-                        "INVISIBLE_PATIENT is set and lifted by the document's author (after                          the announcement consultation)",
+                        "INVISIBLE_PATIENT is set and lifted by the document's author (after \
+                         the announcement consultation)",
                     );
                 }
                 if representative
@@ -745,7 +754,9 @@ impl AccessPoint {
                         .iter()
                         .any(|c| *c == consent::INVISIBLE_REPRESENTANTS_LEGAUX)
                 {
-                    return forbid("INVISIBLE_REPRESENTANTS_LEGAUX is not a representative's to change");
+                    return forbid(
+                        "INVISIBLE_REPRESENTANTS_LEGAUX is not a representative's to change",
+                    );
                 }
                 if rtype == "DocumentReference" && interaction == Interaction::Delete {
                     let by_professional = current_value
@@ -760,7 +771,8 @@ impl AccessPoint {
             Actor::Practitioner(id) => {
                 if rtype == "RelatedPerson" {
                     return forbid(
-                        "a patient's legal representatives are recorded by the patient or the                          registry, not by professionals",
+                        "a patient's legal representatives are recorded by the patient or the \
+                         registry, not by professionals",
                     );
                 }
                 let Some(cur) = current.filter(|c| !c.deleted) else {
@@ -782,7 +794,8 @@ impl AccessPoint {
                     return forbid("only the author of a document may change or delete it");
                 }
                 if rtype == "Patient" {
-                    let gp = |v: Option<&Value>| v.and_then(|v| v.get("generalPractitioner")).cloned();
+                    let gp =
+                        |v: Option<&Value>| v.and_then(|v| v.get("generalPractitioner")).cloned();
                     let rules = facts
                         .rules
                         .get(&cur.id)
@@ -869,9 +882,7 @@ impl AccessPoint {
         current: Option<&StoredResource>,
         refusal: Option<&FhirError>,
     ) -> Decided {
-        let mut patients = new
-            .map(|v| self.patients_of(rtype, v))
-            .unwrap_or_default();
+        let mut patients = new.map(|v| self.patients_of(rtype, v)).unwrap_or_default();
         if let Some(cur) = current.filter(|c| !c.deleted) {
             if let Ok(v) = serde_json::from_str::<Value>(&cur.content) {
                 patients.extend(self.patients_of(rtype, &v));

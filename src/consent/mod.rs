@@ -101,7 +101,10 @@ impl PatientRules {
     }
 
     pub fn is_blocked(&self, practitioner: &str, now: i64) -> bool {
-        self.any(now, |r| matches!(r, Rule::Block { practitioner: p } if p == practitioner))
+        self.any(
+            now,
+            |r| matches!(r, Rule::Block { practitioner: p } if p == practitioner),
+        )
     }
 
     pub fn is_medecin_traitant(&self, practitioner: &str) -> bool {
@@ -151,9 +154,14 @@ impl PatientRules {
 pub enum Purpose {
     Normal,
     /// Break the glass, with the written reason, declared at the token's issue.
-    Emergency { reason: String, declared_at: i64 },
+    Emergency {
+        reason: String,
+        declared_at: i64,
+    },
     /// SAMU regulation (ETREAT with the regulation role).
-    Regulation { declared_at: i64 },
+    Regulation {
+        declared_at: i64,
+    },
     /// A purpose that cannot be honoured (BTG without a reason, ETREAT without the role):
     /// refused outright, since it could not be traced as the law asks.
     Invalid(String),
@@ -191,7 +199,8 @@ pub struct Subject {
 
 impl Subject {
     pub fn has(&self, code: &str) -> bool {
-        self.labels.contains(&(TRE_A07.to_string(), code.to_string()))
+        self.labels
+            .contains(&(TRE_A07.to_string(), code.to_string()))
     }
 
     /// The facts of `resource` (of `rtype`); `filed_at` is filled by the caller.
@@ -208,7 +217,12 @@ impl Subject {
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .flat_map(|cc| cc.get("coding").and_then(Value::as_array).into_iter().flatten()),
+                    .flat_map(|cc| {
+                        cc.get("coding")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                    }),
             );
         for c in codings {
             if let (Some(s), Some(code)) = (
@@ -339,7 +353,10 @@ pub enum Decision {
     Visible,
     /// Refused: `hidden` when admitting the resource exists would itself leak (a masked
     /// document), otherwise a plain refusal (403 on a direct read).
-    Refused { why: String, hidden: bool },
+    Refused {
+        why: String,
+        hidden: bool,
+    },
 }
 
 fn refused(why: &str, hidden: bool) -> Decision {

@@ -80,6 +80,13 @@ fn actors(provision: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Whether a Consent states privacy rules (scope `patient-privacy`): those must follow
+/// Carnet's profile, as the engine enforces them. Consents of other scopes (research,
+/// treatment) are kept as records and change no access.
+pub fn is_privacy(consent: &Value) -> bool {
+    has_coding(consent.get("scope"), CONSENT_SCOPE, "patient-privacy")
+}
+
 /// Checks a Consent against Carnet's profile; the message says what is wrong.
 pub fn check(consent: &Value) -> Result<(), String> {
     rules_of(consent, true).map(|_| ())
@@ -91,14 +98,20 @@ pub fn provisions(consent: &Value) -> Vec<Provision> {
 }
 
 fn rules_of(consent: &Value, strict: bool) -> Result<Vec<Provision>, String> {
-    let id = consent.get("id").and_then(Value::as_str).unwrap_or_default();
+    let id = consent
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !has_coding(consent.get("scope"), CONSENT_SCOPE, "patient-privacy") {
         return Err("Carnet's Consents have scope consentscope#patient-privacy".into());
     }
     let categorised = consent
         .get("category")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| has_coding(Some(c), LOINC, PRIVACY_CATEGORY)));
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| has_coding(Some(c), LOINC, PRIVACY_CATEGORY))
+        });
     if !categorised {
         return Err("Carnet's Consents have category LOINC 59284-0".into());
     }
@@ -155,9 +168,11 @@ fn rules_of(consent: &Value, strict: bool) -> Result<Vec<Provision>, String> {
     match kind {
         Some("deny") if actors.is_empty() => {
             if purposes.is_empty() || purposes.iter().any(|p| *p != "BTG" && *p != "ETREAT") {
-                return Err("a deny without actor objects to emergency access: its purpose is \
+                return Err(
+                    "a deny without actor objects to emergency access: its purpose is \
                      v3-ActReason#BTG and/or #ETREAT"
-                    .into());
+                        .into(),
+                );
             }
             if purposes.contains(&"BTG") {
                 rules.push(Rule::ObjectEmergency);
@@ -200,9 +215,11 @@ fn rules_of(consent: &Value, strict: bool) -> Result<Vec<Provision>, String> {
             }
         }
         _ => {
-            return Err("provision.type is permit (with actors) or deny (with actors, or with \
+            return Err(
+                "provision.type is permit (with actors) or deny (with actors, or with \
                  purpose BTG/ETREAT)"
-                .into())
+                    .into(),
+            )
         }
     }
     if status != "active" && !strict {
@@ -255,7 +272,9 @@ mod tests {
                 practitioner: "y".into()
             }
         );
-        assert!(p.period.contains(instant::parse_us("2026-12-31T23:00:00Z").unwrap()));
+        assert!(p
+            .period
+            .contains(instant::parse_us("2026-12-31T23:00:00Z").unwrap()));
         let mut inactive = block.clone();
         inactive["status"] = json!("inactive");
         assert!(provisions(&inactive).is_empty());

@@ -59,13 +59,24 @@ pub fn capability_statement(
     let resources: Vec<Value> = SUPPORTED
         .iter()
         .map(|t| {
+            // AuditEvents are append-only: no update, no delete.
+            let append_only = *t == "AuditEvent";
+            let interactions: Vec<Value> = TYPE_INTERACTIONS
+                .iter()
+                .filter(|i| !(append_only && matches!(**i, "update" | "delete")))
+                .map(|i| json!({"code": i}))
+                .collect();
+            let profile = match *t {
+                "Consent" => crate::consent::profile::PROFILE_URL.to_string(),
+                _ => format!("http://hl7.org/fhir/StructureDefinition/{t}"),
+            };
             json!({
                 "type": t,
-                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
-                "interaction": TYPE_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+                "profile": profile,
+                "interaction": interactions,
                 "versioning": "versioned-update",
                 "readHistory": true,
-                "updateCreate": true,
+                "updateCreate": !append_only,
                 "conditionalCreate": true,
                 "conditionalRead": "full-support",
                 "conditionalUpdate": false,
@@ -90,7 +101,7 @@ pub fn capability_statement(
             "security": {
                 "cors": false,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
-                "description": "Every interaction but metadata and .well-known/smart-configuration needs a bearer access token signed by this server (ES256), carrying SMART v2 scopes (patient/, user/, system/; v1 .read/.write accepted); a token bound to a patient reaches that patient's compartment only. Apps registered with `carnet client add` use the SMART App Launch (standalone): authorization code with PKCE S256, the person logging in through the configured OpenID Connect provider (patients: FranceConnect; professionals: Pro Santé Connect) and approving the scopes on a consent screen; refresh tokens rotate (offline_access/online_access); public clients or private_key_jwt (RS384/ES384). Backend services use client_credentials with a private_key_jwt assertion and system/ scopes. Tokens can be revoked and introspected; see .well-known/smart-configuration.",
+                "description": "Every interaction but metadata and .well-known/smart-configuration needs a bearer access token signed by this server (ES256), carrying SMART v2 scopes (patient/, user/, system/; v1 .read/.write accepted); a token bound to a patient reaches that patient's compartment only (or, for a legal representative, their child's). Then the patient's rules decide every access (Consents of Carnet's Consent profile, the médecin traitant, the document labels MASQUE_PS / INVISIBLE_PATIENT / INVISIBLE_REPRESENTANTS_LEGAUX, the matrice d'habilitation, emergency access with purpose_of_use BTG or ETREAT), and every access to patient data leaves an AuditEvent. Apps registered with `carnet client add` use the SMART App Launch (standalone): authorization code with PKCE S256, the person logging in through the configured OpenID Connect provider (patients: FranceConnect; professionals: Pro Santé Connect) and approving the scopes on a consent screen; refresh tokens rotate (offline_access/online_access); public clients or private_key_jwt (RS384/ES384). Backend services use client_credentials with a private_key_jwt assertion and system/ scopes. Tokens can be revoked and introspected; see .well-known/smart-configuration.",
                 "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
                     "extension": [
                         {"url": "authorize", "valueUri": endpoints.authorize},

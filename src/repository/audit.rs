@@ -36,7 +36,9 @@ fn action_of(interaction: &str) -> &'static str {
 
 fn purpose_of(ctx: &RequestContext) -> Option<Value> {
     let (code, text) = match (ctx.actor(), ctx.purpose()) {
-        (Actor::Practitioner(_), Purpose::Emergency { reason, .. }) => ("BTG", Some(reason.clone())),
+        (Actor::Practitioner(_), Purpose::Emergency { reason, .. }) => {
+            ("BTG", Some(reason.clone()))
+        }
         (Actor::Practitioner(_), Purpose::Regulation { .. }) => ("ETREAT", None),
         (Actor::Practitioner(_), Purpose::Invalid(why)) => ("TREAT", Some(why.clone())),
         (Actor::Practitioner(_), Purpose::Normal) => ("TREAT", None),
@@ -97,7 +99,10 @@ pub fn audit_event(
             "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
             "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4"}}));
     }
-    let mut bases: Vec<Basis> = decided.iter().flat_map(|d| d.bases.iter().copied()).collect();
+    let mut bases: Vec<Basis> = decided
+        .iter()
+        .flat_map(|d| d.bases.iter().copied())
+        .collect();
     bases.sort();
     bases.dedup();
     let mut desc = if allowed {

@@ -158,7 +158,13 @@ impl Repository {
         self.access.check_type(ctx, rtype, Permission::Read)?;
         let row = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
         let row = from_current(row);
-        self.settle_reads(conn, ctx, Interaction::Read, std::slice::from_ref(&row), facts)?;
+        self.settle_reads(
+            conn,
+            ctx,
+            Interaction::Read,
+            std::slice::from_ref(&row),
+            facts,
+        )?;
         let visible = self
             .access
             .check_read(ctx, Interaction::Read, row, facts)
@@ -199,7 +205,13 @@ impl Repository {
         let missing = || FhirError::NotFound(format!("{rtype}/{id}/_history/{vid} is not known"));
         let v: i64 = vid.parse().map_err(|_| missing())?;
         let row = from_version(storage::version(conn, rtype, id, v)?.ok_or_else(missing)?);
-        self.settle_reads(conn, ctx, Interaction::Vread, std::slice::from_ref(&row), facts)?;
+        self.settle_reads(
+            conn,
+            ctx,
+            Interaction::Vread,
+            std::slice::from_ref(&row),
+            facts,
+        )?;
         let visible = self
             .access
             .check_read(ctx, Interaction::Vread, row, facts)
@@ -228,9 +240,7 @@ impl Repository {
         let resource = validate_as(rtype, resource)?;
         self.audited_write(ctx, "create", |conn, facts| {
             if let Some(criteria) = if_none_exist {
-                if let Some(existing) =
-                    self.conditional_match(conn, ctx, rtype, criteria, facts)?
-                {
+                if let Some(existing) = self.conditional_match(conn, ctx, rtype, criteria, facts)? {
                     return Ok(existing);
                 }
             }
@@ -332,10 +342,17 @@ impl Repository {
         // Only matches the requester may see count (a hidden match must not show, not even
         // as "several match").
         let ids: Vec<String> = if self.access.checks_each_resource(ctx) {
-            self.visible_rows(conn, ctx, &ids.into_iter().map(|i| (rtype.to_string(), i)).collect::<Vec<_>>(), facts)?
-                .into_iter()
-                .map(|v| v.id.clone())
-                .collect()
+            self.visible_rows(
+                conn,
+                ctx,
+                &ids.into_iter()
+                    .map(|i| (rtype.to_string(), i))
+                    .collect::<Vec<_>>(),
+                facts,
+            )?
+            .into_iter()
+            .map(|v| v.id.clone())
+            .collect()
         } else {
             ids
         };
@@ -419,10 +436,11 @@ impl Repository {
                 }
             }
         }
-        let mut outcome = match self.put_checked_opt(conn, rtype, id, resource, current.as_ref(), method)? {
-            Some(o) => o,
-            None => return Err(lost_race(rtype, id, if_match)),
-        };
+        let mut outcome =
+            match self.put_checked_opt(conn, rtype, id, resource, current.as_ref(), method)? {
+                Some(o) => o,
+                None => return Err(lost_race(rtype, id, if_match)),
+            };
         outcome.status = if interaction == Interaction::Update {
             WriteStatus::Updated
         } else {
@@ -646,10 +664,18 @@ impl Repository {
             self.access.check_type(ctx, t, Permission::Read)?;
             let row = storage::current(conn, t, id)?.ok_or_else(|| not_found(t, id))?;
             let row = from_current(row);
-            self.settle_reads(conn, ctx, Interaction::Read, std::slice::from_ref(&row), facts)?;
+            self.settle_reads(
+                conn,
+                ctx,
+                Interaction::Read,
+                std::slice::from_ref(&row),
+                facts,
+            )?;
             let mut probe = Facts::new();
             std::mem::swap(&mut probe, facts);
-            let checked = self.access.check_read(ctx, Interaction::Read, row, &mut probe);
+            let checked = self
+                .access
+                .check_read(ctx, Interaction::Read, row, &mut probe);
             std::mem::swap(&mut probe, facts);
             // Only a refusal is traced here; the entries below trace what is shown.
             if let Err(r) = checked {
@@ -677,9 +703,7 @@ impl Repository {
         };
         let rows: Vec<StoredResource> = rows.into_iter().map(from_version).collect();
         self.settle_reads(conn, ctx, Interaction::History, &rows, facts)?;
-        let entries = self
-            .access
-            .filter(ctx, Interaction::History, rows, facts);
+        let entries = self.access.filter(ctx, Interaction::History, rows, facts);
         Ok(HistoryPage {
             entries,
             next_cursor,

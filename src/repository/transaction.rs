@@ -461,8 +461,7 @@ impl Repository {
                         Ok(mut conn) => {
                             let mut facts = Facts::new();
                             let r = self.run_action(&mut conn, ctx, action, &mut facts);
-                            self.audit_read(&mut conn, ctx, "batch", &facts, &r)
-                                .and(r)
+                            self.audit_read(&mut conn, ctx, "batch", &facts, &r).and(r)
                         }
                         Err(e) => Err(e),
                     },

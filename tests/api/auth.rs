@@ -27,6 +27,9 @@ fn claims(sub: &str, scope: &str, exp_in: i64) -> Claims {
         jti: uuid::Uuid::new_v4().to_string(),
         grant: None,
         dev: true,
+        purpose_of_use: None,
+        purpose_reason: None,
+        regulation: false,
     }
 }
 
@@ -518,12 +521,13 @@ async fn hidden_looks_absent_on_every_path(backend: Backend) {
         .await
         .unwrap();
     assert!(res.status().is_success(), "{}", res.status());
-    assert_eq!(
-        app.get_json(&format!("DocumentReference/{alice_doc}"))
-            .await
-            .0,
-        410
-    );
+    // Documents are deleted logically (entered-in-error), their history kept.
+    let (status, deleted) = app
+        .get_json(&format!("DocumentReference/{alice_doc}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(deleted["status"], "entered-in-error");
+    assert_eq!(deleted["meta"]["versionId"], "3");
     // Type and system history would page over other patients' versions: refused.
     for path in ["DocumentReference/_history", "_history"] {
         let res = as_alice.get(app.url(path)).send().await.unwrap();

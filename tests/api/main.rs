@@ -10,6 +10,7 @@ mod bad_input;
 mod bundles;
 mod capability;
 mod concurrency;
+mod consent;
 mod consent_oracle;
 mod rest;
 mod round_trip;

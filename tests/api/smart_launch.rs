@@ -888,6 +888,11 @@ async fn tokens_and_logins_stay_with_their_owner(backend: Backend) {
         &carnet::auth::DevSubject::Practitioner(env.house.clone()),
         None,
     ));
+    // Dr House is Bob's médecin traitant (recorded by the registry): his record is open.
+    let (_, mut bob) = env.app.get_json(&format!("Patient/{}", env.bob)).await;
+    bob["generalPractitioner"] = json!([{"reference": format!("Practitioner/{}", env.house)}]);
+    let res = env.app.put(&format!("Patient/{}", env.bob), &bob).await;
+    assert_eq!(res.status(), 200);
     let mut bob: Value = pro
         .get(env.app.url(&format!("Patient/{}", env.bob)))
         .send()

@@ -675,7 +675,7 @@ impl AccessPoint {
                     if !consent::profile::is_privacy(v) {
                         return true;
                     }
-                    let p = consent::profile::provisions(v);
+                    let p = consent::profile::stated(v);
                     !p.is_empty()
                         && p.iter()
                             .all(|p| matches!(p.rule, consent::Rule::Guardian { .. }))

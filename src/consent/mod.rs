@@ -407,6 +407,9 @@ pub fn decide(
             if rules.is_blocked(id, now) {
                 return refused("the patient has blocked this professional", false);
             }
+            if let Purpose::Invalid(why) = purpose {
+                return refused(why, false);
+            }
             if subject.authors.iter().any(|a| a == id) {
                 return Decision::Visible;
             }

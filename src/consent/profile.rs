@@ -92,6 +92,11 @@ pub fn check(consent: &Value) -> Result<(), String> {
     rules_of(consent, true).map(|_| ())
 }
 
+/// The rules a Consent states, whatever its status (what it would do when active).
+pub fn stated(consent: &Value) -> Vec<Provision> {
+    rules_of(consent, true).unwrap_or_default()
+}
+
 /// The rules an (active, in-profile) Consent states; none for one that is not active.
 pub fn provisions(consent: &Value) -> Vec<Provision> {
     rules_of(consent, false).unwrap_or_default()

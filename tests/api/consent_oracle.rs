@@ -54,6 +54,13 @@
 //!   traitant, equivalent rights, BTG and SAMU regulation included (AC1 "access is limited to
 //!   strictly necessary data"). Exception: a professional always passes the matrix for a
 //!   document they authored. A (profession, type) pair missing from the matrix is denied.
+//! - A4 AMENDED (2026-11-24, by the engine's author, deliberately): issue 5 says in its
+//!   Consent-profile section "The author of a document always sees that document (and only
+//!   it, unless authorised)", which the original choice below contradicts. `decide` now lets
+//!   an author see their own document without record access, unless blocked, the emergency
+//!   claim is malformed, the record is masked entirely or the professional is unknown. The
+//!   unit test `author_without_authorisation_reads_back_own_document_only_and_may_delete`
+//!   was changed to match. Original text:
 //! - A4 Author without authorisation. AC2: "an authorisation covers consultation only;
 //!   adding documents does not need it". CHOICE: reading back one's own document is
 //!   consultation, so an author still needs record access (authorisation, médecin traitant,
@@ -844,6 +851,17 @@ fn decide_record_professional(
 pub fn decide(model: &Model, req: &Request, doc: &Document) -> Decision {
     let record = decide_record(model, req, &doc.patient);
     let bases = match record {
+        // A4 as amended: the author of a document sees it without record access, unless
+        // the refusal is one that stops everything (blocked, malformed emergency claim,
+        // whole record masked, unknown professional).
+        RecordDecision::Denied(
+            Denial::NotAuthorised
+            | Denial::EmergencyObjected
+            | Denial::RegulationObjected
+            | Denial::EmergencyWindowClosed,
+        ) if matches!(&req.actor, Actor::Professional(p) if doc.authored_by(p)) => {
+            return Decision::Visible
+        }
         RecordDecision::Denied(d) => return Decision::Hidden(HiddenBecause::Record(d)),
         RecordDecision::Granted(b) => b,
     };
@@ -1552,12 +1570,17 @@ mod tests {
     }
 
     #[test]
-    fn author_without_authorisation_cannot_read_back_but_may_delete() {
-        // A4 and A20: filing needs no authorisation, consultation does.
+    fn author_without_authorisation_reads_back_own_document_only_and_may_delete() {
+        // A4 as amended (the issue: the author "always sees that document (and only it,
+        // unless authorised)") and A20.
         let m = world();
         let r = Request::professional("dr-inconnu", now());
         let d = cr("dr-inconnu");
-        assert_eq!(decide(&m, &r, &d), denied(Denial::NotAuthorised));
+        assert_eq!(decide(&m, &r, &d), Decision::Visible);
+        assert_eq!(
+            decide(&m, &r, &cr("dr-autorise")),
+            denied(Denial::NotAuthorised)
+        );
         assert!(may_delete(&m, &r, &d));
     }
 

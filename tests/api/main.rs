@@ -12,6 +12,7 @@ mod capability;
 mod concurrency;
 mod consent;
 mod consent_oracle;
+mod consent_property;
 mod rest;
 mod round_trip;
 mod search;

@@ -758,6 +758,25 @@ impl AccessPoint {
                         "INVISIBLE_REPRESENTANTS_LEGAUX is not a representative's to change",
                     );
                 }
+                if rtype == "DocumentReference" && interaction == Interaction::Update {
+                    let by_professional = current_value
+                        .as_ref()
+                        .is_some_and(|v| !Subject::of(rtype, v).authors.is_empty());
+                    let strip = |v: Option<&Value>| {
+                        let mut v = v.cloned().unwrap_or(Value::Null);
+                        if let Some(o) = v.as_object_mut() {
+                            o.remove("securityLabel");
+                            o.remove("meta");
+                        }
+                        v
+                    };
+                    if by_professional && strip(new) != strip(current_value.as_ref()) {
+                        return forbid(
+                            "a patient may change only the labels of a document a professional \
+                             filed",
+                        );
+                    }
+                }
                 if rtype == "DocumentReference" && interaction == Interaction::Delete {
                     let by_professional = current_value
                         .as_ref()

@@ -61,11 +61,15 @@ pub fn capability_statement(
         .map(|t| {
             // AuditEvents are append-only: no update, no delete.
             let append_only = *t == "AuditEvent";
-            let interactions: Vec<Value> = TYPE_INTERACTIONS
+            let mut interactions: Vec<Value> = TYPE_INTERACTIONS
                 .iter()
                 .filter(|i| !(append_only && matches!(**i, "update" | "delete")))
                 .map(|i| json!({"code": i}))
                 .collect();
+            // JSON Patch of status, securityLabel and the archive extension (PDSm).
+            if *t == "DocumentReference" {
+                interactions.push(json!({"code": "patch"}));
+            }
             let profile = match *t {
                 "Consent" => crate::consent::profile::PROFILE_URL.to_string(),
                 _ => format!("http://hl7.org/fhir/StructureDefinition/{t}"),

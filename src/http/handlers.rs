@@ -246,6 +246,33 @@ pub async fn update(
     .await
 }
 
+pub async fn patch(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let (rtype, id) = path.into_inner();
+    respond(&req, |_| async {
+        check_type(&rtype)?;
+        let kind = header(&req, "Content-Type").unwrap_or("");
+        if !kind.starts_with("application/json-patch+json") {
+            return Err(FhirError::UnsupportedMediaType(
+                "PATCH takes a JSON Patch (Content-Type: application/json-patch+json)".into(),
+            ));
+        }
+        let if_match = parse_if_match(&req)?;
+        let bytes = read_body(&req, payload, state.settings.max_body_bytes).await?;
+        let patch: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| FhirError::BadRequest(format!("the JSON Patch is not JSON: {e}")))?;
+        let repo = state.repo.clone();
+        let outcome = web::block(move || repo.patch(&ctx, &rtype, &id, &patch, if_match)).await??;
+        Ok(write_response(&req, &state, outcome))
+    })
+    .await
+}
+
 pub async fn delete(
     req: HttpRequest,
     ctx: RequestContext,

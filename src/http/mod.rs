@@ -64,6 +64,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/{type}/{id}")
             .route(web::get().to(read))
             .route(web::put().to(update))
+            .route(web::patch().to(patch))
             .route(web::delete().to(delete))
             .default_service(web::to(method_not_allowed)),
     )

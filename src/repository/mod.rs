@@ -249,6 +249,35 @@ impl Repository {
         })
     }
 
+    /// Applies a JSON Patch to a DocumentReference (PDSm: only `status`, `securityLabel`
+    /// and the archive extension may change), as an update of the version read.
+    pub fn patch(
+        &self,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+        patch: &Value,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, FhirError> {
+        check_type(rtype)?;
+        if rtype != "DocumentReference" {
+            return Err(FhirError::MethodNotAllowed(format!(
+                "PATCH is offered on DocumentReference only (PDSm); send a PUT to change a {rtype}"
+            )));
+        }
+        check_id(rtype, id)?;
+        self.access.check_type(ctx, rtype, Permission::Update)?;
+        self.audited_write(ctx, "patch", |conn, facts| {
+            let current = self.read_in(conn, ctx, rtype, id, facts)?;
+            let before = current.json()?;
+            let after = crate::fhir::patch::apply(&before, patch)?;
+            crate::fhir::patch::check_pdsm_scope(&before, &after)?;
+            let after = validate_for_update(rtype, id, after)?;
+            let expected = Some(if_match.unwrap_or(current.version_id));
+            self.write_in(conn, ctx, rtype, id, after, expected, "PATCH", facts)
+        })
+    }
+
     /// Runs a write in one transaction with its AuditEvents; a refused write is traced
     /// after the rollback.
     fn audited_write<T>(

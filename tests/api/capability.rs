@@ -43,6 +43,20 @@ async fn capability_statement_lists_what_works(backend: Backend) {
                 "create" => app.post(t, &minimal).await.status(),
                 "search-type" => app.get(&format!("{t}?_id={id}")).await.status(),
                 "delete" => continue,
+                "patch" => app
+                    .client
+                    .patch(app.url(&format!("{t}/{id}")))
+                    .header("Content-Type", "application/json-patch+json")
+                    .body(
+                        json!([{"op": "add", "path": "/securityLabel", "value": [{"coding": [
+                            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                             "code": "N"}]}]}])
+                        .to_string(),
+                    )
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
                 other => panic!("{t}: untested interaction {other}"),
             };
             assert!(status.is_success(), "{t} {code}: {status}");

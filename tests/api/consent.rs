@@ -56,6 +56,15 @@ impl As {
         self.send(req).await
     }
 
+    async fn patch(&self, path: &str, ops: &Value) -> (u16, Value) {
+        let req = self
+            .client
+            .patch(self.url(path))
+            .header("Content-Type", "application/json-patch+json")
+            .body(ops.to_string());
+        self.send(req).await
+    }
+
     async fn delete(&self, path: &str) -> (u16, Value) {
         self.send(self.client.delete(self.url(path))).await
     }
@@ -313,14 +322,40 @@ async fn a_masked_document_is_seen_only_by_the_patient_its_author_and_the_medeci
     .await;
     let open = w.document(&author, CONSULTATION, &[]).await;
     let masked = w.document(&author, CONSULTATION, &[]).await;
-    // The patient masks it (a new version with the label added to the set).
-    let (_, mut doc) = w.holder().get(&format!("DocumentReference/{masked}")).await;
-    doc["securityLabel"] = json!([{"coding": [{"system": TRE_A07, "code": "MASQUE_PS"}]}]);
+    // The patient masks it with a JSON Patch on securityLabel (PDSm).
+    let mask = json!([{"op": "add", "path": "/securityLabel",
+        "value": [{"coding": [{"system": TRE_A07, "code": "MASQUE_PS"}]}]}]);
     let (status, body) = w
         .holder()
-        .put(&format!("DocumentReference/{masked}"), &doc)
+        .patch(&format!("DocumentReference/{masked}"), &mask)
         .await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["securityLabel"][0]["coding"][0]["code"], "MASQUE_PS");
+    // PATCH may change nothing else, and only documents.
+    let (status, body) = w
+        .holder()
+        .patch(
+            &format!("DocumentReference/{masked}"),
+            &json!([{"op": "replace", "path": "/subject/reference", "value": "Patient/x"}]),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = w
+        .holder()
+        .patch(
+            &format!("Patient/{}", w.patient),
+            &json!([{"op": "replace", "path": "/active", "value": false}]),
+        )
+        .await;
+    assert_eq!(status, 405);
+    // Nor may a patient rewrite a professional's document by PUT.
+    let (_, mut rewritten) = w.holder().get(&format!("DocumentReference/{open}")).await;
+    rewritten["description"] = json!("réécrit");
+    let (status, _) = w
+        .holder()
+        .put(&format!("DocumentReference/{open}"), &rewritten)
+        .await;
+    assert_eq!(status, 403);
     let binary = w
         .app
         .create(
@@ -400,21 +435,19 @@ async fn a_masked_document_is_seen_only_by_the_patient_its_author_and_the_medeci
         "an author also sees the documents they filed"
     );
     assert_eq!(w.holder().search(&q).await.1, 2);
-    // A professional cannot unmask.
-    let (_, mut doc) = w
-        .pro(&author)
-        .get(&format!("DocumentReference/{masked}"))
-        .await;
-    doc.as_object_mut().unwrap().remove("securityLabel");
-    let (status, _) = w
-        .pro(&author)
-        .put(&format!("DocumentReference/{masked}"), &doc)
-        .await;
-    assert_eq!(status, 403);
+    // A professional cannot unmask, not even the author or the médecin traitant.
+    let unmask = json!([{"op": "remove", "path": "/securityLabel"}]);
+    for who in [&author, &w.mt] {
+        let (status, _) = w
+            .pro(who)
+            .patch(&format!("DocumentReference/{masked}"), &unmask)
+            .await;
+        assert_eq!(status, 403);
+    }
     // The patient unmasks: seen again.
     let (status, _) = w
         .holder()
-        .put(&format!("DocumentReference/{masked}"), &doc)
+        .patch(&format!("DocumentReference/{masked}"), &unmask)
         .await;
     assert_eq!(status, 200);
     assert_eq!(

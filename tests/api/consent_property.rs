@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
 const TRE_A07: &str = oracle::TRE_A07;
-const TRE_G15: &str = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante";
+const TRE_G15: &str =
+    "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante";
 const INS: &str = "urn:oid:1.2.250.1.213.1.4.8";
 const DAY: i64 = 86_400;
 
@@ -234,7 +235,10 @@ async fn build_world(app: &TestApp, rng: &mut Rng, now: i64, tag: u64) -> World 
         if let Some(mt) = mt {
             rules
                 .medecin_traitant
-                .push(oracle::ProfessionalProvision::new(&mt, oracle::Validity::always()));
+                .push(oracle::ProfessionalProvision::new(
+                    &mt,
+                    oracle::Validity::always(),
+                ));
         }
         people.push((id, ins));
     }
@@ -248,9 +252,12 @@ async fn build_world(app: &TestApp, rng: &mut Rng, now: i64, tag: u64) -> World 
             }
             let (v, status, period) = validity(rng, now);
             let rp = system
-                .post("RelatedPerson", &json!({"resourceType": "RelatedPerson",
+                .post(
+                    "RelatedPerson",
+                    &json!({"resourceType": "RelatedPerson",
                     "patient": {"reference": format!("Patient/{child}")},
-                    "identifier": [{"system": INS, "value": person.1}]}))
+                    "identifier": [{"system": INS, "value": person.1}]}),
+                )
                 .await;
             let rp = rp["id"].as_str().unwrap();
             system
@@ -381,13 +388,8 @@ async fn build_world(app: &TestApp, rng: &mut Rng, now: i64, tag: u64) -> World 
                     .collect();
             }
             let created = filer.post("DocumentReference", &body).await;
-            let mut doc = oracle::Document::new(
-                created["id"].as_str().unwrap(),
-                p,
-                author,
-                &type_code,
-                now,
-            );
+            let mut doc =
+                oracle::Document::new(created["id"].as_str().unwrap(), p, author, &type_code, now);
             doc.labels = labels;
             docs.push(doc);
         }
@@ -484,11 +486,7 @@ fn askers(world: &World, now: i64, shift: i64) -> Vec<Asker> {
                     regulation,
                     ..Default::default()
                 },
-                request: oracle::Request::new(
-                    oracle::Actor::Professional(pro.clone()),
-                    op,
-                    at,
-                ),
+                request: oracle::Request::new(oracle::Actor::Professional(pro.clone()), op, at),
                 bound: None,
                 label: format!("pro {pro} {purpose:?} {reason:?} reg={regulation}"),
             });

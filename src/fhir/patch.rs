@@ -1,0 +1,185 @@
+//! patch: JSON Patch (RFC 6902) on a resource, and the PDSm rule of what a PATCH of a
+//! DocumentReference may change (`status`, `securityLabel`, the archive extension).
+
+use crate::error::FhirError;
+use serde_json::Value;
+
+/// The PDSm archive extension, which PATCH may set.
+pub const IS_ARCHIVED: &str =
+    "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived";
+
+fn bad(msg: String) -> FhirError {
+    FhirError::BadRequest(format!("JSON Patch: {msg}"))
+}
+
+/// The tokens of a JSON Pointer (`/a/0/b~1c` → `a`, `0`, `b/c`).
+fn tokens(pointer: &str) -> Result<Vec<String>, FhirError> {
+    if pointer.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(rest) = pointer.strip_prefix('/') else {
+        return Err(bad(format!("'{pointer}' is not a JSON Pointer")));
+    };
+    Ok(rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
+}
+
+fn parent<'a>(doc: &'a mut Value, path: &[String]) -> Result<&'a mut Value, FhirError> {
+    let mut cur = doc;
+    for t in path {
+        cur = match cur {
+            Value::Object(m) => m.get_mut(t),
+            Value::Array(a) => t.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        }
+        .ok_or_else(|| bad(format!("no element at '{t}'")))?;
+    }
+    Ok(cur)
+}
+
+fn add(doc: &mut Value, path: &[String], value: Value) -> Result<(), FhirError> {
+    let Some((last, init)) = path.split_last() else {
+        *doc = value;
+        return Ok(());
+    };
+    match parent(doc, init)? {
+        Value::Object(m) => {
+            m.insert(last.clone(), value);
+        }
+        Value::Array(a) => {
+            let i = if last == "-" {
+                a.len()
+            } else {
+                last.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i <= a.len())
+                    .ok_or_else(|| bad(format!("index '{last}' is out of range")))?
+            };
+            a.insert(i, value);
+        }
+        _ => return Err(bad(format!("cannot add under a value at '{last}'"))),
+    }
+    Ok(())
+}
+
+fn remove(doc: &mut Value, path: &[String]) -> Result<Value, FhirError> {
+    let Some((last, init)) = path.split_last() else {
+        return Err(bad("cannot remove the whole resource".into()));
+    };
+    match parent(doc, init)? {
+        Value::Object(m) => m.remove(last),
+        Value::Array(a) => last
+            .parse::<usize>()
+            .ok()
+            .filter(|i| *i < a.len())
+            .map(|i| a.remove(i)),
+        _ => None,
+    }
+    .ok_or_else(|| bad(format!("nothing to remove at '{last}'")))
+}
+
+/// Applies a JSON Patch document to `doc`; all or nothing.
+pub fn apply(doc: &Value, patch: &Value) -> Result<Value, FhirError> {
+    let ops = patch
+        .as_array()
+        .ok_or_else(|| bad("the body must be an array of operations".into()))?;
+    let mut out = doc.clone();
+    for op in ops {
+        let name = op.get("op").and_then(Value::as_str).unwrap_or("");
+        let path = tokens(op.get("path").and_then(Value::as_str).unwrap_or("-"))?;
+        let value = || {
+            op.get("value")
+                .cloned()
+                .ok_or_else(|| bad(format!("'{name}' needs a value")))
+        };
+        let from = || tokens(op.get("from").and_then(Value::as_str).unwrap_or("-"));
+        match name {
+            "add" => add(&mut out, &path, value()?)?,
+            "remove" => {
+                remove(&mut out, &path)?;
+            }
+            "replace" => {
+                remove(&mut out, &path)?;
+                add(&mut out, &path, value()?)?;
+            }
+            "move" => {
+                let v = remove(&mut out, &from()?)?;
+                add(&mut out, &path, v)?;
+            }
+            "copy" => {
+                let v = parent(&mut out, &from()?)?.clone();
+                add(&mut out, &path, v)?;
+            }
+            "test" => {
+                if *parent(&mut out, &path)? != value()? {
+                    return Err(FhirError::Unprocessable(
+                        "JSON Patch: a test operation failed".into(),
+                    ));
+                }
+            }
+            other => return Err(bad(format!("unknown operation '{other}'"))),
+        }
+    }
+    Ok(out)
+}
+
+/// What PDSm lets a PATCH change: everything else of `before` and `after` must be equal.
+pub fn check_pdsm_scope(before: &Value, after: &Value) -> Result<(), FhirError> {
+    let strip = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("status");
+            o.remove("securityLabel");
+            o.remove("meta");
+            if let Some(Value::Array(exts)) = o.get_mut("extension") {
+                exts.retain(|e| e.get("url").and_then(Value::as_str) != Some(IS_ARCHIVED));
+                if exts.is_empty() {
+                    o.remove("extension");
+                }
+            }
+        }
+        v
+    };
+    if strip(before) != strip(after) {
+        return Err(FhirError::Unprocessable(
+            "a PATCH of a DocumentReference may change only status, securityLabel and the \
+             PDSm archive extension (PDSm); send a PUT for anything else"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn operations_apply_in_order_or_not_at_all() {
+        let doc = json!({"status": "current", "securityLabel": [{"text": "a"}]});
+        let out = apply(
+            &doc,
+            &json!([{"op": "add", "path": "/securityLabel/-", "value": {"text": "b"}},
+                {"op": "remove", "path": "/securityLabel/0"},
+                {"op": "replace", "path": "/status", "value": "entered-in-error"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"status": "entered-in-error", "securityLabel": [{"text": "b"}]})
+        );
+        assert!(apply(&doc, &json!([{"op": "remove", "path": "/nope"}])).is_err());
+        assert!(apply(
+            &doc,
+            &json!([{"op": "test", "path": "/status", "value": "x"}])
+        )
+        .is_err());
+        assert!(check_pdsm_scope(&doc, &out).is_ok());
+        let mut other = out.clone();
+        other["subject"] = json!({"reference": "Patient/x"});
+        assert!(check_pdsm_scope(&doc, &other).is_err());
+    }
+}

@@ -46,8 +46,12 @@ impl Rng {
     }
 }
 
+/// Professions (code, social sector) and document types (system, code).
+type Professions = Vec<(String, bool)>;
+type DocumentTypes = Vec<(String, String)>;
+
 /// The matrix as the oracle takes it: every (profession, type) pair of the shipped table.
-fn oracle_matrix() -> (oracle::Matrix, Vec<(String, bool)>, Vec<(String, String)>) {
+fn oracle_matrix() -> (oracle::Matrix, Professions, DocumentTypes) {
     let file: Value = serde_json::from_str(include_str!(
         "../../fhir-profiles/carnet/matrice-habilitation.json"
     ))

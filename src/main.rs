@@ -227,8 +227,9 @@ struct DevTokenArgs {
     /// Scopes to grant instead of the default (space-separated), e.g. "system/Patient.rs".
     #[arg(long)]
     scope: Option<String>,
-    /// For a patient: the child they act for as legal representative (Patient id).
-    #[arg(long = "for", requires = "patient")]
+    /// For a patient: the child they act for as legal representative; for a professional:
+    /// the patient an emergency (--purpose) is declared for (Patient id).
+    #[arg(long = "for")]
     acting_for: Option<String>,
     /// For a professional: purpose of use, BTG (break the glass, needs --reason) or ETREAT
     /// (SAMU regulation, needs --regulation).

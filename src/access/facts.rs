@@ -41,6 +41,9 @@ pub struct Decided {
     pub why: Option<String>,
     /// On what grounds a professional had the record open.
     pub bases: Vec<Basis>,
+    /// The resource's visibility labels (TRE_A07 codes): its traces carry them, so that a
+    /// trace is as hidden as what it lists.
+    pub labels: Vec<String>,
 }
 
 /// What has been loaded for this request, and what was decided.

@@ -252,6 +252,25 @@ impl AccessPoint {
                 .or_else(|| self.grant(ctx, rtype, Permission::Create))
                 .flatten(),
         };
+        // Chains and `_has` test resources the query does not return: for everyone the
+        // patient's rules bind, `_has` is refused and chains may lead only to the directory
+        // (and, for professionals, to Patient: the identity they may see unless blocked,
+        // as in PDSm's `DocumentReference?patient.identifier=…`).
+        if bound.is_none() && self.consent_applies(ctx) {
+            let allowed: &[&str] = &[
+                "Practitioner",
+                "PractitionerRole",
+                "Organization",
+                "Patient",
+            ];
+            if req.clauses.iter().any(|c| reaches_beyond(c, allowed)) {
+                return Err(FhirError::Forbidden(
+                    "_has is not available to professionals, and chained parameters may only \
+                     lead to Patient, Practitioner, PractitionerRole or Organization"
+                        .into(),
+                ));
+            }
+        }
         let Some(patient) = bound else {
             return Ok(None);
         };
@@ -518,6 +537,7 @@ impl AccessPoint {
                     hidden: true,
                     why: Some("a deletion".into()),
                     bases: Vec::new(),
+                    labels: Vec::new(),
                 })
             } else {
                 None
@@ -526,7 +546,24 @@ impl AccessPoint {
         let viewer = self.viewer(ctx, facts)?;
         let (patients, subject) = self.placement(interaction, resource, facts)?;
         if patients.is_empty() {
-            return Ok(None);
+            // Patient data whose record cannot be told (a Binary without security context,
+            // a document whose subject is an identifier): closed to everyone the rules
+            // bind, except a professional who authored it.
+            let own = matches!(&viewer, Some(Viewer::Professional { id, .. })
+                if subject.authors.contains(id));
+            if viewer.is_none() || own {
+                return Ok(None);
+            }
+            return Ok(Some(Decided {
+                patients: Vec::new(),
+                resource_type: rtype.to_string(),
+                id: resource.id.clone(),
+                allowed: false,
+                hidden: true,
+                why: Some("the record this resource belongs to cannot be told".into()),
+                bases: Vec::new(),
+                labels: Vec::new(),
+            }));
         }
         let mut decided = Decided {
             patients: patients.clone(),
@@ -536,6 +573,7 @@ impl AccessPoint {
             hidden: false,
             why: None,
             bases: Vec::new(),
+            labels: visibility_labels(&subject),
         };
         let Some(viewer) = viewer else {
             return Ok(Some(decided));
@@ -569,7 +607,15 @@ impl AccessPoint {
                         .iter()
                         .filter_map(|a| a.pointer("/who/reference").and_then(Value::as_str))
                         .any(|r| consent::practitioner_id(r) == Some(id.as_str()));
-                    if own || (rules.is_medecin_traitant(id) && !rules.is_blocked(id, now)) {
+                    let privileged =
+                        rules.is_medecin_traitant(id) || rules.has_equivalent_rights(id, now);
+                    // A trace is as hidden as what it lists (its meta.security labels).
+                    let masked = (subject.has(consent::MASQUE_PS)
+                        || subject.has(consent::MASQUE_PSOCIAL))
+                        && !privileged;
+                    if (own || (rules.is_medecin_traitant(id) && !rules.is_blocked(id, now)))
+                        && !masked
+                    {
                         Decision::Visible
                     } else {
                         Decision::Refused {
@@ -778,9 +824,15 @@ impl AccessPoint {
                     }
                 }
                 if rtype == "DocumentReference" && interaction == Interaction::Delete {
-                    let by_professional = current_value
-                        .as_ref()
-                        .is_some_and(|v| !Subject::of(rtype, v).authors.is_empty());
+                    // Only what the patient side filed: every author a Patient or RelatedPerson.
+                    let by_professional = current_value.as_ref().is_some_and(|v| {
+                        v.get("author")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a.get("reference").and_then(Value::as_str))
+                            .any(|r| !r.starts_with("Patient/") && !r.starts_with("RelatedPerson/"))
+                    });
                     if by_professional {
                         return forbid("only the author of a document may delete it");
                     }
@@ -788,6 +840,21 @@ impl AccessPoint {
                 Ok(Ok(()))
             }
             Actor::Practitioner(id) => {
+                if DIRECTORY_TYPES.contains(&rtype) {
+                    return forbid(
+                        "the directory (professions, roles, organisations) is maintained by \
+                         the registry, not by professionals",
+                    );
+                }
+                if rtype == "Binary" && current.is_some() {
+                    return forbid("a document's content is not changed or deleted once filed");
+                }
+                if rtype == "Patient"
+                    && current.is_none_or(|c| c.deleted)
+                    && new.is_some_and(|n| n.get("generalPractitioner").is_some())
+                {
+                    return forbid("the médecin traitant is the patient's to declare");
+                }
                 if rtype == "RelatedPerson" {
                     return forbid(
                         "a patient's legal representatives are recorded by the patient or the \
@@ -901,7 +968,14 @@ impl AccessPoint {
         current: Option<&StoredResource>,
         refusal: Option<&FhirError>,
     ) -> Decided {
+        let current_value: Option<Value> = current
+            .filter(|c| !c.deleted)
+            .and_then(|c| serde_json::from_str(&c.content).ok());
         let mut patients = new.map(|v| self.patients_of(rtype, v)).unwrap_or_default();
+        if rtype == "Patient" {
+            // A new Patient has no id in its body yet.
+            patients.push(id.to_string());
+        }
         if let Some(cur) = current.filter(|c| !c.deleted) {
             if let Ok(v) = serde_json::from_str::<Value>(&cur.content) {
                 patients.extend(self.patients_of(rtype, &v));
@@ -917,6 +991,10 @@ impl AccessPoint {
             hidden: matches!(refusal, Some(FhirError::NotFound(_))),
             why: refusal.map(|e| e.to_string()),
             bases: Vec::new(),
+            labels: new
+                .or(current_value.as_ref())
+                .map(|v| visibility_labels(&Subject::of(rtype, v)))
+                .unwrap_or_default(),
         }
     }
 
@@ -944,6 +1022,16 @@ impl AccessPoint {
     pub fn admit_written(&self, resource: StoredResource) -> Visible<StoredResource> {
         Visible(resource)
     }
+}
+
+/// The visibility labels (TRE_A07 codes) of a resource, which its traces carry.
+fn visibility_labels(subject: &Subject) -> Vec<String> {
+    subject
+        .labels
+        .iter()
+        .filter(|(s, _)| s == consent::TRE_A07)
+        .map(|(_, c)| c.clone())
+        .collect()
 }
 
 /// The patients an AuditEvent is about (its entities), not the patient who was the agent.
@@ -992,12 +1080,17 @@ impl Refusal {
 
 /// Whether a clause looks at resources other than directory ones besides the searched one.
 fn reaches_beyond_directory(c: &Clause) -> bool {
+    reaches_beyond(c, DIRECTORY_TYPES)
+}
+
+/// Whether a clause uses `_has`, or chains to a type outside `allowed`.
+fn reaches_beyond(c: &Clause, allowed: &[&str]) -> bool {
     match &c.kind {
         Kind::Has { .. } => true,
-        Kind::Chain(targets) => targets.iter().any(|(t, inner)| {
-            !DIRECTORY_TYPES.contains(&t.as_str()) || reaches_beyond_directory(inner)
-        }),
-        Kind::AnyOf(cs) => cs.iter().any(reaches_beyond_directory),
+        Kind::Chain(targets) => targets
+            .iter()
+            .any(|(t, inner)| !allowed.contains(&t.as_str()) || reaches_beyond(inner, allowed)),
+        Kind::AnyOf(cs) => cs.iter().any(|c| reaches_beyond(c, allowed)),
         _ => false,
     }
 }

@@ -172,10 +172,14 @@ fn purpose_of(claims: &Claims) -> crate::consent::Purpose {
             Some(r) => Purpose::Emergency {
                 reason: r.to_string(),
                 declared_at,
+                patient: claims.patient.clone(),
             },
             None => Purpose::Invalid("an emergency access (BTG) needs a written reason".into()),
         },
-        Some("ETREAT") if claims.regulation => Purpose::Regulation { declared_at },
+        Some("ETREAT") if claims.regulation => Purpose::Regulation {
+            declared_at,
+            patient: claims.patient.clone(),
+        },
         Some("ETREAT") => Purpose::Invalid(
             "emergency treatment (ETREAT) is for the SAMU regulating doctor only".into(),
         ),
@@ -322,7 +326,8 @@ pub enum DevSubject {
 /// The optional parts of a development token.
 #[derive(Debug, Clone, Default)]
 pub struct DevOptions {
-    /// For a patient: the child they act for (the patient in context).
+    /// For a patient: the child they act for; for a professional: the patient an emergency
+    /// is declared for (the patient in context).
     pub acting_for: Option<String>,
     /// For a professional: `BTG` or `ETREAT`, with the written reason.
     pub purpose: Option<String>,
@@ -359,7 +364,7 @@ pub fn dev_token_with(
         DevSubject::Practitioner(id) => (
             format!("Practitioner/{id}"),
             "openid fhirUser user/*.cruds",
-            None,
+            options.acting_for.clone(),
         ),
         DevSubject::System => ("client/carnet-dev".to_string(), "system/*.cruds", None),
     };

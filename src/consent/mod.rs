@@ -153,14 +153,17 @@ impl PatientRules {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purpose {
     Normal,
-    /// Break the glass, with the written reason, declared at the token's issue.
+    /// Break the glass, with the written reason, declared at the token's issue, for one
+    /// patient (the token's patient in context): it opens no other record.
     Emergency {
         reason: String,
         declared_at: i64,
+        patient: Option<String>,
     },
-    /// SAMU regulation (ETREAT with the regulation role).
+    /// SAMU regulation (ETREAT with the regulation role), for the patient in context.
     Regulation {
         declared_at: i64,
+        patient: Option<String>,
     },
     /// A purpose that cannot be honoured (BTG without a reason, ETREAT without the role):
     /// refused outright, since it could not be traced as the law asks.
@@ -315,18 +318,26 @@ pub fn record_access(rules: &PatientRules, id: &str, purpose: &Purpose, now: i64
     if rules.is_authorised(id, now) {
         bases.push(Basis::Authorised);
     }
+    let this_record = |p: &Option<String>| p.as_deref() == Some(rules.patient.as_str());
     match purpose {
-        Purpose::Emergency { declared_at, .. }
-            if !rules.objects_to_emergency(now)
-                && *declared_at <= now
-                && now < declared_at + EMERGENCY_WINDOW_US =>
+        Purpose::Emergency {
+            declared_at,
+            patient,
+            ..
+        } if this_record(patient)
+            && !rules.objects_to_emergency(now)
+            && *declared_at <= now
+            && now < declared_at + EMERGENCY_WINDOW_US =>
         {
             bases.push(Basis::Emergency)
         }
-        Purpose::Regulation { declared_at }
-            if !rules.objects_to_regulation(now)
-                && *declared_at <= now
-                && now < declared_at + EMERGENCY_WINDOW_US =>
+        Purpose::Regulation {
+            declared_at,
+            patient,
+        } if this_record(patient)
+            && !rules.objects_to_regulation(now)
+            && *declared_at <= now
+            && now < declared_at + EMERGENCY_WINDOW_US =>
         {
             bases.push(Basis::Regulation)
         }
@@ -334,6 +345,12 @@ pub fn record_access(rules: &PatientRules, id: &str, purpose: &Purpose, now: i64
     }
     if bases.is_empty() {
         RecordAccess::Closed(match purpose {
+            Purpose::Emergency { patient, .. } | Purpose::Regulation { patient, .. }
+                if !this_record(patient) =>
+            {
+                "an emergency access opens the record of the patient it was declared for only"
+                    .into()
+            }
             Purpose::Emergency { .. } => {
                 "the patient objected to emergency access to their record".into()
             }

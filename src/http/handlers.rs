@@ -256,6 +256,11 @@ pub async fn patch(
     let (rtype, id) = path.into_inner();
     respond(&req, |_| async {
         check_type(&rtype)?;
+        if rtype != "DocumentReference" {
+            return Err(FhirError::MethodNotAllowed(format!(
+                "PATCH is offered on DocumentReference only (PDSm); send a PUT to change a {rtype}"
+            )));
+        }
         let kind = header(&req, "Content-Type").unwrap_or("");
         if !kind.starts_with("application/json-patch+json") {
             return Err(FhirError::UnsupportedMediaType(

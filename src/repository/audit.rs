@@ -17,7 +17,7 @@ use crate::consent::{Basis, Purpose, ACT_REASON};
 use crate::error::FhirError;
 use crate::fhir::instant;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex};
 
 /// At most this many resources are listed in one AuditEvent (the count is in the text).
@@ -136,16 +136,37 @@ pub fn audit_event(
 }
 
 /// The AuditEvents for what `facts` recorded: one per patient and outcome.
+/// A trace is as hidden as what it lists: the events are grouped by the visibility labels of
+/// their resources and carry them in `meta.security`, so the access point hides a trace
+/// from whoever the resource is hidden from (an INVISIBLE_PATIENT document's reads from the
+/// patient, a masked document's refusal from the professional refused).
 pub fn events_for(ctx: &RequestContext, interaction: &str, facts: &Facts) -> Vec<Value> {
-    let mut groups: BTreeMap<(String, bool), Vec<&Decided>> = BTreeMap::new();
+    type Key = (String, bool, Vec<String>);
+    let mut groups: BTreeMap<Key, Vec<&Decided>> = BTreeMap::new();
     for d in &facts.trail {
+        let mut labels = d.labels.clone();
+        labels.sort();
+        labels.dedup();
         for p in &d.patients {
-            groups.entry((p.clone(), d.allowed)).or_default().push(d);
+            groups
+                .entry((p.clone(), d.allowed, labels.clone()))
+                .or_default()
+                .push(d);
         }
     }
     groups
         .into_iter()
-        .map(|((patient, allowed), ds)| audit_event(ctx, interaction, &patient, &ds, allowed))
+        .map(|((patient, allowed, labels), ds)| {
+            let mut event = audit_event(ctx, interaction, &patient, &ds, allowed);
+            if !labels.is_empty() {
+                let security: Vec<Value> = labels
+                    .iter()
+                    .map(|c| json!({"system": crate::consent::TRE_A07, "code": c}))
+                    .collect();
+                event["meta"] = json!({"security": security});
+            }
+            event
+        })
         .collect()
 }
 
@@ -188,8 +209,28 @@ struct State {
     /// Every batch up to this one is finished.
     committed: u64,
     writing: bool,
-    /// Recent batches that failed.
-    failed: VecDeque<u64>,
+    /// Batches that failed (pruned once far behind: every waiter of a batch has long read
+    /// it by then).
+    failed: std::collections::BTreeSet<u64>,
+}
+
+/// Clears `writing` and wakes the waiters even if the writer panics (else every later
+/// read would wait for ever).
+struct Writing<'a>(&'a Queue, Option<(u64, bool)>);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (number, ok) = self.1.unwrap_or((st.next_batch - 1, false));
+        st.committed = st.committed.max(number);
+        st.writing = false;
+        if !ok {
+            st.failed.insert(number);
+        }
+        let horizon = st.committed.saturating_sub(100_000);
+        st.failed = st.failed.split_off(&horizon);
+        self.0.done.notify_all();
+    }
 }
 
 /// The group commit of reads' AuditEvents.
@@ -234,22 +275,16 @@ impl Queue {
                 let number = st.next_batch;
                 st.next_batch += 1;
                 drop(st);
+                let mut guard = Writing(self, None);
                 let n = batch.len() as u64;
                 let result = Storage::write_on(conn, |c| write_events(c, base_url, batch));
-                if result.is_ok() {
-                    note_written(n);
+                match &result {
+                    Ok(()) => note_written(n),
+                    Err(e) => tracing::error!(error = %e, "writing AuditEvents failed"),
                 }
+                guard.1 = Some((number, result.is_ok()));
+                drop(guard);
                 st = lock();
-                st.committed = number;
-                st.writing = false;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "writing AuditEvents failed");
-                    st.failed.push_back(number);
-                    if st.failed.len() > 64 {
-                        st.failed.pop_front();
-                    }
-                }
-                self.done.notify_all();
                 continue;
             }
             st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());

@@ -469,6 +469,7 @@ async fn emergency_access_is_allowed_traced_and_ends_with_an_objection(backend: 
             DevOptions {
                 purpose: Some("BTG".into()),
                 reason: reason.map(str::to_string),
+                acting_for: Some(w.patient.clone()),
                 ..Default::default()
             },
         )
@@ -478,8 +479,31 @@ async fn emergency_access_is_allowed_traced_and_ends_with_an_objection(backend: 
         DevOptions {
             purpose: Some("ETREAT".into()),
             regulation: true,
+            acting_for: Some(w.patient.clone()),
             ..Default::default()
         },
+    );
+    // An emergency opens the record it was declared for, no other.
+    let elsewhere = w
+        .app
+        .create(&json!({"resourceType": "Patient",
+            "identifier": [{"system": INS, "value": "180017512345699"}]}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other_glass = w.token(
+        DevSubject::Practitioner(er.clone()),
+        DevOptions {
+            purpose: Some("BTG".into()),
+            reason: Some("urgence".into()),
+            acting_for: Some(elsewhere),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        other_glass.get(&format!("DocumentReference/{doc}")).await.0,
+        403
     );
     assert_eq!(
         w.pro(&er).get(&format!("DocumentReference/{doc}")).await.0,
@@ -649,6 +673,15 @@ async fn a_document_hidden_from_the_patient_appears_after_a_month(backend: Backe
             .0,
         200
     );
+    // Nor do the traces tell the patient: a trace is as hidden as what it lists.
+    let (_, traces) = holder
+        .get(&format!("AuditEvent?patient={}&_count=200", w.patient))
+        .await;
+    assert!(traces["total"].as_i64().unwrap() > 0, "{traces}");
+    assert!(
+        !traces.to_string().contains(&doc),
+        "a trace names the hidden document"
+    );
 }
 
 /// "The holder can consult the traces"; a professional sees only their own; traces cannot
@@ -812,6 +845,48 @@ async fn who_may_write_rules_delete_documents_and_read_which_types(backend: Back
         2,
         "history kept"
     );
+    // What the rules cannot place is closed; chains and _has cannot look behind them.
+    let loose = w
+        .app
+        .create(&json!({"resourceType": "Binary", "contentType": "text/plain", "data": "eA=="}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(w.pro(&dr).get(&format!("Binary/{loose}")).await.0, 404);
+    let (status, _) = w
+        .pro(&dr)
+        .get("Patient?_has:DocumentReference:subject:security-label=MASQUE_PS")
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = w
+        .pro(&dr)
+        .get("DocumentReference?patient.identifier=urn:oid:1.2.250.1.213.1.4.8|180017512345601")
+        .await;
+    assert_eq!(
+        status, 200,
+        "PDSm's TD3.1a chain to Patient stays available"
+    );
+    // The directory and the médecin traitant are not professionals' to write.
+    let (_, mut me) = w.pro(&dr).get(&format!("Practitioner/{nurse}")).await;
+    me["name"] = json!([{"family": "Autre"}]);
+    assert_eq!(
+        w.pro(&nurse)
+            .put(&format!("Practitioner/{nurse}"), &me)
+            .await
+            .0,
+        403,
+        "a professional cannot change their own profession or name"
+    );
+    let (status, _) = w
+        .pro(&dr)
+        .post(
+            "Patient",
+            &json!({"resourceType": "Patient",
+                "generalPractitioner": [{"reference": format!("Practitioner/{dr}")}]}),
+        )
+        .await;
+    assert_eq!(status, 403);
     // The matrice d'habilitation: a nurse reads a vaccination note, not an imaging report.
     let vaccination = w.document(&w.mt, VACCINATION, &[]).await;
     let imaging = w.document(&w.mt, IMAGING, &[]).await;

@@ -108,11 +108,7 @@ impl World {
     }
 
     fn token(&self, subject: DevSubject, options: DevOptions) -> As {
-        let key = carnet::auth::keys::SigningKey::load_or_create(&self.app.args.data_dir).unwrap();
-        let dev =
-            carnet::auth::keys::SigningKey::load_or_create_dev(&self.app.args.data_dir).unwrap();
-        let tokens = carnet::auth::token::TokenService::new(key, Some(dev));
-        let token = carnet::auth::dev_token_with(&tokens, &subject, None, 600, &options).unwrap();
+        let token = dev_token_with(&self.app.args.data_dir, &subject, None, &options);
         As {
             client: client_with(&token),
             base: self.app.base.clone(),
@@ -264,18 +260,11 @@ async fn a_blocked_professional_gets_nothing_until_unblocked(backend: Backend) {
         .await;
     assert_eq!(everything["total"], 0);
     // Through an app with narrower scopes, the same.
-    let app_token = {
-        let key = carnet::auth::keys::SigningKey::load_or_create(&w.app.args.data_dir).unwrap();
-        let dev = carnet::auth::keys::SigningKey::load_or_create_dev(&w.app.args.data_dir).unwrap();
-        let tokens = carnet::auth::token::TokenService::new(key, Some(dev));
-        carnet::auth::dev_token(
-            &tokens,
-            &DevSubject::Practitioner(dr.clone()),
-            Some("user/DocumentReference.rs"),
-            600,
-        )
-        .unwrap()
-    };
+    let app_token = dev_token(
+        &w.app.args.data_dir,
+        &DevSubject::Practitioner(dr.clone()),
+        Some("user/DocumentReference.rs"),
+    );
     let via_app = As {
         client: client_with(&app_token),
         base: w.app.base.clone(),

@@ -178,12 +178,6 @@ impl Client {
     }
 }
 
-fn tokens(app: &TestApp) -> carnet::auth::token::TokenService {
-    let key = carnet::auth::keys::SigningKey::load_or_create(&app.args.data_dir).unwrap();
-    let dev = carnet::auth::keys::SigningKey::load_or_create_dev(&app.args.data_dir).unwrap();
-    carnet::auth::token::TokenService::new(key, Some(dev))
-}
-
 /// One random world, written through the server, and its oracle model.
 struct World {
     model: oracle::Model,
@@ -197,12 +191,8 @@ struct World {
 async fn build_world(app: &TestApp, rng: &mut Rng, now: i64, tag: u64) -> World {
     let (matrix, professions, types) = oracle_matrix();
     let mut model = oracle::Model::new(matrix);
-    let ts = tokens(app);
     let as_ = |subject: DevSubject| Client {
-        client: client_with(
-            &carnet::auth::dev_token_with(&ts, &subject, None, 600, &DevOptions::default())
-                .unwrap(),
-        ),
+        client: client_with(&dev_token(&app.args.data_dir, &subject, None)),
         base: app.base.clone(),
     };
     let system = Client {
@@ -530,7 +520,6 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
         .unwrap_or(4);
     eprintln!("consent property test: seed {seed} (CARNET_PROPERTY_SEED), {worlds} worlds");
     let app = spawn_app(backend).await;
-    let ts = tokens(&app);
     let mut rng = Rng(seed);
     let mut cases = 0u64;
     let mut visible = 0u64;
@@ -541,9 +530,7 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
         let world = build_world(&app, &mut rng, now, seed.wrapping_add(w)).await;
         let shift = *rng.pick(&[0, 0, 20 * DAY, 40 * DAY]);
         for asker in askers(&world, now, shift) {
-            let token =
-                carnet::auth::dev_token_with(&ts, &asker.subject, None, 600, &asker.options)
-                    .unwrap();
+            let token = dev_token_with(&app.args.data_dir, &asker.subject, None, &asker.options);
             let client = client_with(&token);
             // Unshifted requests run on the server's own clock (after the tokens' issue
             // time, which opens an emergency window); shifted ones move it.

@@ -207,10 +207,20 @@ pub fn dev_token(
     subject: &carnet::auth::DevSubject,
     scope: Option<&str>,
 ) -> String {
+    dev_token_with(data_dir, subject, scope, &Default::default())
+}
+
+/// [`dev_token`] with a purpose of use or a patient in context.
+pub fn dev_token_with(
+    data_dir: &std::path::Path,
+    subject: &carnet::auth::DevSubject,
+    scope: Option<&str>,
+    options: &carnet::auth::DevOptions,
+) -> String {
     let key = carnet::auth::keys::SigningKey::load_or_create(data_dir).expect("signing key");
     let dev = carnet::auth::keys::SigningKey::load_or_create_dev(data_dir).expect("dev key");
     let tokens = carnet::auth::token::TokenService::new(key, Some(dev));
-    carnet::auth::dev_token(&tokens, subject, scope, 600).expect("token")
+    carnet::auth::dev_token_with(&tokens, subject, scope, 600, options).expect("token")
 }
 
 /// A client sending `token` as its bearer token on every request.

@@ -2,14 +2,16 @@
 //! patient's rules, a professional's professions, the document a Binary belongs to…), and
 //! the trail of decisions it made (for the AuditEvents).
 //!
-//! The access point stays pure: it says what it [`Need`]s, the repository loads it into
-//! [`Facts`], and the decision reads only from there. A fact it needs and does not find
-//! means refusal (fail closed).
+//! The access point stays pure: it says what it [`Need`]s, the repository's [`Loader`] loads
+//! it into [`Facts`], and the decision reads only from there.
 
 use crate::consent::{Basis, PatientRules};
 use crate::repository::StoredResource;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Loads one fact into the facts (the repository does, from storage).
+pub type Loader<'a> = dyn FnMut(&Need, &mut Facts) -> Result<(), crate::error::FhirError> + 'a;
 
 /// A fact to load before deciding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,16 +64,6 @@ impl Facts {
         Facts::default()
     }
 
-    pub fn has(&self, need: &Need) -> bool {
-        match need {
-            Need::Rules(p) => self.rules.contains_key(p),
-            Need::Professional(p) => self.professions.contains_key(p),
-            Need::Ins(p) => self.ins.contains_key(p),
-            Need::Current(t, i) => self.current.contains_key(&(t.clone(), i.clone())),
-            Need::FiledAt(t, i) => self.filed_at.contains_key(&(t.clone(), i.clone())),
-        }
-    }
-
     pub fn put_rules(&mut self, patient: &str, rules: Arc<PatientRules>) {
         self.rules.insert(patient.to_string(), rules);
     }
@@ -93,17 +85,5 @@ impl Facts {
     pub fn put_filed_at(&mut self, rtype: &str, id: &str, at: Option<i64>) {
         self.filed_at
             .insert((rtype.to_string(), id.to_string()), at);
-    }
-
-    /// The patients whose records this request touched, with whether anything was refused.
-    pub fn patients_touched(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .trail
-            .iter()
-            .flat_map(|d| d.patients.iter().cloned())
-            .collect();
-        out.sort();
-        out.dedup();
-        out
     }
 }

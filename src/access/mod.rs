@@ -20,7 +20,7 @@
 
 pub mod facts;
 
-pub use facts::{Decided, Facts, Need};
+pub use facts::{Decided, Facts, Loader, Need};
 
 use crate::auth::{Actor, Permission, RequestContext};
 use crate::consent::{self, Decision, Matrix, Subject, Viewer};
@@ -325,7 +325,8 @@ impl AccessPoint {
         interaction: Interaction,
         resource: StoredResource,
         facts: &mut Facts,
-    ) -> Result<Visible<StoredResource>, Refusal> {
+        load: &mut Loader,
+    ) -> Result<Result<Visible<StoredResource>, Refusal>, FhirError> {
         let rtype = resource.resource_type.as_str();
         let grant = self.grant(ctx, rtype, Permission::Read).or_else(|| {
             (interaction == Interaction::Search)
@@ -335,12 +336,12 @@ impl AccessPoint {
         let Some(bound) = grant else {
             // In a Bundle the entry is dropped; a direct read says why (the type was
             // checked before the lookup, so this tells nothing about existence).
-            return Err(match interaction {
+            return Ok(Err(match interaction {
                 Interaction::Read | Interaction::Vread => Refusal::Forbidden(format!(
                     "the access token's scopes do not allow reading {rtype}"
                 )),
                 _ => Refusal::Hidden,
-            });
+            }));
         };
         if let Some(patient) = bound {
             // Another patient's data must look exactly like data that does not exist. A
@@ -349,42 +350,30 @@ impl AccessPoint {
                 && serde_json::from_str::<Value>(&resource.content)
                     .is_ok_and(|v| self.readable_by_patient(rtype, &v, &patient));
             if !within {
-                return Err(Refusal::Hidden);
+                return Ok(Err(Refusal::Hidden));
             }
         }
-        match self.consent_read(ctx, interaction, &resource, facts) {
-            // Not decidable: a fact is missing (a bug in the caller), so refuse.
-            Err(_) => Err(Refusal::Hidden),
-            Ok(None) => Ok(Visible(resource)),
-            Ok(Some(decided)) => {
-                let (allowed, hidden) = (decided.allowed, decided.hidden);
-                let why = decided.why.clone().unwrap_or_default();
-                facts.trail.push(decided);
-                if allowed {
-                    Ok(Visible(resource))
-                } else if hidden {
-                    Err(Refusal::Hidden)
-                } else {
-                    Err(match interaction {
-                        Interaction::Read | Interaction::Vread | Interaction::History => {
-                            Refusal::Forbidden(why)
-                        }
-                        _ => Refusal::Hidden,
-                    })
+        let decided = loading(facts, load, |facts| {
+            self.consent_read(ctx, interaction, &resource, facts)
+        })?;
+        let Some(decided) = decided else {
+            return Ok(Ok(Visible(resource)));
+        };
+        let (allowed, hidden) = (decided.allowed, decided.hidden);
+        let why = decided.why.clone().unwrap_or_default();
+        facts.trail.push(decided);
+        Ok(if allowed {
+            Ok(Visible(resource))
+        } else if hidden {
+            Err(Refusal::Hidden)
+        } else {
+            Err(match interaction {
+                Interaction::Read | Interaction::Vread | Interaction::History => {
+                    Refusal::Forbidden(why)
                 }
-            }
-        }
-    }
-
-    /// The next fact [`Self::check_read`] needs to decide on `resource` for `ctx`, if any.
-    pub fn pending(
-        &self,
-        ctx: &RequestContext,
-        interaction: Interaction,
-        resource: &StoredResource,
-        facts: &Facts,
-    ) -> Option<Need> {
-        self.consent_read(ctx, interaction, resource, facts).err()
+                _ => Refusal::Hidden,
+            })
+        })
     }
 
     /// Keeps the resources of a Bundle that `ctx` may see; the others are dropped silently.
@@ -394,11 +383,15 @@ impl AccessPoint {
         interaction: Interaction,
         resources: Vec<StoredResource>,
         facts: &mut Facts,
-    ) -> Vec<Visible<StoredResource>> {
-        resources
-            .into_iter()
-            .filter_map(|r| self.check_read(ctx, interaction, r, facts).ok())
-            .collect()
+        load: &mut Loader,
+    ) -> Result<Vec<Visible<StoredResource>>, FhirError> {
+        let mut out = Vec::with_capacity(resources.len());
+        for r in resources {
+            if let Ok(v) = self.check_read(ctx, interaction, r, facts, load)? {
+                out.push(v);
+            }
+        }
+        Ok(out)
     }
 
     /// Whether searches must check every candidate before counting and paging (true when
@@ -445,10 +438,14 @@ impl AccessPoint {
     /// Binary belongs to what its `securityContext` names (a DocumentReference: then that
     /// document's record and labels decide). Versions are judged by the current version's
     /// labels and authors too (a document masked today is masked in all its versions).
+    /// Only the record is needed when nobody's rules are `judged` (a backend service's
+    /// access, placed for its trace): the current version and the filing time are not
+    /// loaded then.
     fn placement(
         &self,
         interaction: Interaction,
         resource: &StoredResource,
+        judged: bool,
         facts: &Facts,
     ) -> Result<(Vec<String>, Subject), Need> {
         let rtype = resource.resource_type.as_str();
@@ -486,7 +483,7 @@ impl AccessPoint {
         let mut patients = self.patients_of(otype, &value);
         let mut subject = Subject::of(otype, &value);
         let older = matches!(interaction, Interaction::Vread | Interaction::History);
-        if older && otype == rtype {
+        if judged && older && otype == rtype {
             let current = facts
                 .current
                 .get(&owner)
@@ -504,7 +501,7 @@ impl AccessPoint {
                 patients.dedup();
             }
         }
-        if subject.has(consent::INVISIBLE_PATIENT) {
+        if judged && subject.has(consent::INVISIBLE_PATIENT) {
             subject.filed_at = *facts
                 .filed_at
                 .get(&owner)
@@ -544,7 +541,7 @@ impl AccessPoint {
             });
         }
         let viewer = self.viewer(ctx, facts)?;
-        let (patients, subject) = self.placement(interaction, resource, facts)?;
+        let (patients, subject) = self.placement(interaction, resource, viewer.is_some(), facts)?;
         if patients.is_empty() {
             // Patient data whose record cannot be told (a Binary without security context,
             // a document whose subject is an identifier): closed to everyone the rules
@@ -650,6 +647,7 @@ impl AccessPoint {
     /// exist; with its content)? A current resource `ctx` may not see answers 404 exactly
     /// like an absent one, and update-as-create is not offered in a patient's context (a
     /// chosen id could be another patient's deleted resource).
+    #[allow(clippy::too_many_arguments)]
     pub fn check_write(
         &self,
         ctx: &RequestContext,
@@ -657,29 +655,13 @@ impl AccessPoint {
         resource_type: &str,
         new: Option<&Value>,
         current: Option<&StoredResource>,
-        facts: &Facts,
+        facts: &mut Facts,
+        load: &mut Loader,
     ) -> Result<(), FhirError> {
         self.check_write_scopes(ctx, interaction, resource_type, new, current)?;
-        match self.consent_write(ctx, interaction, resource_type, new, current, facts) {
-            Ok(result) => result,
-            Err(need) => Err(FhirError::Internal(format!(
-                "access decision without a fact it needs: {need:?}"
-            ))),
-        }
-    }
-
-    /// The next fact [`Self::check_write`] needs, if any.
-    pub fn pending_write(
-        &self,
-        ctx: &RequestContext,
-        interaction: Interaction,
-        resource_type: &str,
-        new: Option<&Value>,
-        current: Option<&StoredResource>,
-        facts: &Facts,
-    ) -> Option<Need> {
-        self.consent_write(ctx, interaction, resource_type, new, current, facts)
-            .err()
+        loading(facts, load, |facts| {
+            self.consent_write(ctx, interaction, resource_type, new, current, facts)
+        })?
     }
 
     /// The patient's rules on a write (after the scopes and the patient bound): who may
@@ -1022,6 +1004,27 @@ impl AccessPoint {
     pub fn admit_written(&self, resource: StoredResource) -> Visible<StoredResource> {
         Visible(resource)
     }
+}
+
+/// How many facts one decision may wait for (a Binary → its document → its patient's
+/// rules → the professional's professions → …).
+const MAX_FACT_ROUNDS: usize = 8;
+
+/// Runs `decide` until it needs no more facts, loading each one it names.
+fn loading<T>(
+    facts: &mut Facts,
+    load: &mut Loader,
+    decide: impl Fn(&Facts) -> Result<T, Need>,
+) -> Result<T, FhirError> {
+    for _ in 0..MAX_FACT_ROUNDS {
+        match decide(facts) {
+            Ok(decision) => return Ok(decision),
+            Err(need) => load(&need, facts)?,
+        }
+    }
+    Err(FhirError::Internal(
+        "an access decision kept asking for facts".into(),
+    ))
 }
 
 /// The visibility labels (TRE_A07 codes) of a resource, which its traces carry.

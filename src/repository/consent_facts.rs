@@ -5,16 +5,12 @@
 
 use super::storage::{self, AnyConnection};
 use super::{from_current, Repository, StoredResource};
-use crate::access::{Facts, Interaction, Need};
+use crate::access::{Facts, Interaction, Need, Refusal, Visible};
 use crate::auth::RequestContext;
 use crate::consent::{self, Matrix, PatientRules, Rule};
 use crate::error::FhirError;
 use serde_json::Value;
 use std::sync::Arc;
-
-/// How many rounds of loading one decision may take (a Binary → its document → its
-/// patient's rules → the guardians' identifiers).
-const MAX_ROUNDS: usize = 8;
 
 fn current_json(
     conn: &mut AnyConnection,
@@ -153,35 +149,39 @@ impl Repository {
         Ok(rules)
     }
 
-    /// Loads what deciding on `resources` for `ctx` needs.
-    pub(super) fn settle_reads(
+    /// Decides on one resource for `ctx`, loading the facts the decision asks for.
+    pub(super) fn decide_read(
         &self,
         conn: &mut AnyConnection,
         ctx: &RequestContext,
         interaction: Interaction,
-        resources: &[StoredResource],
+        resource: StoredResource,
         facts: &mut Facts,
-    ) -> Result<(), FhirError> {
-        for _ in 0..MAX_ROUNDS {
-            let mut needs: Vec<Need> = resources
-                .iter()
-                .filter_map(|r| self.access.pending(ctx, interaction, r, facts))
-                .collect();
-            if needs.is_empty() {
-                return Ok(());
-            }
-            needs.sort_by_key(|n| format!("{n:?}"));
-            needs.dedup();
-            for n in &needs {
-                self.load_fact(conn, n, facts)?;
-            }
-        }
-        Ok(())
+    ) -> Result<Result<Visible<StoredResource>, Refusal>, FhirError> {
+        self.access
+            .check_read(ctx, interaction, resource, facts, &mut |n, f| {
+                self.load_fact(conn, n, f)
+            })
     }
 
-    /// Loads what deciding on a write needs.
+    /// Keeps the resources `ctx` may see, loading the facts the decisions ask for.
+    pub(super) fn decide_reads(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        interaction: Interaction,
+        resources: Vec<StoredResource>,
+        facts: &mut Facts,
+    ) -> Result<Vec<Visible<StoredResource>>, FhirError> {
+        self.access
+            .filter(ctx, interaction, resources, facts, &mut |n, f| {
+                self.load_fact(conn, n, f)
+            })
+    }
+
+    /// Decides on a write for `ctx`, loading the facts the decision asks for.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn settle_write(
+    pub(super) fn decide_write(
         &self,
         conn: &mut AnyConnection,
         ctx: &RequestContext,
@@ -191,15 +191,9 @@ impl Repository {
         current: Option<&StoredResource>,
         facts: &mut Facts,
     ) -> Result<(), FhirError> {
-        for _ in 0..MAX_ROUNDS {
-            match self
-                .access
-                .pending_write(ctx, interaction, rtype, new, current, facts)
-            {
-                None => return Ok(()),
-                Some(n) => self.load_fact(conn, &n, facts)?,
-            }
-        }
-        Ok(())
+        self.access
+            .check_write(ctx, interaction, rtype, new, current, facts, &mut |n, f| {
+                self.load_fact(conn, n, f)
+            })
     }
 }

@@ -157,17 +157,8 @@ impl Repository {
         check_id(rtype, id)?;
         self.access.check_type(ctx, rtype, Permission::Read)?;
         let row = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
-        let row = from_current(row);
-        self.settle_reads(
-            conn,
-            ctx,
-            Interaction::Read,
-            std::slice::from_ref(&row),
-            facts,
-        )?;
         let visible = self
-            .access
-            .check_read(ctx, Interaction::Read, row, facts)
+            .decide_read(conn, ctx, Interaction::Read, from_current(row), facts)?
             .map_err(|r| r.into_error(rtype, id))?;
         if visible.deleted {
             return Err(FhirError::Gone(format!("{rtype}/{id} was deleted")));
@@ -205,16 +196,8 @@ impl Repository {
         let missing = || FhirError::NotFound(format!("{rtype}/{id}/_history/{vid} is not known"));
         let v: i64 = vid.parse().map_err(|_| missing())?;
         let row = from_version(storage::version(conn, rtype, id, v)?.ok_or_else(missing)?);
-        self.settle_reads(
-            conn,
-            ctx,
-            Interaction::Vread,
-            std::slice::from_ref(&row),
-            facts,
-        )?;
         let visible = self
-            .access
-            .check_read(ctx, Interaction::Vread, row, facts)
+            .decide_read(conn, ctx, Interaction::Vread, row, facts)?
             .map_err(|r| match r {
                 crate::access::Refusal::Hidden => missing(),
                 other => other.into_error(rtype, id),
@@ -423,16 +406,8 @@ impl Repository {
         };
         // The access decision comes first: a precondition must not tell whether a
         // resource the requester may not see exists.
-        self.settle_write(
+        let decision = self.decide_write(
             conn,
-            ctx,
-            interaction,
-            rtype,
-            Some(&resource),
-            current_stored.as_ref(),
-            facts,
-        )?;
-        let decision = self.access.check_write(
             ctx,
             interaction,
             rtype,
@@ -554,16 +529,8 @@ impl Repository {
         self.access.check_type(ctx, rtype, Permission::Delete)?;
         let current = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
         let current_stored = from_current(current.clone());
-        self.settle_write(
+        let decision = self.decide_write(
             conn,
-            ctx,
-            Interaction::Delete,
-            rtype,
-            None,
-            Some(&current_stored),
-            facts,
-        )?;
-        let decision = self.access.check_write(
             ctx,
             Interaction::Delete,
             rtype,
@@ -692,25 +659,14 @@ impl Repository {
             check_id(t, id)?;
             self.access.check_type(ctx, t, Permission::Read)?;
             let row = storage::current(conn, t, id)?.ok_or_else(|| not_found(t, id))?;
-            let row = from_current(row);
-            self.settle_reads(
-                conn,
-                ctx,
-                Interaction::Read,
-                std::slice::from_ref(&row),
-                facts,
-            )?;
-            let mut probe = Facts::new();
-            std::mem::swap(&mut probe, facts);
-            let checked = self
-                .access
-                .check_read(ctx, Interaction::Read, row, &mut probe);
-            std::mem::swap(&mut probe, facts);
+            let traced = facts.trail.len();
+            let checked =
+                self.decide_read(conn, ctx, Interaction::Read, from_current(row), facts)?;
             // Only a refusal is traced here; the entries below trace what is shown.
             if let Err(r) = checked {
-                facts.trail.extend(probe.trail);
                 return Err(r.into_error(t, id));
             }
+            facts.trail.truncate(traced);
         }
         let conn = &mut **conn;
         let rows = storage::history(
@@ -731,8 +687,7 @@ impl Repository {
             None
         };
         let rows: Vec<StoredResource> = rows.into_iter().map(from_version).collect();
-        self.settle_reads(conn, ctx, Interaction::History, &rows, facts)?;
-        let entries = self.access.filter(ctx, Interaction::History, rows, facts);
+        let entries = self.decide_reads(conn, ctx, Interaction::History, rows, facts)?;
         Ok(HistoryPage {
             entries,
             next_cursor,
@@ -897,8 +852,7 @@ impl Repository {
             .filter(|r| !r.deleted)
             .map(from_current)
             .collect();
-        self.settle_reads(conn, ctx, Interaction::Search, &rows, facts)?;
-        Ok(self.access.filter(ctx, Interaction::Search, rows, facts))
+        self.decide_reads(conn, ctx, Interaction::Search, rows, facts)
     }
 
     /// The resources `_include` and `_revinclude` bring in for `matches` (each through the
@@ -971,8 +925,7 @@ impl Repository {
                     .filter(|r| !r.deleted)
                     .map(from_current)
                     .collect();
-                self.settle_reads(conn, ctx, Interaction::Search, &rows, facts)?;
-                for v in self.access.filter(ctx, Interaction::Search, rows, facts) {
+                for v in self.decide_reads(conn, ctx, Interaction::Search, rows, facts)? {
                     if seen.insert((v.resource_type.clone(), v.id.clone())) {
                         next.push((v.resource_type.clone(), v.id.clone()));
                         included.push(v);

@@ -735,13 +735,11 @@ impl AccessPoint {
                 .map(|(_, c)| c)
                 .collect()
         };
-        let (before, after) = if interaction == Interaction::Delete {
-            (
-                labels(current_value.as_ref()),
-                labels(current_value.as_ref()),
-            )
+        let before = labels(current_value.as_ref());
+        let after = if interaction == Interaction::Delete {
+            before.clone()
         } else {
-            (labels(current_value.as_ref()), labels(new))
+            labels(new)
         };
         let changed: Vec<&String> = before.symmetric_difference(&after).collect();
         let removed = |code: &str| before.contains(code) && !after.contains(code);
@@ -786,10 +784,19 @@ impl AccessPoint {
                         "INVISIBLE_REPRESENTANTS_LEGAUX is not a representative's to change",
                     );
                 }
-                if rtype == "DocumentReference" && interaction == Interaction::Update {
-                    let by_professional = current_value
-                        .as_ref()
-                        .is_some_and(|v| !Subject::of(rtype, v).authors.is_empty());
+                // What the patient side did not file (some author is not a Patient or a
+                // RelatedPerson: a professional, a role, an organisation) is not theirs to
+                // rewrite or delete.
+                let by_professional = rtype == "DocumentReference"
+                    && current_value.as_ref().is_some_and(|v| {
+                        v.get("author")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a.get("reference").and_then(Value::as_str))
+                            .any(|r| !r.starts_with("Patient/") && !r.starts_with("RelatedPerson/"))
+                    });
+                if by_professional && interaction == Interaction::Update {
                     let strip = |v: Option<&Value>| {
                         let mut v = v.cloned().unwrap_or(Value::Null);
                         if let Some(o) = v.as_object_mut() {
@@ -798,26 +805,15 @@ impl AccessPoint {
                         }
                         v
                     };
-                    if by_professional && strip(new) != strip(current_value.as_ref()) {
+                    if strip(new) != strip(current_value.as_ref()) {
                         return forbid(
                             "a patient may change only the labels of a document a professional \
                              filed",
                         );
                     }
                 }
-                if rtype == "DocumentReference" && interaction == Interaction::Delete {
-                    // Only what the patient side filed: every author a Patient or RelatedPerson.
-                    let by_professional = current_value.as_ref().is_some_and(|v| {
-                        v.get("author")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|a| a.get("reference").and_then(Value::as_str))
-                            .any(|r| !r.starts_with("Patient/") && !r.starts_with("RelatedPerson/"))
-                    });
-                    if by_professional {
-                        return forbid("only the author of a document may delete it");
-                    }
+                if by_professional && interaction == Interaction::Delete {
+                    return forbid("only the author of a document may delete it");
                 }
                 Ok(Ok(()))
             }

@@ -293,14 +293,28 @@ impl Queue {
 }
 
 impl Repository {
-    /// Traces a read (whatever its outcome) before it is answered.
-    pub(super) fn audit_read<T>(
+    /// Runs a read with a fresh trail and traces it (whatever its outcome) before it is
+    /// answered.
+    pub(super) fn audited_read<T>(
+        &self,
+        ctx: &RequestContext,
+        interaction: &str,
+        f: impl FnOnce(&mut Conn, &mut Facts) -> Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
+        let mut conn = self.storage.conn()?;
+        let mut facts = Facts::new();
+        let result = f(&mut conn, &mut facts);
+        self.trace(&mut conn, ctx, interaction, &facts)?;
+        result
+    }
+
+    /// Writes the AuditEvents of `facts` durably (group commit), outside any transaction.
+    pub(super) fn trace(
         &self,
         conn: &mut Conn,
         ctx: &RequestContext,
         interaction: &str,
         facts: &Facts,
-        _result: &Result<T, FhirError>,
     ) -> Result<(), FhirError> {
         let events = events_for(ctx, interaction, facts);
         let storage = &self.storage;

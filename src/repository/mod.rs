@@ -138,11 +138,9 @@ impl Repository {
         rtype: &str,
         id: &str,
     ) -> Result<Visible<StoredResource>, FhirError> {
-        let mut conn = self.storage.conn()?;
-        let mut facts = Facts::new();
-        let result = self.read_in(&mut conn, ctx, rtype, id, &mut facts);
-        self.audit_read(&mut conn, ctx, "read", &facts, &result)?;
-        result
+        self.audited_read(ctx, "read", |conn, facts| {
+            self.read_in(conn, ctx, rtype, id, facts)
+        })
     }
 
     fn read_in(
@@ -173,11 +171,9 @@ impl Repository {
         id: &str,
         vid: &str,
     ) -> Result<Visible<StoredResource>, FhirError> {
-        let mut conn = self.storage.conn()?;
-        let mut facts = Facts::new();
-        let result = self.vread_in(&mut conn, ctx, rtype, id, vid, &mut facts);
-        self.audit_read(&mut conn, ctx, "vread", &facts, &result)?;
-        result
+        self.audited_read(ctx, "vread", |conn, facts| {
+            self.vread_in(conn, ctx, rtype, id, vid, facts)
+        })
     }
 
     fn vread_in(
@@ -278,7 +274,7 @@ impl Repository {
         });
         if result.is_err() && facts.trail.iter().any(|d| !d.allowed) {
             facts.trail.retain(|d| !d.allowed);
-            self.audit_read(&mut conn, ctx, interaction, &facts, &result)?;
+            self.trace(&mut conn, ctx, interaction, &facts)?;
         }
         result
     }
@@ -634,16 +630,14 @@ impl Repository {
             self.access
                 .check_history_listing(ctx, req.resource_type.as_deref())?;
         }
-        let mut conn = self.storage.conn()?;
-        let mut facts = Facts::new();
-        let result = self.history_in(&mut conn, ctx, req, &mut facts);
         let interaction = match (&req.resource_type, &req.id) {
             (Some(_), Some(_)) => "history-instance",
             (Some(_), None) => "history-type",
             _ => "history-system",
         };
-        self.audit_read(&mut conn, ctx, interaction, &facts, &result)?;
-        result
+        self.audited_read(ctx, interaction, |conn, facts| {
+            self.history_in(conn, ctx, req, facts)
+        })
     }
 
     fn history_in(
@@ -714,16 +708,14 @@ impl Repository {
         reqs: &[crate::fhir::search_query::SearchRequest],
         count: i64,
     ) -> Result<SearchPage, FhirError> {
-        let mut conn = self.storage.conn()?;
-        let mut facts = Facts::new();
-        let result = self.search_in(&mut conn, ctx, reqs, count, &mut facts);
         let interaction = if reqs.len() == 1 {
             "search-type"
         } else {
             "search-system"
         };
-        self.audit_read(&mut conn, ctx, interaction, &facts, &result)?;
-        result
+        self.audited_read(ctx, interaction, |conn, facts| {
+            self.search_in(conn, ctx, reqs, count, facts)
+        })
     }
 
     fn search_in(
@@ -807,35 +799,29 @@ impl Repository {
         count: Option<i64>,
         parse: impl FnOnce(&str, &str) -> Result<crate::fhir::search_query::SearchRequest, FhirError>,
     ) -> Result<(SearchPage, crate::fhir::search_query::SearchRequest), FhirError> {
-        let mut conn = self.storage.conn()?;
         let gone = || {
             FhirError::Gone(
                 "this search result expired or never existed; run the search again".into(),
             )
         };
-        let snap =
-            storage::search::snapshot_page(&mut conn, search_id, &ctx.principal(), offset, count)?
-                .ok_or_else(gone)?;
-        let (rtype, query) = snap.query.split_once('?').unwrap_or((&snap.query, ""));
-        let req = parse(rtype, query)?;
-        let mut facts = Facts::new();
-        let page = self
-            .visible_rows(&mut conn, ctx, &snap.refs, &mut facts)
-            .and_then(|entries| {
-                let included = self.includes(&mut conn, ctx, &req, &entries, &mut facts)?;
-                Ok((entries, included))
-            });
-        self.audit_read(&mut conn, ctx, "search-type", &facts, &page)?;
-        let (entries, included) = page?;
-        let page = SearchPage {
-            entries,
-            included,
-            total: snap.total,
-            snapshot: Some(search_id.to_string()),
-            offset,
-            count: snap.page_size,
-        };
-        Ok((page, req))
+        self.audited_read(ctx, "search-type", |conn, facts| {
+            let snap =
+                storage::search::snapshot_page(conn, search_id, &ctx.principal(), offset, count)?
+                    .ok_or_else(gone)?;
+            let (rtype, query) = snap.query.split_once('?').unwrap_or((&snap.query, ""));
+            let req = parse(rtype, query)?;
+            let entries = self.visible_rows(conn, ctx, &snap.refs, facts)?;
+            let included = self.includes(conn, ctx, &req, &entries, facts)?;
+            let page = SearchPage {
+                entries,
+                included,
+                total: snap.total,
+                snapshot: Some(search_id.to_string()),
+                offset,
+                count: snap.page_size,
+            };
+            Ok((page, req))
+        })
     }
 
     /// The current versions of `refs` that exist, are not deleted and pass the access

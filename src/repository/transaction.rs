@@ -457,14 +457,11 @@ impl Repository {
                     Err(e) => return EntryResult::Failed(e),
                 };
                 let result = match action {
-                    Action::Read { .. } | Action::Vread { .. } => match self.storage.conn() {
-                        Ok(mut conn) => {
-                            let mut facts = Facts::new();
-                            let r = self.run_action(&mut conn, ctx, action, &mut facts);
-                            self.audit_read(&mut conn, ctx, "batch", &facts, &r).and(r)
-                        }
-                        Err(e) => Err(e),
-                    },
+                    Action::Read { .. } | Action::Vread { .. } => {
+                        self.audited_read(ctx, "batch", |conn, facts| {
+                            self.run_action(conn, ctx, action, facts)
+                        })
+                    }
                     _ => self.audited_write(ctx, "batch", |conn, facts| {
                         self.run_action(conn, ctx, action, facts)
                     }),

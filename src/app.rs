@@ -12,6 +12,8 @@ use crate::repository::{redact_url, Repository};
 
 pub struct Application {
     server: actix_web::dev::Server,
+    /// For the notification worker.
+    repo: Repository,
     addr: SocketAddr,
     base_url: String,
 }
@@ -91,6 +93,7 @@ impl Application {
             backend = repo.backend().name(),
             "carnet starting"
         );
+        let worker_repo = repo.clone();
         let state = web::Data::new(AppState {
             repo,
             settings: Settings {
@@ -125,6 +128,7 @@ impl Application {
             .run();
         Ok(Application {
             server,
+            repo: worker_repo,
             addr,
             base_url,
         })
@@ -144,7 +148,11 @@ impl Application {
     }
 
     /// Serves until stopped (SIGTERM finishes in-flight requests first; SIGINT stops at once).
+    /// The Subscription notifications are sent meanwhile.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let worker = actix_web::rt::spawn(crate::delivery::run(self.repo));
+        let result = self.server.await;
+        worker.abort();
+        result
     }
 }

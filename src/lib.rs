@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod consent;
+pub mod delivery;
 pub mod error;
 pub mod fhir;
 pub mod http;

@@ -186,7 +186,8 @@ impl AccessPoint {
     /// Whether `resource` lies in what a request bounded to `patient` may read: the
     /// patient, their compartment, or the directory.
     fn readable_by_patient(&self, rtype: &str, resource: &Value, patient: &str) -> bool {
-        if DIRECTORY_TYPES.contains(&rtype) {
+        // A Subscription is its owner's (checked by the rules below), in no record.
+        if DIRECTORY_TYPES.contains(&rtype) || rtype == "Subscription" {
             return true;
         }
         if rtype == "Binary" {
@@ -206,7 +207,7 @@ impl AccessPoint {
         if DIRECTORY_TYPES.contains(&rtype) {
             return false;
         }
-        if rtype == "Patient" || rtype == "Binary" {
+        if rtype == "Patient" || rtype == "Binary" || rtype == "Subscription" {
             return self.readable_by_patient(rtype, resource, patient);
         }
         let patients = compartment::patients_referenced(rtype, resource, &self.base_url);
@@ -523,6 +524,24 @@ impl AccessPoint {
         if DIRECTORY_TYPES.contains(&rtype) {
             return Ok(None);
         }
+        if rtype == "Subscription" {
+            // Its owner's (its headers may hold the subscriber's secret), and backend
+            // services'; to anyone else it does not exist.
+            let mine = matches!(ctx.actor(), Actor::System(_))
+                || (!resource.deleted
+                    && serde_json::from_str::<Value>(&resource.content)
+                        .is_ok_and(|v| subscription_owner(&v) == Some(ctx.subject().as_str())));
+            return Ok((!mine).then(|| Decided {
+                patients: Vec::new(),
+                resource_type: rtype.to_string(),
+                id: resource.id.clone(),
+                allowed: false,
+                hidden: true,
+                why: Some("another's subscription".into()),
+                bases: Vec::new(),
+                labels: Vec::new(),
+            }));
+        }
         if resource.deleted {
             // A deletion carries no content to place it: only backend services see it.
             return Ok(if self.consent_applies(ctx) {
@@ -680,6 +699,45 @@ impl AccessPoint {
         let current_value: Option<Value> = current
             .filter(|c| !c.deleted)
             .and_then(|c| serde_json::from_str(&c.content).ok());
+        if rtype == "Subscription" {
+            let mine = |v: &Value| subscription_owner(v) == Some(ctx.subject().as_str());
+            if let Some(cur) = current_value.as_ref() {
+                if !matches!(ctx.actor(), Actor::System(_)) && !mine(cur) {
+                    return Ok(Err(FhirError::NotFound(format!(
+                        "Subscription/{} is not known",
+                        current.map(|c| c.id.as_str()).unwrap_or_default()
+                    ))));
+                }
+            }
+            return Ok(Ok(()));
+        }
+        let notice = |v: Option<&Value>| v.is_some_and(consent::is_notice);
+        if (notice(new) || notice(current_value.as_ref()))
+            && !matches!(ctx.actor(), Actor::System(_))
+        {
+            // Carnet's notices to the patient: the recipient marks one read (`received`),
+            // nothing else of it is anyone's to write.
+            let strip = |v: Option<&Value>| {
+                let mut v = v.cloned().unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("received");
+                    o.remove("meta");
+                }
+                v
+            };
+            let patient_side = matches!(ctx.actor(), Actor::Patient(_));
+            let allowed = match interaction {
+                Interaction::Update => strip(new) == strip(current_value.as_ref()),
+                Interaction::Delete => patient_side,
+                _ => false,
+            };
+            if !allowed {
+                return forbid(
+                    "Carnet's notices are written by Carnet: their recipient may only mark them \
+                     read (Communication.received)",
+                );
+            }
+        }
         if rtype == "AuditEvent" {
             if interaction != Interaction::Create {
                 return Ok(Err(FhirError::MethodNotAllowed(
@@ -1093,3 +1151,18 @@ fn reaches_beyond(c: &Clause, allowed: &[&str]) -> bool {
         _ => false,
     }
 }
+
+/// The owner a Subscription's `meta.tag` names (`Patient/X`, `Practitioner/X`,
+/// `client/C`): Carnet sets it when the Subscription is written.
+pub fn subscription_owner(resource: &Value) -> Option<&str> {
+    resource
+        .pointer("/meta/tag")?
+        .as_array()?
+        .iter()
+        .find(|t| t.get("system").and_then(Value::as_str) == Some(SUBSCRIPTION_OWNER))?
+        .get("code")?
+        .as_str()
+}
+
+/// `meta.tag` system naming a Subscription's owner.
+pub const SUBSCRIPTION_OWNER: &str = "urn:carnet:subscription-owner";

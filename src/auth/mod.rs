@@ -17,6 +17,7 @@ use actix_web::{dev::Payload, http::StatusCode, FromRequest, HttpMessage, HttpRe
 use actix_web::{HttpResponse, ResponseError};
 
 pub use scopes::{Permission, Scopes};
+use serde_json::Value;
 use token::{Claims, TokenError, TokenService};
 
 /// Who is behind a request.
@@ -106,6 +107,45 @@ impl RequestContext {
 
     pub fn request_id(&self) -> &str {
         &self.request_id
+    }
+
+    /// Who is asking: `Patient/X`, `Practitioner/X`, or `client/C` for a backend service.
+    pub fn subject(&self) -> String {
+        match &self.actor {
+            Actor::Patient(id) => format!("Patient/{id}"),
+            Actor::Practitioner(id) => format!("Practitioner/{id}"),
+            Actor::System(client) => format!("client/{client}"),
+        }
+    }
+
+    /// Who this request is, as a Subscription records its owner: the token's subject,
+    /// client, scopes and patient in context (no purpose of use: an emergency is declared
+    /// per request, never for a standing subscription).
+    pub fn owner(&self) -> Value {
+        serde_json::json!({"sub": self.subject(), "client_id": self.client_id,
+            "scope": self.scopes.to_string(), "patient": self.patient})
+    }
+
+    /// The context a Subscription's notifications are judged in: its owner's, at `now_us`.
+    pub fn of_owner(owner: &Value, request_id: &str, now_us: i64) -> Option<RequestContext> {
+        let text = |k: &str| owner.get(k).and_then(Value::as_str).map(str::to_string);
+        let claims = Claims {
+            iss: String::new(),
+            aud: String::new(),
+            sub: text("sub")?,
+            client_id: text("client_id")?,
+            scope: text("scope")?,
+            patient: text("patient"),
+            iat: 0,
+            exp: 0,
+            jti: String::new(),
+            grant: None,
+            dev: false,
+            purpose_of_use: None,
+            purpose_reason: None,
+            regulation: false,
+        };
+        RequestContext::from_claims(claims, request_id.to_string(), now_us).ok()
     }
 
     fn from_claims(

@@ -101,7 +101,7 @@ pub fn capability_statement(
         "format": ["application/fhir+json", "application/fhir+xml"],
         "rest": [{
             "mode": "server",
-            "documentation": "Conditional create (If-None-Exist) takes any search parameter listed here.",
+            "documentation": "Conditional create (If-None-Exist) takes any search parameter listed here. Subscriptions: the rest-hook channel only (https, or http on a loopback address), criteria a search of any type but AuditEvent and Subscription, payload application/fhir+json or none; notifications obey the patient's rules for the Subscription's owner, are retried with backoff (1 s doubling up to 1 h) until the subscriber answers 2xx, and a Subscription is seen and changed by its owner only. Carnet's notices to the patient (a professional's first access, every emergency access, a new document, the two-week notice of an INVISIBLE_PATIENT document) are Communications with a category from urn:carnet:notice; their recipient may only set `received`.",
             "security": {
                 "cors": false,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],

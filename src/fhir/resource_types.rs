@@ -14,6 +14,7 @@ pub const SUPPORTED: &[&str] = &[
     "Consent",
     "AuditEvent",
     "Communication",
+    "Subscription",
 ];
 
 pub fn is_supported(resource_type: &str) -> bool {

@@ -201,9 +201,27 @@ pub fn write_events(
     Ok(())
 }
 
+/// What a request hands to the group commit: its AuditEvents and the notices they call for.
+#[derive(Default)]
+pub struct Records {
+    pub events: Vec<Value>,
+    pub notices: Vec<super::notices::Notice>,
+}
+
+impl Records {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.notices.is_empty()
+    }
+
+    fn extend(&mut self, other: Records) {
+        self.events.extend(other.events);
+        self.notices.extend(other.notices);
+    }
+}
+
 #[derive(Default)]
 struct State {
-    pending: Vec<Value>,
+    pending: Records,
     /// The batch the pending events will be committed in.
     next_batch: u64,
     /// Every batch up to this one is finished.
@@ -241,15 +259,16 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Returns once `events` are committed (or their batch failed).
-    pub fn submit(
+    /// Returns once `records` are committed (or their batch failed). `write` writes a
+    /// batch in a transaction (returning what to do once it is committed).
+    pub fn submit<T>(
         &self,
         conn: &mut Conn,
-        base_url: &str,
-        events: Vec<Value>,
-        note_written: impl Fn(u64),
+        records: Records,
+        write: impl Fn(&mut AnyConnection, Records) -> Result<T, FhirError>,
+        committed: impl Fn(T),
     ) -> Result<(), FhirError> {
-        if events.is_empty() {
+        if records.is_empty() {
             return Ok(());
         }
         let lock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -257,7 +276,7 @@ impl Queue {
         if st.next_batch == 0 {
             st.next_batch = 1;
         }
-        st.pending.extend(events);
+        st.pending.extend(records);
         let mine = st.next_batch;
         loop {
             if st.committed >= mine {
@@ -276,13 +295,13 @@ impl Queue {
                 st.next_batch += 1;
                 drop(st);
                 let mut guard = Writing(self, None);
-                let n = batch.len() as u64;
-                let result = Storage::write_on(conn, |c| write_events(c, base_url, batch));
-                match &result {
-                    Ok(()) => note_written(n),
+                let result = Storage::write_on(conn, |c| write(c, batch));
+                let ok = result.is_ok();
+                match result {
+                    Ok(done) => committed(done),
                     Err(e) => tracing::error!(error = %e, "writing AuditEvents failed"),
                 }
-                guard.1 = Some((number, result.is_ok()));
+                guard.1 = Some((number, ok));
                 drop(guard);
                 st = lock();
                 continue;
@@ -316,10 +335,20 @@ impl Repository {
         interaction: &str,
         facts: &Facts,
     ) -> Result<(), FhirError> {
-        let events = events_for(ctx, interaction, facts);
-        let storage = &self.storage;
-        self.audit
-            .submit(conn, &self.base_url, events, |n| storage.note_written(n))
+        let records = Records {
+            events: events_for(ctx, interaction, facts),
+            notices: super::notices::for_reads(ctx, facts),
+        };
+        self.audit.submit(
+            conn,
+            records,
+            |c, batch| {
+                self.storage.note_written(batch.events.len() as u64);
+                write_events(c, &self.base_url, batch.events)?;
+                self.write_notices(c, batch.notices, instant::now_us())
+            },
+            |keys| self.remember_notices(&keys),
+        )
     }
 
     /// Traces a write inside its transaction.

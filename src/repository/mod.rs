@@ -7,20 +7,22 @@
 
 mod audit;
 mod consent_facts;
+mod notices;
 mod oauth_store;
 mod storage;
+mod subscriptions;
 pub mod transaction;
 
 use serde_json::{json, Value};
 
 use crate::access::{AccessPoint, Facts, Interaction, Visible};
-use crate::auth::Permission;
-use crate::auth::RequestContext;
+use crate::auth::{Actor, Permission, RequestContext};
 use crate::error::FhirError;
 use crate::fhir::{instant, resource_types, validate};
 pub use oauth_store::{AuthorizationRow, GrantRow, OAuthStore, RefreshRow};
 pub use storage::clients::ClientRow;
 pub use storage::{redact_url, Backend};
+pub use subscriptions::Outgoing;
 use storage::{AnyConnection, HistoryQuery, Storage, WriteVersion};
 
 /// One version of a resource as stored: its JSON text is served as is.
@@ -108,6 +110,8 @@ pub struct Repository {
     access: AccessPoint,
     /// The group commit of reads' AuditEvents.
     audit: std::sync::Arc<audit::Queue>,
+    /// Notices known recorded (a professional's first access is recorded once).
+    notified: std::sync::Arc<notices::Recorded>,
     /// This server's FHIR base URL: absolute references under it are local ones.
     base_url: String,
 }
@@ -124,6 +128,7 @@ impl Repository {
             storage: Storage::open(database_url, pool_size)?,
             access,
             audit: Default::default(),
+            notified: Default::default(),
             base_url: base_url.trim_end_matches('/').to_string(),
         })
     }
@@ -436,17 +441,66 @@ impl Repository {
                 }
             }
         }
+        let mut subscription = None;
+        let resource = if rtype == "Subscription" {
+            let current_value = current_stored
+                .as_ref()
+                .filter(|c| !c.deleted)
+                .map(StoredResource::json)
+                .transpose()?;
+            let (resource, active) = subscriptions::prepare(
+                ctx,
+                &self.access,
+                resource,
+                current_value.as_ref(),
+                &self.base_url,
+            )?;
+            subscription = Some(active);
+            resource
+        } else {
+            resource
+        };
         let mut outcome =
             match self.put_checked_opt(conn, rtype, id, resource, current.as_ref(), method)? {
                 Some(o) => o,
                 None => return Err(lost_race(rtype, id, if_match)),
             };
+        if let Some(active) = subscription {
+            self.record_subscription(conn, ctx, id, active)?;
+        }
+        if rtype == "DocumentReference" && interaction != Interaction::Update {
+            self.notify_new_document(conn, ctx, &outcome.resource)?;
+        }
         outcome.status = if interaction == Interaction::Update {
             WriteStatus::Updated
         } else {
             WriteStatus::Created
         };
         Ok(outcome)
+    }
+
+    /// Tells the patient of a document just filed in their record (by someone else).
+    fn notify_new_document(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        doc: &StoredResource,
+    ) -> Result<(), FhirError> {
+        let value = doc.json()?;
+        let labels: Vec<String> = crate::consent::Subject::of("DocumentReference", &value)
+            .labels
+            .into_iter()
+            .filter(|(s, _)| s == crate::consent::TRE_A07)
+            .map(|(_, c)| c)
+            .collect();
+        let notices: Vec<notices::Notice> = self
+            .access
+            .patients_of("DocumentReference", &value)
+            .iter()
+            .filter_map(|p| notices::for_new_document(ctx, p, &doc.id, &labels, doc.last_updated_us))
+            .collect();
+        self.write_notices(conn, notices, instant::now_us())?;
+        Ok(())
     }
 
     /// Writes `resource` as the next version after `current` (a decided write).
@@ -507,6 +561,7 @@ impl Repository {
             content,
             method: Some(method.to_string()),
         };
+        self.match_subscriptions(conn, &stored)?;
         Ok(Some(WriteOutcome {
             status: WriteStatus::Updated,
             resource: self.access.admit_written(stored),
@@ -598,6 +653,9 @@ impl Repository {
         )?;
         if !written {
             return Err(lost_race(rtype, id, if_match));
+        }
+        if rtype == "Subscription" {
+            self.record_subscription(conn, ctx, id, None)?;
         }
         let stored = StoredResource {
             resource_type: rtype.to_string(),
@@ -713,6 +771,13 @@ impl Repository {
         } else {
             "search-system"
         };
+        // A patient looking at their notices finds those that fell due (the two-week notice
+        // of a document hidden until the announcement consultation) at their clock.
+        if let (Actor::Patient(_), Some(patient)) = (ctx.actor(), ctx.launch_patient()) {
+            if reqs.iter().any(|r| r.resource_type == "Communication") {
+                self.write_due_notices(Some(patient), ctx.now_us())?;
+            }
+        }
         self.audited_read(ctx, interaction, |conn, facts| {
             self.search_in(conn, ctx, reqs, count, facts)
         })

@@ -15,7 +15,7 @@ async fn capability_statement_lists_what_works(backend: Backend) {
         .iter()
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types.len(), 12);
+    assert_eq!(types.len(), 13);
     assert!(!types.contains(&"Observation"));
     // Exercise every advertised type-level interaction on every advertised type.
     for r in resources {
@@ -145,6 +145,9 @@ fn minimal_resource(t: &str) -> serde_json::Value {
         }
         "Communication" => json!({"resourceType": t, "status": "completed"}),
         "RelatedPerson" => json!({"resourceType": t, "patient": {"reference": "Patient/1"}}),
+        "Subscription" => json!({"resourceType": t, "status": "requested", "reason": "x",
+            "criteria": "Communication?status=completed",
+            "channel": {"type": "rest-hook", "endpoint": "https://subscriber.example/hook"}}),
         _ => json!({"resourceType": t}),
     }
 }

@@ -8,37 +8,37 @@ use crate::helpers::*;
 use carnet::auth::{DevOptions, DevSubject};
 use serde_json::{json, Value};
 
-const TRE_A07: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
+pub(crate) const TRE_A07: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
 const TRE_G15: &str =
     "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante";
 const INS: &str = "urn:oid:1.2.250.1.213.1.4.8";
-const LOINC: &str = "http://loinc.org";
-const CONSULTATION: &str = "11488-4";
+pub(crate) const LOINC: &str = "http://loinc.org";
+pub(crate) const CONSULTATION: &str = "11488-4";
 const IMAGING: &str = "18748-4";
 const VACCINATION: &str = "87273-9";
 
 /// Someone making requests with their own token.
-struct As {
-    client: reqwest::Client,
-    base: String,
+pub(crate) struct As {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
 }
 
 impl As {
-    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
         let res = req.send().await.expect("request");
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path)
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.send(self.client.get(self.url(path))).await
     }
 
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let req = self
             .client
             .post(self.url(path))
@@ -47,7 +47,7 @@ impl As {
         self.send(req).await
     }
 
-    async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
         let req = self
             .client
             .put(self.url(path))
@@ -56,7 +56,7 @@ impl As {
         self.send(req).await
     }
 
-    async fn patch(&self, path: &str, ops: &Value) -> (u16, Value) {
+    pub(crate) async fn patch(&self, path: &str, ops: &Value) -> (u16, Value) {
         let req = self
             .client
             .patch(self.url(path))
@@ -65,12 +65,12 @@ impl As {
         self.send(req).await
     }
 
-    async fn delete(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
         self.send(self.client.delete(self.url(path))).await
     }
 
     /// The ids of a search's matches, and its total.
-    async fn search(&self, query: &str) -> (Vec<String>, i64) {
+    pub(crate) async fn search(&self, query: &str) -> (Vec<String>, i64) {
         let (status, bundle) = self.get(query).await;
         assert_eq!(status, 200, "{query}: {bundle}");
         let ids = bundle["entry"]
@@ -85,14 +85,14 @@ impl As {
 }
 
 /// A record with its people: the patient, their médecin traitant, professionals.
-struct World {
-    app: TestApp,
-    patient: String,
-    mt: String,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) patient: String,
+    pub(crate) mt: String,
 }
 
 impl World {
-    async fn new(backend: Backend) -> World {
+    pub(crate) async fn new(backend: Backend) -> World {
         let app = spawn_app(backend).await;
         let mt = practitioner(&app, "10").await;
         let patient = app
@@ -107,7 +107,7 @@ impl World {
         World { app, patient, mt }
     }
 
-    fn token(&self, subject: DevSubject, options: DevOptions) -> As {
+    pub(crate) fn token(&self, subject: DevSubject, options: DevOptions) -> As {
         let token = dev_token_with(&self.app.args.data_dir, &subject, None, &options);
         As {
             client: client_with(&token),
@@ -115,18 +115,18 @@ impl World {
         }
     }
 
-    fn pro(&self, id: &str) -> As {
+    pub(crate) fn pro(&self, id: &str) -> As {
         self.token(DevSubject::Practitioner(id.into()), DevOptions::default())
     }
 
-    fn holder(&self) -> As {
+    pub(crate) fn holder(&self) -> As {
         self.token(
             DevSubject::Patient(self.patient.clone()),
             DevOptions::default(),
         )
     }
 
-    fn system(&self) -> As {
+    pub(crate) fn system(&self) -> As {
         As {
             client: self.app.client.clone(),
             base: self.app.base.clone(),
@@ -134,7 +134,7 @@ impl World {
     }
 
     /// A document of the patient's, filed by `author`.
-    async fn document(&self, author: &str, type_code: &str, labels: &[&str]) -> String {
+    pub(crate) async fn document(&self, author: &str, type_code: &str, labels: &[&str]) -> String {
         let labels: Vec<Value> = labels
             .iter()
             .map(|c| json!({"coding": [{"system": TRE_A07, "code": c}]}))
@@ -153,7 +153,7 @@ impl World {
     }
 
     /// The patient writes a rule; returns the Consent's id.
-    async fn rule(&self, provision: Value) -> String {
+    pub(crate) async fn rule(&self, provision: Value) -> String {
         let (status, c) = self
             .holder()
             .post("Consent", &consent(&self.patient, provision))
@@ -163,7 +163,7 @@ impl World {
     }
 }
 
-async fn practitioner(app: &TestApp, profession: &str) -> String {
+pub(crate) async fn practitioner(app: &TestApp, profession: &str) -> String {
     app.create(
         &json!({"resourceType": "Practitioner", "name": [{"family": "Dr"}],
         "qualification": [{"code": {"coding": [{"system": TRE_G15, "code": profession}]}}]}),
@@ -174,7 +174,7 @@ async fn practitioner(app: &TestApp, profession: &str) -> String {
         .to_string()
 }
 
-fn consent(patient: &str, provision: Value) -> Value {
+pub(crate) fn consent(patient: &str, provision: Value) -> Value {
     json!({"resourceType": "Consent", "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
             "code": "patient-privacy"}]},
@@ -183,7 +183,7 @@ fn consent(patient: &str, provision: Value) -> Value {
         "provision": provision})
 }
 
-fn actor(kind: &str, reference: &str) -> Value {
+pub(crate) fn actor(kind: &str, reference: &str) -> Value {
     let (system, code) = match kind {
         "GUARD" => ("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "GUARD"),
         _ => (
@@ -195,15 +195,15 @@ fn actor(kind: &str, reference: &str) -> Value {
         "reference": {"reference": reference}}])
 }
 
-fn authorise(pro: &str) -> Value {
+pub(crate) fn authorise(pro: &str) -> Value {
     json!({"type": "permit", "actor": actor("PRCP", &format!("Practitioner/{pro}"))})
 }
 
-fn block(pro: &str) -> Value {
+pub(crate) fn block(pro: &str) -> Value {
     json!({"type": "deny", "actor": actor("PRCP", &format!("Practitioner/{pro}"))})
 }
 
-fn object(purposes: &[&str]) -> Value {
+pub(crate) fn object(purposes: &[&str]) -> Value {
     let p: Vec<Value> = purposes
         .iter()
         .map(|c| json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": c}))

@@ -6,6 +6,7 @@
 
 pub mod authorizations;
 pub mod clients;
+pub mod notifications;
 mod schema;
 pub mod search;
 mod statistics;

@@ -148,3 +148,38 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(oauth_grants, oauth_clients);
 diesel::allow_tables_to_appear_in_same_query!(search_token, resources);
+
+diesel::table! {
+    notices (notice_key) {
+        notice_key -> Text,
+        patient -> Text,
+        due_us -> BigInt,
+        content -> Text,
+        written -> Bool,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Text,
+        resource_type -> Text,
+        criteria -> Text,
+        owner -> Text,
+    }
+}
+
+diesel::table! {
+    deliveries (seq) {
+        seq -> BigInt,
+        subscription_id -> Text,
+        resource_type -> Text,
+        resource_id -> Text,
+        version_id -> BigInt,
+        attempts -> Integer,
+        next_attempt_us -> BigInt,
+        lease_until_us -> BigInt,
+        claim -> Text,
+        last_error -> Text,
+        created_us -> BigInt,
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE deliveries;
+DROP TABLE subscriptions;
+DROP TABLE notices;

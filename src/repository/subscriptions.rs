@@ -1,0 +1,329 @@
+//! subscriptions: FHIR R4 `Subscription`s with the rest-hook channel. A Subscription is
+//! checked when written and recorded as active; every resource written afterwards is
+//! matched against the active ones of its type (its criteria, plus `_id`, run as a search in
+//! the write's transaction), and a match that the subscription's owner may see — judged by
+//! the access point in the owner's context, the patient's rules included — queues a
+//! delivery in that same transaction. The [`crate::delivery`] worker sends them and retries
+//! with backoff until the subscriber answers: a queued notification is never lost.
+
+use super::storage::{self, notifications, AnyConnection};
+use super::{Repository, StoredResource};
+use crate::access::{Facts, Interaction};
+use crate::auth::RequestContext;
+use crate::error::FhirError;
+use crate::fhir::{instant, search_query};
+use serde_json::{json, Value};
+
+use crate::access::{subscription_owner as owner_of, SUBSCRIPTION_OWNER as OWNER_TAG};
+
+/// The payload types Carnet sends (none: an empty POST that says "look again").
+const PAYLOADS: &[&str] = &["application/fhir+json", "application/json"];
+
+/// Types that cannot be subscribed to: traces (every read writes one) and subscriptions.
+const NOT_SUBSCRIBABLE: &[&str] = &["AuditEvent", "Subscription"];
+
+fn unprocessable(why: impl Into<String>) -> FhirError {
+    FhirError::Unprocessable(why.into())
+}
+
+/// What the matcher keeps of an active Subscription: the type and the criteria.
+pub struct Active {
+    pub resource_type: String,
+    pub criteria: String,
+}
+
+/// Checks a Subscription written by `ctx` and returns it as Carnet keeps it: its owner
+/// tagged (the first writer's, kept on updates), `status` active (or off), and what the
+/// matcher needs when active. A channel Carnet cannot serve is 422.
+pub fn prepare(
+    ctx: &RequestContext,
+    access: &crate::access::AccessPoint,
+    mut resource: Value,
+    current: Option<&Value>,
+    base_url: &str,
+) -> Result<(Value, Option<Active>), FhirError> {
+    let channel = resource.get("channel").cloned().unwrap_or(Value::Null);
+    match channel.get("type").and_then(Value::as_str) {
+        Some("rest-hook") => {}
+        other => {
+            return Err(unprocessable(format!(
+                "Subscription.channel.type {}: Carnet offers the rest-hook channel only",
+                other.unwrap_or("(absent)")
+            )))
+        }
+    }
+    let endpoint = channel
+        .get("endpoint")
+        .and_then(Value::as_str)
+        .ok_or_else(|| unprocessable("Subscription.channel.endpoint is required for rest-hook"))?;
+    let url = url::Url::parse(endpoint).map_err(|e| {
+        unprocessable(format!(
+            "Subscription.channel.endpoint is not a URL ({e})"
+        ))
+    })?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    };
+    if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+        return Err(unprocessable(
+            "Subscription.channel.endpoint must be an https URL (plain http only on a loopback address)",
+        ));
+    }
+    if let Some(p) = channel.get("payload").and_then(Value::as_str) {
+        if !PAYLOADS.contains(&p) {
+            return Err(unprocessable(format!(
+                "Subscription.channel.payload {p}: Carnet sends application/fhir+json, or nothing (no payload)"
+            )));
+        }
+    }
+    for h in channel
+        .get("header")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let ok = h.as_str().and_then(|h| h.split_once(':')).is_some_and(|(n, v)| {
+            reqwest::header::HeaderName::from_bytes(n.trim().as_bytes()).is_ok()
+                && reqwest::header::HeaderValue::from_str(v.trim()).is_ok()
+        });
+        if !ok {
+            return Err(unprocessable(
+                "Subscription.channel.header: each must read 'Name: value'",
+            ));
+        }
+    }
+    let criteria = resource
+        .get("criteria")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let (rtype, query) = criteria.split_once('?').unwrap_or((&criteria, ""));
+    if !crate::fhir::resource_types::is_supported(rtype) || NOT_SUBSCRIBABLE.contains(&rtype) {
+        return Err(unprocessable(format!(
+            "Subscription.criteria '{criteria}': not a search of a type Carnet notifies (Type?parameters)"
+        )));
+    }
+    let search = search_query::parse(rtype, query, 1, 1, base_url, true).map_err(|e| {
+        unprocessable(format!("Subscription.criteria '{criteria}': {e}"))
+    })?;
+    if !search.includes.is_empty() || !search.revincludes.is_empty() || !search.sort.is_empty()
+    {
+        return Err(unprocessable(
+            "Subscription.criteria: _include, _revinclude and _sort mean nothing for a notification",
+        ));
+    }
+    // Criteria that reach beyond what the owner may search are refused now, not silently
+    // matched later.
+    access.search_restriction(ctx, &search)?;
+
+    // The owner: the first writer (a backend service changing someone's subscription does
+    // not take it over).
+    let owner = current
+        .and_then(owner_of)
+        .map(str::to_string)
+        .unwrap_or_else(|| ctx.owner()["sub"].as_str().unwrap_or_default().to_string());
+    let mut tags: Vec<Value> = resource
+        .pointer("/meta/tag")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    tags.retain(|t| t.get("system").and_then(Value::as_str) != Some(OWNER_TAG));
+    tags.push(json!({"system": OWNER_TAG, "code": owner}));
+    if !resource.get("meta").is_some_and(Value::is_object) {
+        resource["meta"] = json!({});
+    }
+    resource["meta"]["tag"] = Value::Array(tags);
+
+    let ended = resource
+        .get("end")
+        .and_then(Value::as_str)
+        .and_then(instant::parse_us)
+        .is_some_and(|end| end <= instant::now_us());
+    let off = ended || resource.get("status").and_then(Value::as_str) == Some("off");
+    if let Some(o) = resource.as_object_mut() {
+        o.remove("error");
+    }
+    resource["status"] = json!(if off { "off" } else { "active" });
+    let active = (!off).then(|| Active {
+        resource_type: rtype.to_string(),
+        criteria: format!("{rtype}?{}", search.canonical_query),
+    });
+    Ok((resource, active))
+}
+
+impl Repository {
+    /// Records what the matcher needs of a Subscription just written (or forgets it).
+    pub(super) fn record_subscription(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &RequestContext,
+        id: &str,
+        active: Option<Active>,
+    ) -> Result<(), FhirError> {
+        let previous = notifications::subscription(conn, id)?;
+        let row = match active {
+            None => None,
+            Some(a) => {
+                // The owner's context is the creator's; an update by someone else (a backend
+                // service) keeps it.
+                let owner = match previous {
+                    Some(p) if p.owner_sub() != ctx.owner()["sub"] => p.owner,
+                    _ => ctx.owner().to_string(),
+                };
+                Some((a.resource_type, a.criteria, owner))
+            }
+        };
+        notifications::put_subscription(
+            conn,
+            id,
+            row.as_ref()
+                .map(|(t, c, o)| (t.as_str(), c.as_str(), o.as_str())),
+        )
+    }
+
+    /// Queues a notification for every active Subscription that `written` matches and whose
+    /// owner may see it (in the write's transaction).
+    pub(super) fn match_subscriptions(
+        &self,
+        conn: &mut AnyConnection,
+        written: &StoredResource,
+    ) -> Result<(), FhirError> {
+        let rtype = written.resource_type.as_str();
+        if NOT_SUBSCRIBABLE.contains(&rtype) || written.deleted {
+            return Ok(());
+        }
+        let subscriptions = notifications::subscriptions_on(conn, rtype)?;
+        for sub in subscriptions {
+            let owner: Value = serde_json::from_str(&sub.owner).unwrap_or(Value::Null);
+            let now = instant::now_us();
+            let Some(owner_ctx) = RequestContext::of_owner(&owner, &format!("subscription-{}", sub.id), now) else {
+                tracing::warn!(subscription = %sub.id, "a subscription's owner cannot be read: not notified");
+                continue;
+            };
+            let (_, query) = sub.criteria.split_once('?').unwrap_or((&sub.criteria, ""));
+            let query = if query.is_empty() {
+                format!("_id={}", written.id)
+            } else {
+                format!("{query}&_id={}", written.id)
+            };
+            let Ok(mut search) = search_query::parse(rtype, &query, 1, 1, &self.base_url, true)
+            else {
+                continue;
+            };
+            match self.access.search_restriction(&owner_ctx, &search) {
+                Ok(Some(patient)) => search
+                    .clauses
+                    .push(search_query::patient_restriction(rtype, &patient)?),
+                Ok(None) => {}
+                Err(_) => continue,
+            }
+            if storage::search::matching_ids(conn, &search)?.is_empty() {
+                continue;
+            }
+            // What the owner may not read, they do not hear of either; what they may is
+            // an access to the record like any other, traced.
+            let mut facts = Facts::new();
+            let seen = self.decide_read(conn, &owner_ctx, Interaction::Read, written.clone(), &mut facts)?;
+            super::audit::write_events(
+                conn,
+                &self.base_url,
+                super::audit::events_for(&owner_ctx, "read", &facts),
+            )?;
+            if seen.is_ok() {
+                notifications::queue_delivery(
+                    conn,
+                    &sub.id,
+                    rtype,
+                    &written.id,
+                    written.version_id,
+                    now,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A notification ready to send.
+pub struct Outgoing {
+    pub seq: i64,
+    pub attempts: i32,
+    pub endpoint: String,
+    pub headers: Vec<(String, String)>,
+    /// The payload type and body (None: an empty POST).
+    pub body: Option<(String, String)>,
+}
+
+impl Repository {
+    /// Claims the deliveries due (for `lease_us`) and makes them ready to send; those whose
+    /// subscription is gone or off are dropped.
+    pub fn claim_deliveries(&self, lease_us: i64, limit: i64) -> Result<Vec<Outgoing>, FhirError> {
+        let mut conn = self.storage.conn()?;
+        let now = instant::now_us();
+        let claim = uuid::Uuid::new_v4().to_string();
+        let rows = storage::Storage::write_on(&mut conn, |c| {
+            notifications::claim_deliveries(c, &claim, now, lease_us, limit)
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let sub = storage::current(&mut conn, "Subscription", &row.subscription_id)?
+                .filter(|s| !s.deleted)
+                .and_then(|s| serde_json::from_str::<Value>(&s.content).ok())
+                .filter(|s| s.get("status").and_then(Value::as_str) == Some("active"));
+            let Some(sub) = sub else {
+                notifications::delivered(&mut conn, row.seq)?;
+                continue;
+            };
+            let channel = &sub["channel"];
+            let headers = channel
+                .get("header")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(|h| h.split_once(':'))
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+                .collect();
+            let body = match channel.get("payload").and_then(Value::as_str) {
+                Some(mime) => {
+                    match storage::version(&mut conn, &row.resource_type, &row.resource_id, row.version_id)? {
+                        Some(v) if !v.deleted => Some((mime.to_string(), v.content)),
+                        _ => {
+                            notifications::delivered(&mut conn, row.seq)?;
+                            continue;
+                        }
+                    }
+                }
+                None => None,
+            };
+            out.push(Outgoing {
+                seq: row.seq,
+                attempts: row.attempts,
+                endpoint: channel["endpoint"].as_str().unwrap_or_default().to_string(),
+                headers,
+                body,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The subscriber took the notification.
+    pub fn delivered(&self, seq: i64) -> Result<(), FhirError> {
+        notifications::delivered(&mut *self.storage.conn()?, seq)
+    }
+
+    /// The attempt failed: tried again at `next_us`.
+    pub fn retry_delivery(
+        &self,
+        seq: i64,
+        attempts: i32,
+        next_us: i64,
+        error: &str,
+    ) -> Result<(), FhirError> {
+        notifications::retry_later(&mut *self.storage.conn()?, seq, attempts, next_us, error)
+    }
+}

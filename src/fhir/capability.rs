@@ -74,7 +74,7 @@ pub fn capability_statement(
                 "Consent" => crate::consent::profile::PROFILE_URL.to_string(),
                 _ => format!("http://hl7.org/fhir/StructureDefinition/{t}"),
             };
-            json!({
+            let mut entry = json!({
                 "type": t,
                 "profile": profile,
                 "interaction": interactions,
@@ -86,7 +86,13 @@ pub fn capability_statement(
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
                 "searchParam": search_params(t),
-            })
+            });
+            if *t == "Patient" {
+                entry["operation"] = json!([{"name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": "The patient's record (the Patient and its compartment, AuditEvents excepted), each resource through the patient's rules; _count, _since, _type."}]);
+            }
+            entry
         })
         .collect();
     json!({

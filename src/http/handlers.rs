@@ -642,6 +642,9 @@ pub async fn compartment_search(
 ) -> HttpResponse {
     let (owner_type, owner_id, rtype) = path.into_inner();
     respond(&req, |_| async {
+        if rtype == "$everything" && owner_type == "Patient" {
+            return everything(&req, ctx, &state, &owner_id).await;
+        }
         check_type(&owner_type)?;
         check_type(&rtype)?;
         let mut search = crate::fhir::search_query::parse(
@@ -666,6 +669,101 @@ pub async fn compartment_search(
         execute_search(ctx, &state, search, self_url).await
     })
     .await
+}
+
+/// `GET /Patient/{id}/$everything`: the patient's record — the Patient and every resource
+/// of their compartment (the access history excepted: it is `AuditEvent?patient=`), as a
+/// paged searchset in which every resource passed the access point: all of it for the
+/// patient (or their representative, minus what is hidden from them), what the rules open
+/// for anyone else. `_count`, `_since` and `_type` narrow it.
+async fn everything(
+    req: &HttpRequest,
+    ctx: RequestContext,
+    state: &web::Data<AppState>,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
+    use crate::fhir::search_query;
+    let settings = &state.settings;
+    let mut count = settings.default_page_size;
+    let mut since = None;
+    let mut only: Option<Vec<String>> = None;
+    for (k, v) in form_urlencoded(req.query_string()) {
+        match k.as_str() {
+            "_count" => {
+                count = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|c| *c >= 0)
+                    .ok_or_else(|| {
+                        FhirError::BadRequest(format!("_count '{v}' is not a number of entries"))
+                    })?
+                    .min(settings.max_page_size)
+            }
+            "_since" => {
+                instant::parse_us(&v).ok_or_else(|| {
+                    FhirError::BadRequest(format!(
+                        "_since '{v}' is not an instant such as 2026-01-31T12:00:00Z"
+                    ))
+                })?;
+                since = Some(v)
+            }
+            "_type" => only = Some(v.split(',').map(|t| t.trim().to_string()).collect()),
+            "_format" | "_pretty" => {}
+            other => {
+                return Err(FhirError::BadRequest(format!(
+                    "$everything does not support the parameter '{other}' (supported: _count, _since, _type)"
+                )))
+            }
+        }
+    }
+    let types: Vec<&str> = crate::fhir::resource_types::SUPPORTED
+        .iter()
+        .copied()
+        .filter(|t| *t == "Patient" || !crate::fhir::compartment::patient_params(t).is_empty())
+        .filter(|t| *t != "AuditEvent")
+        .collect();
+    if let Some(only) = &only {
+        if let Some(bad) = only.iter().find(|t| !types.contains(&t.as_str())) {
+            return Err(FhirError::BadRequest(format!(
+                "_type {bad}: $everything returns {}",
+                types.join(", ")
+            )));
+        }
+    }
+    let since_q = since
+        .map(|s| format!("_lastUpdated=ge{}", percent_encoding::utf8_percent_encode(&s, percent_encoding::NON_ALPHANUMERIC)))
+        .unwrap_or_default();
+    let mut reqs = Vec::new();
+    for t in types
+        .iter()
+        .filter(|t| only.as_ref().is_none_or(|o| o.iter().any(|x| x == *t)))
+    {
+        let mut query = since_q.clone();
+        if *t == "Patient" {
+            query = format!("_id={id}&{query}");
+        }
+        let mut parsed = search_query::parse(t, &query, count, settings.max_page_size, &settings.base_url, true)?;
+        if *t != "Patient" {
+            parsed
+                .clauses
+                .push(search_query::compartment_clause("Patient", id, t)?);
+        }
+        parsed.count = count;
+        reqs.push(parsed);
+    }
+    let repo = state.repo.clone();
+    let reqs_moved = reqs.clone();
+    let page = web::block(move || repo.search_types(&ctx, &reqs_moved, count)).await??;
+    let self_url = format!("{}/Patient/{id}/$everything", settings.base_url);
+    let shape = Shape {
+        ignored: &[],
+        with_total: true,
+        subset: None,
+    };
+    Ok(FhirResponse::new(
+        StatusCode::OK,
+        Body::Value(searchset(state, &page, self_url, &shape)?),
+    ))
 }
 
 /// `GET /{type}?…`: search.

@@ -10,6 +10,7 @@ mod bad_input;
 mod bundles;
 mod capability;
 mod concurrency;
+mod everything;
 pub(crate) mod consent;
 mod consent_oracle;
 mod consent_property;

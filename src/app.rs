@@ -69,12 +69,17 @@ impl Application {
             }
             None => None,
         };
-        let repo = Repository::open(
-            &database_url,
-            args.db_pool_size,
-            AccessPoint::new(&base_url).with_login_identifiers(login_identifiers),
-            &base_url,
-        )?;
+        if args.bench_allow_all && !args.dev {
+            return Err("--bench-allow-all is for benchmarks, with --dev only".into());
+        }
+        let mut access = AccessPoint::new(&base_url).with_login_identifiers(login_identifiers);
+        if args.bench_allow_all {
+            tracing::warn!(
+                "BENCHMARK MODE (--bench-allow-all): the patients' rules are not applied"
+            );
+            access = access.allowing_all();
+        }
+        let repo = Repository::open(&database_url, args.db_pool_size, access, &base_url)?;
         if args.dev {
             if !addr.ip().is_loopback() {
                 return Err(format!(

@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// production; refused unless listening on a loopback address.
     #[arg(long, env = "CARNET_DEV")]
     pub dev: bool,
+
+    /// Benchmarks only (needs --dev): the patient's rules are not asked, every access is
+    /// allowed (and still traced). What the consent engine costs is measured against it.
+    #[arg(long, hide = true)]
+    pub bench_allow_all: bool,
 }
 
 /// Settings resolved from [`ServeArgs`] once the listening port is known.

@@ -53,8 +53,7 @@ pub async fn run(repo: Repository) {
             }
         }
         let r = repo.clone();
-        let batch = match actix_web::web::block(move || r.claim_deliveries(LEASE_US, BATCH)).await
-        {
+        let batch = match actix_web::web::block(move || r.claim_deliveries(LEASE_US, BATCH)).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "reading the notification queue failed");
@@ -102,7 +101,10 @@ async fn send(client: &reqwest::Client, out: Outgoing) -> Result<(), String> {
         Ok(resp) if resp.status().is_success() => Ok(()),
         Ok(resp) => Err(format!("the subscriber answered {}", resp.status())),
         // Without the URL: a subscriber's address may carry a secret.
-        Err(e) => Err(format!("the subscriber could not be reached ({})", e.without_url())),
+        Err(e) => Err(format!(
+            "the subscriber could not be reached ({})",
+            e.without_url()
+        )),
     }
 }
 

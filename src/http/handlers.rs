@@ -731,7 +731,12 @@ async fn everything(
         }
     }
     let since_q = since
-        .map(|s| format!("_lastUpdated=ge{}", percent_encoding::utf8_percent_encode(&s, percent_encoding::NON_ALPHANUMERIC)))
+        .map(|s| {
+            format!(
+                "_lastUpdated=ge{}",
+                percent_encoding::utf8_percent_encode(&s, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
         .unwrap_or_default();
     let mut reqs = Vec::new();
     for t in types
@@ -742,7 +747,14 @@ async fn everything(
         if *t == "Patient" {
             query = format!("_id={id}&{query}");
         }
-        let mut parsed = search_query::parse(t, &query, count, settings.max_page_size, &settings.base_url, true)?;
+        let mut parsed = search_query::parse(
+            t,
+            &query,
+            count,
+            settings.max_page_size,
+            &settings.base_url,
+            true,
+        )?;
         if *t != "Patient" {
             parsed
                 .clauses

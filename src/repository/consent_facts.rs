@@ -46,8 +46,8 @@ impl Repository {
     ) -> Result<(), FhirError> {
         match need {
             Need::Rules(patient) => {
-                let rules = self.patient_rules(conn, patient)?;
-                facts.put_rules(patient, Arc::new(rules));
+                let rules = self.cached_rules(conn, patient)?;
+                facts.put_rules(patient, rules);
             }
             Need::Professional(id) => {
                 let system = Matrix::builtin().profession_system();
@@ -81,6 +81,50 @@ impl Repository {
                 let first = storage::version(conn, rtype, id, 1)?.map(|r| r.last_updated);
                 facts.put_filed_at(rtype, id, first);
             }
+        }
+        Ok(())
+    }
+
+    /// A patient's rules: from the cache while their stamp is unchanged, else read again.
+    fn cached_rules(
+        &self,
+        conn: &mut AnyConnection,
+        patient: &str,
+    ) -> Result<Arc<PatientRules>, FhirError> {
+        let stamp = storage::notifications::rules_stamp(conn, patient)?;
+        if let Some(rules) = self.rules_cache.get(patient, &stamp) {
+            return Ok(rules);
+        }
+        let rules = Arc::new(self.patient_rules(conn, patient)?);
+        self.rules_cache.put(patient, stamp, rules.clone());
+        Ok(rules)
+    }
+
+    /// Renews the rules stamp of every patient whose rules a write of `rtype` (`new` over
+    /// `old`) may change: a Patient (its médecin traitant), a Consent, a RelatedPerson.
+    pub(super) fn renew_rules(
+        &self,
+        conn: &mut AnyConnection,
+        rtype: &str,
+        id: &str,
+        new: Option<&Value>,
+        old: Option<&str>,
+    ) -> Result<(), FhirError> {
+        if !matches!(rtype, "Patient" | "Consent" | "RelatedPerson") {
+            return Ok(());
+        }
+        let mut patients = Vec::new();
+        if rtype == "Patient" {
+            patients.push(id.to_string());
+        }
+        let old: Option<Value> = old.and_then(|c| serde_json::from_str(c).ok());
+        for v in new.into_iter().chain(old.as_ref()) {
+            patients.extend(self.access.patients_of(rtype, v));
+        }
+        patients.sort();
+        patients.dedup();
+        for p in patients {
+            storage::notifications::renew_rules_stamp(conn, &p)?;
         }
         Ok(())
     }
@@ -195,5 +239,31 @@ impl Repository {
             .check_write(ctx, interaction, rtype, new, current, facts, &mut |n, f| {
                 self.load_fact(conn, n, f)
             })
+    }
+}
+
+/// Patients' rules as last read, with the stamp they were read at (bounded: emptied when
+/// full, so that a large record set costs a re-read, not memory).
+#[derive(Default)]
+pub struct RulesCache(
+    std::sync::Mutex<std::collections::HashMap<String, (String, Arc<PatientRules>)>>,
+);
+
+const RULES_CACHE_MAX: usize = 50_000;
+
+impl RulesCache {
+    fn get(&self, patient: &str, stamp: &str) -> Option<Arc<PatientRules>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(patient)
+            .filter(|(s, _)| s == stamp)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn put(&self, patient: &str, stamp: String, rules: Arc<PatientRules>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= RULES_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(patient.to_string(), (stamp, rules));
     }
 }

@@ -22,8 +22,8 @@ use crate::fhir::{instant, resource_types, validate};
 pub use oauth_store::{AuthorizationRow, GrantRow, OAuthStore, RefreshRow};
 pub use storage::clients::ClientRow;
 pub use storage::{redact_url, Backend};
-pub use subscriptions::Outgoing;
 use storage::{AnyConnection, HistoryQuery, Storage, WriteVersion};
+pub use subscriptions::Outgoing;
 
 /// One version of a resource as stored: its JSON text is served as is.
 #[derive(Debug, Clone)]
@@ -112,6 +112,8 @@ pub struct Repository {
     audit: std::sync::Arc<audit::Queue>,
     /// Notices known recorded (a professional's first access is recorded once).
     notified: std::sync::Arc<notices::Recorded>,
+    /// Patients' rules as last read (checked against their stamp on every use).
+    rules_cache: std::sync::Arc<consent_facts::RulesCache>,
     /// This server's FHIR base URL: absolute references under it are local ones.
     base_url: String,
 }
@@ -129,6 +131,7 @@ impl Repository {
             access,
             audit: Default::default(),
             notified: Default::default(),
+            rules_cache: Default::default(),
             base_url: base_url.trim_end_matches('/').to_string(),
         })
     }
@@ -497,7 +500,9 @@ impl Repository {
             .access
             .patients_of("DocumentReference", &value)
             .iter()
-            .filter_map(|p| notices::for_new_document(ctx, p, &doc.id, &labels, doc.last_updated_us))
+            .filter_map(|p| {
+                notices::for_new_document(ctx, p, &doc.id, &labels, doc.last_updated_us)
+            })
             .collect();
         self.write_notices(conn, notices, instant::now_us())?;
         Ok(())
@@ -552,6 +557,13 @@ impl Repository {
         if !written {
             return Ok(None);
         }
+        self.renew_rules(
+            conn,
+            rtype,
+            id,
+            Some(&resource),
+            current.map(|c| c.content.as_str()),
+        )?;
         let stored = StoredResource {
             resource_type: rtype.to_string(),
             id: id.to_string(),
@@ -657,6 +669,7 @@ impl Repository {
         if rtype == "Subscription" {
             self.record_subscription(conn, ctx, id, None)?;
         }
+        self.renew_rules(conn, rtype, id, None, Some(current.content.as_str()))?;
         let stored = StoredResource {
             resource_type: rtype.to_string(),
             id: id.to_string(),

@@ -258,7 +258,11 @@ impl Repository {
 
     /// Writes the notices due by `now_us` (of one patient, or everyone's) that are still
     /// pending; returns how many were written.
-    pub fn write_due_notices(&self, patient: Option<&str>, now_us: i64) -> Result<usize, FhirError> {
+    pub fn write_due_notices(
+        &self,
+        patient: Option<&str>,
+        now_us: i64,
+    ) -> Result<usize, FhirError> {
         let mut conn = self.storage.conn()?;
         if notifications::due_notices(&mut conn, patient, now_us, 1)?.is_empty() {
             return Ok(0);

@@ -56,11 +56,8 @@ pub fn prepare(
         .get("endpoint")
         .and_then(Value::as_str)
         .ok_or_else(|| unprocessable("Subscription.channel.endpoint is required for rest-hook"))?;
-    let url = url::Url::parse(endpoint).map_err(|e| {
-        unprocessable(format!(
-            "Subscription.channel.endpoint is not a URL ({e})"
-        ))
-    })?;
+    let url = url::Url::parse(endpoint)
+        .map_err(|e| unprocessable(format!("Subscription.channel.endpoint is not a URL ({e})")))?;
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
@@ -85,10 +82,13 @@ pub fn prepare(
         .into_iter()
         .flatten()
     {
-        let ok = h.as_str().and_then(|h| h.split_once(':')).is_some_and(|(n, v)| {
-            reqwest::header::HeaderName::from_bytes(n.trim().as_bytes()).is_ok()
-                && reqwest::header::HeaderValue::from_str(v.trim()).is_ok()
-        });
+        let ok = h
+            .as_str()
+            .and_then(|h| h.split_once(':'))
+            .is_some_and(|(n, v)| {
+                reqwest::header::HeaderName::from_bytes(n.trim().as_bytes()).is_ok()
+                    && reqwest::header::HeaderValue::from_str(v.trim()).is_ok()
+            });
         if !ok {
             return Err(unprocessable(
                 "Subscription.channel.header: each must read 'Name: value'",
@@ -107,11 +107,9 @@ pub fn prepare(
             "Subscription.criteria '{criteria}': not a search of a type Carnet notifies (Type?parameters)"
         )));
     }
-    let search = search_query::parse(rtype, query, 1, 1, base_url, true).map_err(|e| {
-        unprocessable(format!("Subscription.criteria '{criteria}': {e}"))
-    })?;
-    if !search.includes.is_empty() || !search.revincludes.is_empty() || !search.sort.is_empty()
-    {
+    let search = search_query::parse(rtype, query, 1, 1, base_url, true)
+        .map_err(|e| unprocessable(format!("Subscription.criteria '{criteria}': {e}")))?;
+    if !search.includes.is_empty() || !search.revincludes.is_empty() || !search.sort.is_empty() {
         return Err(unprocessable(
             "Subscription.criteria: _include, _revinclude and _sort mean nothing for a notification",
         ));
@@ -200,7 +198,9 @@ impl Repository {
         for sub in subscriptions {
             let owner: Value = serde_json::from_str(&sub.owner).unwrap_or(Value::Null);
             let now = instant::now_us();
-            let Some(owner_ctx) = RequestContext::of_owner(&owner, &format!("subscription-{}", sub.id), now) else {
+            let Some(owner_ctx) =
+                RequestContext::of_owner(&owner, &format!("subscription-{}", sub.id), now)
+            else {
                 tracing::warn!(subscription = %sub.id, "a subscription's owner cannot be read: not notified");
                 continue;
             };
@@ -227,7 +227,13 @@ impl Repository {
             // What the owner may not read, they do not hear of either; what they may is
             // an access to the record like any other, traced.
             let mut facts = Facts::new();
-            let seen = self.decide_read(conn, &owner_ctx, Interaction::Read, written.clone(), &mut facts)?;
+            let seen = self.decide_read(
+                conn,
+                &owner_ctx,
+                Interaction::Read,
+                written.clone(),
+                &mut facts,
+            )?;
             super::audit::write_events(
                 conn,
                 &self.base_url,
@@ -290,7 +296,12 @@ impl Repository {
                 .collect();
             let body = match channel.get("payload").and_then(Value::as_str) {
                 Some(mime) => {
-                    match storage::version(&mut conn, &row.resource_type, &row.resource_id, row.version_id)? {
+                    match storage::version(
+                        &mut conn,
+                        &row.resource_type,
+                        &row.resource_id,
+                        row.version_id,
+                    )? {
                         Some(v) if !v.deleted => Some((mime.to_string(), v.content)),
                         _ => {
                             notifications::delivered(&mut conn, row.seq)?;

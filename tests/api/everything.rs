@@ -20,7 +20,11 @@ async fn export(who: &As, patient: &str, query: &str) -> (u16, BTreeSet<String>,
     loop {
         for e in bundle["entry"].as_array().into_iter().flatten() {
             let r = &e["resource"];
-            let key = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+            let key = format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap(),
+                r["id"].as_str().unwrap()
+            );
             assert!(seen.insert(key.clone()), "{key} twice");
         }
         let next = bundle["link"]
@@ -44,7 +48,9 @@ async fn everything_is_the_record_as_each_may_see_it(backend: Backend) {
     let consent_id = w.rule(authorise(&dr)).await;
     let open = w.document(&w.mt, CONSULTATION, &[]).await;
     let masked = w.document(&w.mt, CONSULTATION, &["MASQUE_PS"]).await;
-    let hidden = w.document(&w.mt, CONSULTATION, &["INVISIBLE_PATIENT"]).await;
+    let hidden = w
+        .document(&w.mt, CONSULTATION, &["INVISIBLE_PATIENT"])
+        .await;
     let (status, vaccination) = w
         .system()
         .post(
@@ -59,12 +65,18 @@ async fn everything_is_the_record_as_each_may_see_it(backend: Backend) {
     // Someone else's record stays out.
     let (_, other) = w
         .system()
-        .post("Patient", &json!({"resourceType": "Patient", "name": [{"family": "Autre"}]}))
+        .post(
+            "Patient",
+            &json!({"resourceType": "Patient", "name": [{"family": "Autre"}]}),
+        )
         .await;
     let other_doc = json!({"resourceType": "DocumentReference", "status": "current",
         "subject": {"reference": format!("Patient/{}", other["id"].as_str().unwrap())},
         "content": [{"attachment": {"contentType": "application/pdf"}}]});
-    assert_eq!(w.system().post("DocumentReference", &other_doc).await.0, 201);
+    assert_eq!(
+        w.system().post("DocumentReference", &other_doc).await.0,
+        201
+    );
 
     let patient = format!("Patient/{}", w.patient);
     let doc = |id: &str| format!("DocumentReference/{id}");
@@ -72,13 +84,24 @@ async fn everything_is_the_record_as_each_may_see_it(backend: Backend) {
     let (status, mine, total) = export(&w.holder(), &w.patient, "?_count=2").await;
     assert_eq!(status, 200);
     assert_eq!(total as usize, mine.len());
-    for want in [&patient, &doc(&open), &doc(&masked), &vaccination, &format!("Consent/{consent_id}")] {
+    for want in [
+        &patient,
+        &doc(&open),
+        &doc(&masked),
+        &vaccination,
+        &format!("Consent/{consent_id}"),
+    ] {
         assert!(mine.contains(want.as_str()), "{want} missing from {mine:?}");
     }
     assert!(!mine.contains(&doc(&hidden)), "{mine:?}");
-    assert!(mine.iter().any(|r| r.starts_with("Communication/")), "the notices: {mine:?}");
+    assert!(
+        mine.iter().any(|r| r.starts_with("Communication/")),
+        "the notices: {mine:?}"
+    );
     assert!(!mine.iter().any(|r| r.starts_with("AuditEvent/")));
-    assert!(mine.iter().all(|r| !r.contains(other["id"].as_str().unwrap())));
+    assert!(mine
+        .iter()
+        .all(|r| !r.contains(other["id"].as_str().unwrap())));
     // An authorised professional: not the masked document, nor the patient's rules' hidden parts.
     let (status, seen, _) = export(&w.pro(&dr), &w.patient, "").await;
     assert_eq!(status, 200);

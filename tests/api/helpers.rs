@@ -148,6 +148,7 @@ pub fn serve_args(database_url: &str, data_dir: PathBuf) -> ServeArgs {
         shutdown_timeout: 5,
         log_format: "text".into(),
         dev: true,
+        bench_allow_all: false,
         identity_config: None,
     }
 }

@@ -167,8 +167,14 @@ async fn a_subscriber_down_at_first_hears_of_every_notice(backend: Backend) {
     // The médecin traitant files a document: the patient is told of it.
     let doc = w.document(&w.mt, CONSULTATION, &[]).await;
     // An authorised professional opens the record, twice: one first-access notice.
-    assert_eq!(w.pro(&dr).get(&format!("DocumentReference/{doc}")).await.0, 200);
-    assert_eq!(w.pro(&dr).get(&format!("DocumentReference/{doc}")).await.0, 200);
+    assert_eq!(
+        w.pro(&dr).get(&format!("DocumentReference/{doc}")).await.0,
+        200
+    );
+    assert_eq!(
+        w.pro(&dr).get(&format!("DocumentReference/{doc}")).await.0,
+        200
+    );
 
     // The subscriber is down: Carnet keeps trying.
     hook.wait_until("two attempts while down", |h| {
@@ -182,14 +188,22 @@ async fn a_subscriber_down_at_first_hears_of_every_notice(backend: Backend) {
     })
     .await;
     let first = &hook.notices("first-access")[0];
-    assert_eq!(first["recipient"][0]["reference"], format!("Patient/{}", w.patient));
+    assert_eq!(
+        first["recipient"][0]["reference"],
+        format!("Patient/{}", w.patient)
+    );
     assert_eq!(first["about"][0]["reference"], format!("Practitioner/{dr}"));
     assert!(first["sent"].is_string(), "{first}");
     let new_doc = &hook.notices("new-document")[0];
-    assert_eq!(new_doc["about"][0]["reference"], format!("DocumentReference/{doc}"));
+    assert_eq!(
+        new_doc["about"][0]["reference"],
+        format!("DocumentReference/{doc}")
+    );
     let taken = hook.taken();
-    assert!(taken.iter().all(|r| r.authorization.as_deref() == Some("Bearer subscriber-secret")
-        && r.content_type.as_deref() == Some("application/fhir+json")));
+    assert!(taken.iter().all(
+        |r| r.authorization.as_deref() == Some("Bearer subscriber-secret")
+            && r.content_type.as_deref() == Some("application/fhir+json")
+    ));
 
     // An emergency access: told to the patient and their médecin traitant, with the reason.
     let stranger = practitioner(&w.app, "10").await;
@@ -202,7 +216,10 @@ async fn a_subscriber_down_at_first_hears_of_every_notice(backend: Backend) {
             ..Default::default()
         },
     );
-    assert_eq!(emergency.get(&format!("DocumentReference/{doc}")).await.0, 200);
+    assert_eq!(
+        emergency.get(&format!("DocumentReference/{doc}")).await.0,
+        200
+    );
     hook.wait_until("the emergency notice", |h| {
         !h.notices("emergency-access").is_empty()
     })
@@ -214,8 +231,14 @@ async fn a_subscriber_down_at_first_hears_of_every_notice(backend: Backend) {
         .iter()
         .map(|r| r["reference"].as_str().unwrap())
         .collect();
-    assert!(recipients.contains(&format!("Patient/{}", w.patient).as_str()), "{urgent}");
-    assert!(recipients.contains(&format!("Practitioner/{}", w.mt).as_str()), "{urgent}");
+    assert!(
+        recipients.contains(&format!("Patient/{}", w.patient).as_str()),
+        "{urgent}"
+    );
+    assert!(
+        recipients.contains(&format!("Practitioner/{}", w.mt).as_str()),
+        "{urgent}"
+    );
     assert!(urgent["payload"][0]["contentString"]
         .as_str()
         .unwrap()
@@ -245,7 +268,9 @@ async fn a_subscriber_down_at_first_hears_of_every_notice(backend: Backend) {
 
     // A document hidden from the patient until the announcement consultation: no notice
     // naming it; two weeks later, "your record was updated".
-    let hidden = w.document(&w.mt, CONSULTATION, &["INVISIBLE_PATIENT"]).await;
+    let hidden = w
+        .document(&w.mt, CONSULTATION, &["INVISIBLE_PATIENT"])
+        .await;
     assert!(my_notices(&w, "record-updated", None).await.is_empty());
     assert!(!my_notices(&w, "new-document", None)
         .await
@@ -299,13 +324,31 @@ async fn subscriptions_are_private_and_follow_the_patients_rules(backend: Backen
         .await;
     assert_eq!(status, 201);
     // Nobody else sees or changes it (its headers hold the subscriber's secret).
-    assert_eq!(w.holder().get(&format!("Subscription/{dr_sub_id}")).await.0, 404);
+    assert_eq!(
+        w.holder().get(&format!("Subscription/{dr_sub_id}")).await.0,
+        404
+    );
     let other = practitioner(&w.app, "10").await;
-    assert_eq!(w.pro(&other).get(&format!("Subscription/{dr_sub_id}")).await.0, 404);
-    assert_eq!(w.pro(&other).delete(&format!("Subscription/{dr_sub_id}")).await.0, 404);
+    assert_eq!(
+        w.pro(&other)
+            .get(&format!("Subscription/{dr_sub_id}"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        w.pro(&other)
+            .delete(&format!("Subscription/{dr_sub_id}"))
+            .await
+            .0,
+        404
+    );
     let (status, mine) = w.pro(&dr).get(&format!("Subscription/{dr_sub_id}")).await;
     assert_eq!(status, 200);
-    assert_eq!(mine["channel"]["header"][0], "Authorization: Bearer subscriber-secret");
+    assert_eq!(
+        mine["channel"]["header"][0],
+        "Authorization: Bearer subscriber-secret"
+    );
 
     w.document(&w.mt, CONSULTATION, &[]).await;
     dr_hook
@@ -322,12 +365,19 @@ async fn subscriptions_are_private_and_follow_the_patients_rules(backend: Backen
                 .any(|c| c["about"][0]["reference"] == format!("DocumentReference/{second}"))
         })
         .await;
-    assert_eq!(dr_hook.taken().len(), 1, "a blocked professional was notified");
+    assert_eq!(
+        dr_hook.taken().len(),
+        1,
+        "a blocked professional was notified"
+    );
 
     // What Carnet cannot serve is said.
     let cases = [
         (json!({"type": "websocket"}), "rest-hook"),
-        (json!({"type": "rest-hook", "endpoint": "http://example.org/hook"}), "https"),
+        (
+            json!({"type": "rest-hook", "endpoint": "http://example.org/hook"}),
+            "https",
+        ),
         (
             json!({"type": "rest-hook", "endpoint": patient_hook.url, "payload": "application/fhir+xml"}),
             "payload",
@@ -340,10 +390,17 @@ async fn subscriptions_are_private_and_follow_the_patients_rules(backend: Backen
         assert_eq!(status, 422, "{body}");
         assert!(outcome_text(&body).contains(says), "{body}");
     }
-    for criteria in ["AuditEvent?patient=x", "Communication?nonsense=1", "Nothing"] {
+    for criteria in [
+        "AuditEvent?patient=x",
+        "Communication?nonsense=1",
+        "Nothing",
+    ] {
         let (status, body) = w
             .holder()
-            .post("Subscription", &subscription(criteria, &patient_hook.url, None))
+            .post(
+                "Subscription",
+                &subscription(criteria, &patient_hook.url, None),
+            )
             .await;
         assert_eq!(status, 422, "{criteria}: {body}");
     }

@@ -40,6 +40,24 @@ struct Args {
     /// Process id of the server, to report its peak RSS (VmHWM) at the end.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Carnet only: Consents to give each patient (1 to 4: authorise --practitioner, block
+    /// another professional, object to emergency access, give a third equivalent rights),
+    /// written by each patient with a development token signed with the key in --data-dir.
+    #[arg(long, default_value_t = 0)]
+    consents: usize,
+    /// Carnet's data directory (its development signing key), for --consents.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// The professional the Consents authorise (created as a médecin, TRE_G15 10).
+    #[arg(long, default_value = "bench-reader")]
+    practitioner: String,
+    /// Bearer token of the measured requests (default: --token), e.g. the professional's.
+    #[arg(long)]
+    reader_token: Option<String>,
+    /// Scenarios to run (comma-separated keys: read, read-document, identifier, family,
+    /// documents, documents-include, vaccinations); all by default.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 const FAMILIES: &[&str] = &[
@@ -105,10 +123,12 @@ fn client(args: &Args) -> reqwest::Client {
         .unwrap()
 }
 
-/// Loads the data set; returns the patient ids and the resources/s rate.
-async fn load(args: &Args, http: &reqwest::Client) -> (Vec<String>, f64, usize) {
+/// Loads the data set; returns the patient ids, the resources/s rate, the count and the
+/// DocumentReference ids.
+async fn load(args: &Args, http: &reqwest::Client) -> (Vec<String>, f64, usize, Vec<String>) {
     let start = Instant::now();
     let mut ids = Vec::with_capacity(args.patients);
+    let mut docs = Vec::with_capacity(args.patients * 4);
     let mut resources = 0;
     let mut first = 0;
     while first < args.patients {
@@ -129,6 +149,9 @@ async fn load(args: &Args, http: &reqwest::Client) -> (Vec<String>, f64, usize) 
         assert!(status.is_success(), "transaction failed: {status} {out}");
         for e in out["entry"].as_array().unwrap() {
             let loc = e["response"]["location"].as_str().unwrap_or("");
+            if let Some(rest) = loc.split("DocumentReference/").nth(1) {
+                docs.push(rest.split('/').next().unwrap_or_default().to_string());
+            }
             if loc.starts_with("Patient/") || loc.contains("/Patient/") {
                 let id = loc
                     .split("Patient/")
@@ -144,7 +167,102 @@ async fn load(args: &Args, http: &reqwest::Client) -> (Vec<String>, f64, usize) 
         first = last;
     }
     let secs = start.elapsed().as_secs_f64();
-    (ids, resources as f64 / secs, resources)
+    (ids, resources as f64 / secs, resources, docs)
+}
+
+/// The Consents of one patient (Carnet's Consent profile).
+fn consents_of(patient: &str, n: usize, reader: &str) -> Vec<Value> {
+    let prcp = |who: &str| {
+        json!([{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP"}]},
+            "reference": {"reference": format!("Practitioner/{who}")}}])
+    };
+    let provisions = [
+        json!({"type": "permit", "actor": prcp(reader)}),
+        json!({"type": "deny", "actor": prcp("bench-blocked")}),
+        json!({"type": "deny", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG"}]}),
+        json!({"type": "permit", "actor": prcp("bench-equivalent"),
+            "securityLabel": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument", "code": "MASQUE_PS"}]}),
+    ];
+    provisions
+        .into_iter()
+        .take(n)
+        .map(|p| json!({"request": {"method": "POST", "url": "Consent"}, "resource": {
+            "resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": format!("Patient/{patient}")}, "provision": p}}))
+        .collect()
+}
+
+/// Carnet only: creates the professional and has every patient write their Consents (a
+/// transaction each, with the patient's own development token).
+async fn load_consents(args: &Args, http: &reqwest::Client, ids: &[String]) -> f64 {
+    let dir = args.data_dir.as_ref().expect("--consents needs --data-dir");
+    let key = carnet::auth::keys::SigningKey::load_or_create(dir).expect("signing key");
+    let dev = carnet::auth::keys::SigningKey::load_or_create_dev(dir).expect("dev key");
+    let tokens = Arc::new(carnet::auth::token::TokenService::new(key, Some(dev)));
+    let base = args.base_url.trim_end_matches('/').to_string();
+    for who in [
+        args.practitioner.as_str(),
+        "bench-blocked",
+        "bench-equivalent",
+    ] {
+        let res = http
+            .put(format!("{base}/Practitioner/{who}"))
+            .header("Content-Type", "application/fhir+json")
+            .body(json!({"resourceType": "Practitioner", "id": who, "name": [{"family": who}],
+                "qualification": [{"code": {"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante", "code": "10"}]}}]}).to_string())
+            .send()
+            .await
+            .expect("practitioner");
+        assert!(
+            res.status().is_success(),
+            "Practitioner/{who}: {}",
+            res.status()
+        );
+    }
+    let start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let ids = Arc::new(ids.to_vec());
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (next, ids, tokens, base) = (next.clone(), ids.clone(), tokens.clone(), base.clone());
+        let (n, reader) = (args.consents, args.practitioner.clone());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(patient) = ids.get(i) else { break };
+                let token = carnet::auth::dev_token(
+                    &tokens,
+                    &carnet::auth::DevSubject::Patient(patient.clone()),
+                    None,
+                    3600,
+                )
+                .expect("token");
+                let bundle = json!({"resourceType": "Bundle", "type": "transaction",
+                    "entry": consents_of(patient, n, &reader)});
+                let res = http
+                    .post(&base)
+                    .bearer_auth(token)
+                    .header("Content-Type", "application/fhir+json")
+                    .header("Prefer", "return=minimal")
+                    .body(bundle.to_string())
+                    .send()
+                    .await
+                    .expect("consents");
+                assert!(
+                    res.status().is_success(),
+                    "Consents of {patient}: {}",
+                    res.status()
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (ids.len() * args.consents) as f64 / start.elapsed().as_secs_f64()
 }
 
 struct Figures {
@@ -226,9 +344,24 @@ async fn main() {
         args.patients * 10,
         args.bundle_patients
     );
-    let (ids, load_rate, loaded) = load(&args, &http).await;
+    let (ids, load_rate, loaded, docs) = load(&args, &http).await;
     println!("loaded {loaded} resources: {load_rate:.0} resources/s");
+    if args.consents > 0 {
+        let rate = load_consents(&args, &http, &ids).await;
+        println!(
+            "each patient wrote {} Consents: {rate:.0} Consents/s",
+            args.consents
+        );
+    }
     let ids = Arc::new(ids);
+    let docs = Arc::new(docs);
+    let reader = match &args.reader_token {
+        Some(t) => client(&Args {
+            token: Some(t.clone()),
+            ..args.clone()
+        }),
+        None => http.clone(),
+    };
 
     // The ceiling: a bare actix-web handler returning a stored Patient's bytes.
     let stored = http
@@ -273,10 +406,29 @@ async fn main() {
     )
     .await;
 
-    type Scenario = (&'static str, Arc<dyn Fn(usize) -> String + Send + Sync>);
+    type Scenario = (
+        &'static str,
+        &'static str,
+        Arc<dyn Fn(usize) -> String + Send + Sync>,
+    );
+    let n_docs = docs.len().max(1);
     let (b, i) = (base.clone(), ids.clone());
     let scenarios: Vec<Scenario> = vec![
         (
+            "read-document",
+            "read a document by id",
+            Arc::new({
+                let (b, d) = (b.clone(), docs.clone());
+                move |n| {
+                    format!(
+                        "{b}/DocumentReference/{}",
+                        d[(n.wrapping_mul(2654435761)) % n_docs]
+                    )
+                }
+            }),
+        ),
+        (
+            "read",
             "read by id",
             Arc::new({
                 let (b, i) = (b.clone(), i.clone());
@@ -284,6 +436,7 @@ async fn main() {
             }),
         ),
         (
+            "identifier",
             "token search (identifier)",
             Arc::new({
                 let b = b.clone();
@@ -296,6 +449,7 @@ async fn main() {
             }),
         ),
         (
+            "family",
             "string search (family)",
             Arc::new({
                 let b = b.clone();
@@ -308,6 +462,7 @@ async fn main() {
             }),
         ),
         (
+            "documents",
             "patient documents in a date range",
             Arc::new({
                 let (b, i) = (b.clone(), i.clone());
@@ -317,6 +472,7 @@ async fn main() {
             }),
         ),
         (
+            "documents-include",
             "same with _include=DocumentReference:subject",
             Arc::new({
                 let (b, i) = (b.clone(), i.clone());
@@ -326,6 +482,7 @@ async fn main() {
             }),
         ),
         (
+            "vaccinations",
             "patient vaccinations by date",
             Arc::new({
                 let (b, i) = (b.clone(), i.clone());
@@ -345,8 +502,15 @@ async fn main() {
         "| ceiling: bare actix-web handler, stored bytes | {:.0} | {:.2} | {:.2} | {} | 100 % |",
         ceiling.rps, ceiling.p50_ms, ceiling.p99_ms, ceiling.errors
     );
-    for (name, url) in scenarios {
-        let f = measure(&http, args.concurrency, args.seconds, url).await;
+    let only: Option<Vec<String>> = args
+        .only
+        .as_ref()
+        .map(|o| o.split(',').map(|k| k.trim().to_string()).collect());
+    for (key, name, url) in scenarios {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|k| k == key)) {
+            continue;
+        }
+        let f = measure(&reader, args.concurrency, args.seconds, url).await;
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.1} % |",
             f.rps,

@@ -245,3 +245,42 @@ pub fn retry_later(
         .map(|_| ())
         .map_err(db_err)
 }
+
+/// The stamp of a patient's rules ('' when never renewed).
+pub fn rules_stamp(conn: &mut AnyConnection, patient: &str) -> Result<String, FhirError> {
+    use super::schema::rules_versions;
+    rules_versions::table
+        .filter(rules_versions::patient.eq(patient))
+        .select(rules_versions::stamp)
+        .first(conn)
+        .optional()
+        .map(Option::unwrap_or_default)
+        .map_err(db_err)
+}
+
+/// Renews the stamp of a patient's rules (a fresh value: a rolled-back renewal is never
+/// confused with a later one).
+pub fn renew_rules_stamp(conn: &mut AnyConnection, patient: &str) -> Result<(), FhirError> {
+    use super::schema::rules_versions;
+    let stamp = uuid::Uuid::new_v4().to_string();
+    let row = (
+        rules_versions::patient.eq(patient),
+        rules_versions::stamp.eq(&stamp),
+    );
+    match conn {
+        AnyConnection::Postgresql(c) => diesel::insert_into(rules_versions::table)
+            .values(row)
+            .on_conflict(rules_versions::patient)
+            .do_update()
+            .set(rules_versions::stamp.eq(&stamp))
+            .execute(c),
+        AnyConnection::Sqlite(c) => diesel::insert_into(rules_versions::table)
+            .values(row)
+            .on_conflict(rules_versions::patient)
+            .do_update()
+            .set(rules_versions::stamp.eq(&stamp))
+            .execute(c),
+    }
+    .map(|_| ())
+    .map_err(db_err)
+}

@@ -183,3 +183,10 @@ diesel::table! {
         created_us -> BigInt,
     }
 }
+
+diesel::table! {
+    rules_versions (patient) {
+        patient -> Text,
+        stamp -> Text,
+    }
+}

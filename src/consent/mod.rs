@@ -474,6 +474,22 @@ pub fn add_one_month_us(t: i64) -> i64 {
     (next.unix_timestamp_nanos() / 1000) as i64
 }
 
+/// The code system of Carnet's notices to the patient (`Communication.category`).
+pub const NOTICE_SYSTEM: &str = "urn:carnet:notice";
+
+/// Whether `resource` is one of Carnet's notices (a Communication it wrote to the patient).
+pub fn is_notice(resource: &Value) -> bool {
+    resource.get("resourceType").and_then(Value::as_str) == Some("Communication")
+        && resource
+            .get("category")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("coding").and_then(Value::as_array))
+            .flatten()
+            .any(|c| c.get("system").and_then(Value::as_str) == Some(NOTICE_SYSTEM))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,20 +569,4 @@ mod tests {
         let jan15 = time::macros::datetime!(2027-01-15 00:00 UTC);
         assert_eq!(add_one_month_us(us(dec15)), us(jan15));
     }
-}
-
-/// The code system of Carnet's notices to the patient (`Communication.category`).
-pub const NOTICE_SYSTEM: &str = "urn:carnet:notice";
-
-/// Whether `resource` is one of Carnet's notices (a Communication it wrote to the patient).
-pub fn is_notice(resource: &Value) -> bool {
-    resource.get("resourceType").and_then(Value::as_str) == Some("Communication")
-        && resource
-            .get("category")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.get("coding").and_then(Value::as_array))
-            .flatten()
-            .any(|c| c.get("system").and_then(Value::as_str) == Some(NOTICE_SYSTEM))
 }

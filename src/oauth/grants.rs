@@ -81,11 +81,80 @@ pub fn record_grant(
     .map_err(server_error)
 }
 
+/// An emergency declared at the token endpoint: the access token carries it.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub reason: String,
+    pub patient: String,
+}
+
+/// The purpose of use a token request declares, checked before anything is spent: `BTG`
+/// (break the glass) for a professional's grant, with a written reason and a patient (the
+/// grant's, or `patient`). The consent engine then opens that record for 4 hours unless
+/// the patient objected, traces every access with the reason and tells the patient.
+pub fn declared_purpose(
+    form: &TokenForm,
+    grant_subject: Option<&str>,
+) -> Result<Option<Declared>, OAuthError> {
+    let bad = |why: &str| OAuthError::new("invalid_request", why.to_string());
+    match form.purpose_of_use.as_deref() {
+        None | Some("") => {
+            if form.purpose_reason.is_some() {
+                return Err(bad("purpose_reason comes with purpose_of_use"));
+            }
+            Ok(None)
+        }
+        Some("BTG") => {
+            if grant_subject.is_some_and(|s| !s.starts_with("Practitioner/")) {
+                return Err(bad(
+                    "an emergency access (BTG) is declared by a professional",
+                ));
+            }
+            let reason = form
+                .purpose_reason
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| bad("an emergency access (BTG) needs a written purpose_reason"))?;
+            if reason.len() > 1000 {
+                return Err(bad("purpose_reason is limited to 1000 characters"));
+            }
+            let patient = form.patient.clone().unwrap_or_default();
+            if !crate::fhir::resource_types::is_valid_id(&patient) {
+                return Err(bad(
+                    "an emergency access (BTG) names the patient whose record it opens (patient)",
+                ));
+            }
+            Ok(Some(Declared {
+                reason: reason.to_string(),
+                patient,
+            }))
+        }
+        Some("ETREAT") => Err(bad(
+            "ETREAT (SAMU regulation) needs a regulation role that Carnet cannot verify from \
+             the login yet",
+        )),
+        Some(other) => Err(bad(&format!(
+            "purpose_of_use {other}: Carnet knows BTG (emergency access)"
+        ))),
+    }
+}
+
 /// An access token for `grant` with `scope` (the grant's, or narrower on refresh).
 pub fn access_token(
     tokens: &TokenService,
     grant: &GrantRow,
     scope: &str,
+) -> Result<(String, Claims), OAuthError> {
+    access_token_for(tokens, grant, scope, None)
+}
+
+/// [`access_token`], declaring an emergency.
+fn access_token_for(
+    tokens: &TokenService,
+    grant: &GrantRow,
+    scope: &str,
+    declared: Option<&Declared>,
 ) -> Result<(String, Claims), OAuthError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = Claims {
@@ -94,14 +163,16 @@ pub fn access_token(
         sub: grant.subject.clone(),
         client_id: grant.client_id.clone(),
         scope: scope.to_string(),
-        patient: grant.patient.clone(),
+        patient: declared
+            .map(|d| d.patient.clone())
+            .or_else(|| grant.patient.clone()),
         iat: now,
         exp: now + ACCESS_TOKEN_SECONDS,
         jti: uuid::Uuid::new_v4().to_string(),
         grant: Some(grant.id.clone()),
         dev: false,
-        purpose_of_use: None,
-        purpose_reason: None,
+        purpose_of_use: declared.map(|_| "BTG".to_string()),
+        purpose_reason: declared.map(|d| d.reason.clone()),
         regulation: false,
     };
     let token = tokens.issue(&claims).map_err(server_error)?;
@@ -139,9 +210,10 @@ fn token_response(
     grant: &GrantRow,
     scope: &str,
     refresh_token: Option<String>,
+    declared: Option<&Declared>,
 ) -> Result<Value, OAuthError> {
     let scopes = Scopes::parse(scope);
-    let (access, _) = access_token(tokens, grant, scope)?;
+    let (access, _) = access_token_for(tokens, grant, scope, declared)?;
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -152,6 +224,10 @@ fn token_response(
         if scopes.has("launch/patient") || scopes.has_patient_scopes() {
             body["patient"] = json!(patient);
         }
+    }
+    if let Some(d) = declared {
+        body["patient"] = json!(d.patient);
+        body["purpose_of_use"] = json!("BTG");
     }
     if scopes.has("openid") {
         body["id_token"] = json!(id_token(tokens, endpoints, grant, &scopes)?);
@@ -233,6 +309,10 @@ pub fn exchange_code(
             if grant.client_id != client.client_id {
                 return Ok(Err(invalid("this code was issued to another client")));
             }
+            // A declaration the grant cannot make is refused before the code is spent.
+            if let Err(e) = declared_purpose(form, Some(&grant.subject)) {
+                return Ok(Err(e));
+            }
             if grant.code_used || grant.revoked {
                 // A code presented twice: whoever holds it may be an attacker; what the
                 // first exchange produced is revoked too (RFC 6749 §4.1.2).
@@ -265,7 +345,15 @@ pub fn exchange_code(
         })
         .map_err(server_error)?;
     let (grant, refresh) = outcome?;
-    token_response(tokens, endpoints, &grant, &grant.scope, refresh)
+    let declared = declared_purpose(form, Some(&grant.subject))?;
+    token_response(
+        tokens,
+        endpoints,
+        &grant,
+        &grant.scope,
+        refresh,
+        declared.as_ref(),
+    )
 }
 
 /// The `refresh_token` grant: rotation (the old token is spent), reuse detection (a spent
@@ -295,6 +383,9 @@ pub fn refresh(
                 return Ok(Err(invalid(
                     "this refresh token was issued to another client",
                 )));
+            }
+            if let Err(e) = declared_purpose(form, Some(&grant.subject)) {
+                return Ok(Err(e));
             }
             if row.used {
                 store.revoke_grant(&grant.id)?;
@@ -333,7 +424,8 @@ pub fn refresh(
         })
         .map_err(server_error)?;
     let (grant, scope, next) = outcome?;
-    token_response(tokens, endpoints, &grant, &scope, next)
+    let declared = declared_purpose(form, Some(&grant.subject))?;
+    token_response(tokens, endpoints, &grant, &scope, next, declared.as_ref())
 }
 
 /// The grant a presented token (access token or refresh token) belongs to, if it is one of

@@ -79,6 +79,11 @@ pub struct TokenForm {
     /// Revocation and introspection: the token in question.
     pub token: Option<String>,
     pub token_type_hint: Option<String>,
+    /// A professional declaring an emergency (IHE IUA style): `BTG`, with the written
+    /// reason and the patient whose record it opens (if the grant names none).
+    pub purpose_of_use: Option<String>,
+    pub purpose_reason: Option<String>,
+    pub patient: Option<String>,
 }
 
 /// The claims a client assertion must carry.

@@ -62,6 +62,7 @@ pub struct Notice {
     pub communication: Value,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn notice(
     kind: Kind,
     key: String,

@@ -524,9 +524,65 @@ async fn a_professional_logs_in_with_the_second_provider(backend: Backend) {
         .unwrap()
         .1
         .to_string();
-    let (status, body) = exchange(&env, &code, &p.verifier).await;
+    // The professional declares an emergency for Bob at the token endpoint (IHE IUA
+    // purpose of use): without a written reason it is refused, and the code is not spent.
+    let vaccination = env
+        .app
+        .create(&json!({"resourceType": "Immunization", "status": "completed",
+            "vaccineCode": {"text": "DTCaP"}, "patient": {"reference": format!("Patient/{}", env.bob)},
+            "occurrenceDateTime": "2025-01-01"}))
+        .await;
+    let vaccination = format!("Immunization/{}", vaccination["id"].as_str().unwrap());
+    let with_purpose = |extra: Vec<(&'static str, String)>| {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.clone()),
+            ("redirect_uri", APP_REDIRECT.to_string()),
+            ("code_verifier", p.verifier.clone()),
+            ("client_id", APP.to_string()),
+        ];
+        form.extend(extra);
+        form
+    };
+    let form = with_purpose(vec![
+        ("purpose_of_use", "BTG".into()),
+        ("patient", env.bob.clone()),
+    ]);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = token(&env, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let form = with_purpose(vec![
+        ("purpose_of_use", "BTG".into()),
+        ("purpose_reason", "arrêt cardiaque".into()),
+        ("patient", env.bob.clone()),
+    ]);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = token(&env, &form).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.get("patient").is_none());
+    assert_eq!(body["patient"], json!(env.bob));
+    assert_eq!(body["purpose_of_use"], "BTG");
+    // The emergency opens Bob's record (the professional holds no authorisation), and the
+    // access is traced with its reason.
+    let emergency = body["access_token"].as_str().unwrap();
+    assert_eq!(get_status(&env, emergency, &vaccination).await, 200);
+    let (_, trail) = env
+        .app
+        .get_json(&format!("AuditEvent?entity={vaccination}"))
+        .await;
+    let read = trail["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|a| a["subtype"][0]["code"] == "read")
+        .expect("the emergency read is traced");
+    let purpose = &read["purposeOfEvent"][0];
+    assert_eq!(purpose["coding"][0]["code"], "BTG", "{trail}");
+    assert_eq!(purpose["text"], "arrêt cardiaque");
     assert!(
         body.get("refresh_token").is_none(),
         "no offline_access/online_access asked"

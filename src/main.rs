@@ -97,6 +97,10 @@ enum ClientAction {
         /// Redirect URI (repeat for several), for apps using the authorization code flow.
         #[arg(long)]
         redirect_uri: Vec<String>,
+        /// Carnet's own patient portal: only through it may a patient lift a block, withdraw
+        /// an objection or unmask a document (never through a third-party app).
+        #[arg(long)]
+        first_party: bool,
     },
     /// Suspend a client: its tokens stop working at once, and it gets no new ones.
     Suspend { client_id: String },
@@ -146,6 +150,7 @@ fn client_command(args: ClientArgs) -> Result<String, String> {
             scope,
             jwks_file,
             redirect_uri,
+            first_party,
         } => {
             for uri in &redirect_uri {
                 check_redirect_uri(uri)?;
@@ -172,6 +177,7 @@ fn client_command(args: ClientArgs) -> Result<String, String> {
                 jwks,
                 suspended: false,
                 created_us: time::OffsetDateTime::now_utc().unix_timestamp() * 1_000_000,
+                first_party,
             })
             .map_err(err)?;
             Ok(format!("client {client_id} registered"))
@@ -261,6 +267,7 @@ fn dev_token(args: DevTokenArgs) -> Result<String, String> {
         purpose: args.purpose,
         reason: args.reason,
         regulation: args.regulation,
+        third_party_app: false,
     };
     dev_token_with(
         &tokens,

@@ -845,6 +845,34 @@ impl AccessPoint {
                         ))));
                     }
                 }
+                if !ctx.first_party() {
+                    // "No professional or app can lift a block or unmask": a third-party
+                    // app acting for the patient adds rules and masks, never the reverse.
+                    let restrictive = current_value.as_ref().is_some_and(|v| {
+                        rtype == "Consent"
+                            && consent::profile::is_privacy(v)
+                            && consent::profile::stated(v).iter().any(|p| {
+                                matches!(
+                                    p.rule,
+                                    consent::Rule::Block { .. }
+                                        | consent::Rule::ObjectEmergency
+                                        | consent::Rule::ObjectRegulation
+                                )
+                            })
+                    });
+                    if restrictive && interaction != Interaction::Create {
+                        return forbid(
+                            "a block or an objection is lifted by the patient in Carnet itself, \
+                             not through an app",
+                        );
+                    }
+                    if removed(consent::MASQUE_PS) || removed(consent::MASQUE_PSOCIAL) {
+                        return forbid(
+                            "a document is unmasked by the patient in Carnet itself, not \
+                             through an app",
+                        );
+                    }
+                }
                 if changed.iter().any(|c| *c == consent::INVISIBLE_PATIENT) {
                     return forbid(
                         "INVISIBLE_PATIENT is set and lifted by the document's author (after \

@@ -51,6 +51,8 @@ pub struct RequestContext {
     /// evaluated at). Only development tokens may move it (`X-Carnet-Now`), for tests.
     now_us: i64,
     request_id: String,
+    /// Carnet's own patient portal (see `Claims::first_party`).
+    first_party: bool,
 }
 
 impl RequestContext {
@@ -109,6 +111,12 @@ impl RequestContext {
         &self.request_id
     }
 
+    /// Whether the request comes through Carnet's own patient portal (not a third-party
+    /// app): only then may a patient lift a block or unmask a document.
+    pub fn first_party(&self) -> bool {
+        self.first_party
+    }
+
     /// Who is asking: `Patient/X`, `Practitioner/X`, or `client/C` for a backend service.
     pub fn subject(&self) -> String {
         match &self.actor {
@@ -144,6 +152,7 @@ impl RequestContext {
             purpose_of_use: None,
             purpose_reason: None,
             regulation: false,
+            first_party: false,
         };
         RequestContext::from_claims(claims, request_id.to_string(), now_us).ok()
     }
@@ -174,6 +183,7 @@ impl RequestContext {
         // guardianship is checked by the consent rules on every access); `patient/` scopes
         // need a patient.
         let purpose = purpose_of(&claims);
+        let first_party = claims.first_party;
         let patient = match (&actor, claims.patient) {
             (Actor::Patient(_), Some(child)) if valid(&child) => Some(child),
             (Actor::Patient(own), _) => Some(own.clone()),
@@ -194,6 +204,7 @@ impl RequestContext {
             purpose,
             now_us,
             request_id,
+            first_party,
         })
     }
 }
@@ -374,6 +385,9 @@ pub struct DevOptions {
     pub reason: Option<String>,
     /// For a professional: acting as the SAMU regulating doctor.
     pub regulation: bool,
+    /// As a third-party app (a development token otherwise stands for Carnet's own
+    /// portal): cannot lift a block or unmask.
+    pub third_party_app: bool,
 }
 
 /// A development token (accepted by `carnet serve --dev` only) for `subject`, with `scope`
@@ -424,6 +438,7 @@ pub fn dev_token_with(
         purpose_of_use: options.purpose.clone(),
         purpose_reason: options.reason.clone(),
         regulation: options.regulation,
+        first_party: !options.third_party_app,
     };
     tokens.issue(&claims)
 }

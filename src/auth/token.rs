@@ -42,6 +42,10 @@ pub struct Claims {
     /// The professional acts as the SAMU regulating doctor (centre 15).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub regulation: bool,
+    /// Issued to Carnet's own patient portal (or a development token): only such a token
+    /// lifts a block or unmasks a document.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_party: bool,
 }
 
 /// Why a token was refused (told to the client in `WWW-Authenticate`; never the token).
@@ -254,6 +258,7 @@ mod tests {
             purpose_of_use: None,
             purpose_reason: None,
             regulation: false,
+            first_party: false,
         }
     }
 

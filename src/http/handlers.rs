@@ -607,9 +607,6 @@ async fn system_search(
             r.count
         }
     });
-    let repo = state.repo.clone();
-    let reqs_moved = reqs.clone();
-    let page = web::block(move || repo.search_types(&ctx, &reqs_moved, count)).await??;
     let canonical = reqs
         .first()
         .map(|r| r.canonical_query.clone())
@@ -619,7 +616,23 @@ async fn system_search(
         state.settings.base_url,
         types.join(",")
     );
-    let shape = match reqs.first() {
+    search_types(ctx, state, reqs, count, self_url, true).await
+}
+
+/// Runs a search over several types (`reqs`, one per type) and answers its first page,
+/// shaped (`_summary`, `_elements`) as the first request asks when `shaped_by_first`.
+async fn search_types(
+    ctx: RequestContext,
+    state: &web::Data<AppState>,
+    reqs: Vec<crate::fhir::search_query::SearchRequest>,
+    count: i64,
+    self_url: String,
+    shaped_by_first: bool,
+) -> Result<FhirResponse, FhirError> {
+    let repo = state.repo.clone();
+    let moved = reqs.clone();
+    let page = web::block(move || repo.search_types(&ctx, &moved, count)).await??;
+    let shape = match reqs.first().filter(|_| shaped_by_first) {
         Some(first) => Shape::of(first, &[]),
         None => Shape {
             ignored: &[],
@@ -763,19 +776,8 @@ async fn everything(
         parsed.count = count;
         reqs.push(parsed);
     }
-    let repo = state.repo.clone();
-    let reqs_moved = reqs.clone();
-    let page = web::block(move || repo.search_types(&ctx, &reqs_moved, count)).await??;
     let self_url = format!("{}/Patient/{id}/$everything", settings.base_url);
-    let shape = Shape {
-        ignored: &[],
-        with_total: true,
-        subset: None,
-    };
-    Ok(FhirResponse::new(
-        StatusCode::OK,
-        Body::Value(searchset(state, &page, self_url, &shape)?),
-    ))
+    search_types(ctx, state, reqs, count, self_url, false).await
 }
 
 /// `GET /{type}?…`: search.

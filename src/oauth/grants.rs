@@ -146,7 +146,7 @@ pub fn access_token(
     grant: &GrantRow,
     scope: &str,
 ) -> Result<(String, Claims), OAuthError> {
-    access_token_for(tokens, grant, scope, None)
+    access_token_for(tokens, grant, scope, None, false)
 }
 
 /// [`access_token`], declaring an emergency.
@@ -155,6 +155,7 @@ fn access_token_for(
     grant: &GrantRow,
     scope: &str,
     declared: Option<&Declared>,
+    first_party: bool,
 ) -> Result<(String, Claims), OAuthError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = Claims {
@@ -174,6 +175,7 @@ fn access_token_for(
         purpose_of_use: declared.map(|_| "BTG".to_string()),
         purpose_reason: declared.map(|d| d.reason.clone()),
         regulation: false,
+        first_party,
     };
     let token = tokens.issue(&claims).map_err(server_error)?;
     Ok((token, claims))
@@ -207,13 +209,14 @@ fn id_token(
 fn token_response(
     tokens: &TokenService,
     endpoints: &Endpoints,
+    client: &ClientRow,
     grant: &GrantRow,
     scope: &str,
     refresh_token: Option<String>,
     declared: Option<&Declared>,
 ) -> Result<Value, OAuthError> {
     let scopes = Scopes::parse(scope);
-    let (access, _) = access_token_for(tokens, grant, scope, declared)?;
+    let (access, _) = access_token_for(tokens, grant, scope, declared, client.first_party)?;
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -349,6 +352,7 @@ pub fn exchange_code(
     token_response(
         tokens,
         endpoints,
+        client,
         &grant,
         &grant.scope,
         refresh,
@@ -425,7 +429,15 @@ pub fn refresh(
         .map_err(server_error)?;
     let (grant, scope, next) = outcome?;
     let declared = declared_purpose(form, Some(&grant.subject))?;
-    token_response(tokens, endpoints, &grant, &scope, next, declared.as_ref())
+    token_response(
+        tokens,
+        endpoints,
+        client,
+        &grant,
+        &scope,
+        next,
+        declared.as_ref(),
+    )
 }
 
 /// The grant a presented token (access token or refresh token) belongs to, if it is one of

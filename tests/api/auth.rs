@@ -30,6 +30,7 @@ fn claims(sub: &str, scope: &str, exp_in: i64) -> Claims {
         purpose_of_use: None,
         purpose_reason: None,
         regulation: false,
+        first_party: false,
     }
 }
 

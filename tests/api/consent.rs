@@ -288,6 +288,25 @@ async fn a_blocked_professional_gets_nothing_until_unblocked(backend: Backend) {
             .starts_with("403"),
         "{batch}"
     );
+    // No app can lift a block: a third-party app acting for the patient may add rules and
+    // mask, never the reverse (only the patient, in Carnet itself).
+    let app = w.token(
+        DevSubject::Patient(w.patient.clone()),
+        DevOptions {
+            third_party_app: true,
+            ..Default::default()
+        },
+    );
+    let (status, body) = app.delete(&format!("Consent/{block_id}")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(outcome_text(&body).contains("not through an app"), "{body}");
+    let masked = w.document(&w.mt, CONSULTATION, &["MASQUE_PS"]).await;
+    let unmask = json!([{"op": "remove", "path": "/securityLabel"}]);
+    let (status, body) = app.patch(&format!("DocumentReference/{masked}"), &unmask).await;
+    assert_eq!(status, 403, "{body}");
+    let extra = app.post("Consent", &consent(&w.patient, object(&["BTG"]))).await;
+    assert_eq!(extra.0, 201, "an app may add a rule: {}", extra.1);
+    assert_eq!(as_dr.get(&format!("DocumentReference/{doc}")).await.0, 403);
     // Unblocking (the patient withdraws the rule) restores the authorisation.
     let (status, _) = w.holder().delete(&format!("Consent/{block_id}")).await;
     assert_eq!(status, 204);

@@ -485,6 +485,7 @@ fn askers(world: &World, now: i64, shift: i64) -> Vec<Asker> {
                     reason: reason.map(str::to_string),
                     regulation,
                     acting_for: purpose.map(|_| context.clone()),
+                    ..Default::default()
                 },
                 request: oracle::Request::new(oracle::Actor::Professional(pro.clone()), op, at),
                 bound: None,

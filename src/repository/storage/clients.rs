@@ -17,6 +17,8 @@ pub struct ClientRow {
     pub jwks: String,
     pub suspended: bool,
     pub created_us: i64,
+    /// Carnet's own patient portal: only through it does a patient lift a block or unmask.
+    pub first_party: bool,
 }
 
 pub fn get(conn: &mut AnyConnection, client_id: &str) -> Result<Option<ClientRow>, FhirError> {
@@ -49,6 +51,7 @@ pub fn put(conn: &mut AnyConnection, row: &ClientRow) -> Result<(), FhirError> {
                     oauth_clients::scopes.eq(&row.scopes),
                     oauth_clients::jwks.eq(&row.jwks),
                     oauth_clients::suspended.eq(old.suspended),
+                    oauth_clients::first_party.eq(row.first_party),
                 ))
                 .execute(conn)
                 .map(|_| ())

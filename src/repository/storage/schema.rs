@@ -87,6 +87,7 @@ diesel::table! {
         jwks -> Text,
         suspended -> Bool,
         created_us -> BigInt,
+        first_party -> Bool,
     }
 }
 

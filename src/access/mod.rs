@@ -616,6 +616,30 @@ impl AccessPoint {
                 .get(patient)
                 .ok_or_else(|| Need::Rules(patient.clone()))?;
             let decision = match (&viewer, rtype) {
+                // Carnet's notices tell of other professionals' accesses: among
+                // professionals, only their recipient (the médecin traitant told of an
+                // emergency) reads one.
+                (Viewer::Professional { id, .. }, "Communication")
+                    if serde_json::from_str::<Value>(&resource.content)
+                        .is_ok_and(|v| consent::is_notice(&v)) =>
+                {
+                    let addressed = serde_json::from_str::<Value>(&resource.content)
+                        .ok()
+                        .and_then(|v| v.get("recipient").cloned())
+                        .and_then(|r| r.as_array().cloned())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|r| r.get("reference").and_then(Value::as_str))
+                        .any(|r| consent::practitioner_id(r) == Some(id.as_str()));
+                    if addressed && !rules.is_blocked(id, now) {
+                        Decision::Visible
+                    } else {
+                        Decision::Refused {
+                            why: "a notice to the patient".into(),
+                            hidden: true,
+                        }
+                    }
+                }
                 // A professional finds a patient (to file a document, or to ask for access)
                 // unless blocked: the identity is not the record.
                 (Viewer::Professional { id, .. }, "Patient") => {

@@ -95,6 +95,7 @@ pub struct Declared {
 pub fn declared_purpose(
     form: &TokenForm,
     grant_subject: Option<&str>,
+    grant_patient: Option<&str>,
 ) -> Result<Option<Declared>, OAuthError> {
     let bad = |why: &str| OAuthError::new("invalid_request", why.to_string());
     match form.purpose_of_use.as_deref() {
@@ -119,7 +120,15 @@ pub fn declared_purpose(
             if reason.len() > 1000 {
                 return Err(bad("purpose_reason is limited to 1000 characters"));
             }
-            let patient = form.patient.clone().unwrap_or_default();
+            let patient = match (form.patient.as_deref(), grant_patient) {
+                (Some(asked), Some(launched)) if asked != launched => {
+                    return Err(bad(
+                        "an emergency is declared for the patient this login was launched for",
+                    ))
+                }
+                (Some(p), _) | (None, Some(p)) => p.to_string(),
+                (None, None) => String::new(),
+            };
             if !crate::fhir::resource_types::is_valid_id(&patient) {
                 return Err(bad(
                     "an emergency access (BTG) names the patient whose record it opens (patient)",
@@ -313,7 +322,7 @@ pub fn exchange_code(
                 return Ok(Err(invalid("this code was issued to another client")));
             }
             // A declaration the grant cannot make is refused before the code is spent.
-            if let Err(e) = declared_purpose(form, Some(&grant.subject)) {
+            if let Err(e) = declared_purpose(form, Some(&grant.subject), grant.patient.as_deref()) {
                 return Ok(Err(e));
             }
             if grant.code_used || grant.revoked {
@@ -348,7 +357,7 @@ pub fn exchange_code(
         })
         .map_err(server_error)?;
     let (grant, refresh) = outcome?;
-    let declared = declared_purpose(form, Some(&grant.subject))?;
+    let declared = declared_purpose(form, Some(&grant.subject), grant.patient.as_deref())?;
     token_response(
         tokens,
         endpoints,
@@ -388,8 +397,12 @@ pub fn refresh(
                     "this refresh token was issued to another client",
                 )));
             }
-            if let Err(e) = declared_purpose(form, Some(&grant.subject)) {
-                return Ok(Err(e));
+            if form.purpose_of_use.is_some() {
+                return Ok(Err(OAuthError::new(
+                    "invalid_request",
+                    "an emergency is declared when the professional logs in (with the code), \
+                     not on a refresh",
+                )));
             }
             if row.used {
                 store.revoke_grant(&grant.id)?;
@@ -428,16 +441,7 @@ pub fn refresh(
         })
         .map_err(server_error)?;
     let (grant, scope, next) = outcome?;
-    let declared = declared_purpose(form, Some(&grant.subject))?;
-    token_response(
-        tokens,
-        endpoints,
-        client,
-        &grant,
-        &scope,
-        next,
-        declared.as_ref(),
-    )
+    token_response(tokens, endpoints, client, &grant, &scope, next, None)
 }
 
 /// The grant a presented token (access token or refresh token) belongs to, if it is one of

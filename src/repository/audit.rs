@@ -337,7 +337,7 @@ impl Repository {
     ) -> Result<(), FhirError> {
         let records = Records {
             events: events_for(ctx, interaction, facts),
-            notices: super::notices::for_reads(ctx, facts),
+            notices: super::notices::for_accesses(ctx, facts, false),
         };
         self.audit.submit(
             conn,
@@ -361,6 +361,11 @@ impl Repository {
     ) -> Result<(), FhirError> {
         let events = events_for(ctx, interaction, facts);
         self.storage.note_written(events.len() as u64);
-        write_events(conn, &self.base_url, events)
+        write_events(conn, &self.base_url, events)?;
+        // An emergency access through a write path (a transaction's GET, a PATCH) is told
+        // like any other.
+        let notices = super::notices::for_accesses(ctx, facts, true);
+        self.write_notices(conn, notices, instant::now_us())?;
+        Ok(())
     }
 }

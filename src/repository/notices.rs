@@ -97,10 +97,13 @@ fn notice(
     }
 }
 
-/// The notices a professional's reads call for: the first access to each record opened,
-/// and every emergency access (one per declaration, to the patient and their médecin
-/// traitant).
-pub fn for_reads(ctx: &RequestContext, facts: &Facts) -> Vec<Notice> {
+/// The notices a professional's accesses call for: the first access to each record opened
+/// (reads only: `emergency_only` for a write's trail), and every emergency access (one per
+/// declaration, to the patient and their médecin traitant). A notice carries the
+/// visibility labels of what was accessed, so that it is hidden from whoever those
+/// resources are hidden from (the patient, before the announcement consultation; a legal
+/// representative).
+pub fn for_accesses(ctx: &RequestContext, facts: &Facts, emergency_only: bool) -> Vec<Notice> {
     let Actor::Practitioner(pro) = ctx.actor() else {
         return Vec::new();
     };
@@ -118,12 +121,16 @@ pub fn for_reads(ctx: &RequestContext, facts: &Facts) -> Vec<Notice> {
     }
     let mut out = Vec::new();
     for (patient, _) in opened {
-        let bases: Vec<Basis> = facts
-            .trail
-            .iter()
-            .filter(|d| d.allowed && d.patients.iter().any(|p| p == patient))
-            .flat_map(|d| d.bases.iter().copied())
-            .collect();
+        let touched = || {
+            facts
+                .trail
+                .iter()
+                .filter(|d| d.allowed && d.patients.iter().any(|p| p == patient))
+        };
+        let bases: Vec<Basis> = touched().flat_map(|d| d.bases.iter().copied()).collect();
+        let mut labels: Vec<String> = touched().flat_map(|d| d.labels.iter().cloned()).collect();
+        labels.sort();
+        labels.dedup();
         let emergency = match ctx.purpose() {
             Purpose::Emergency {
                 reason,
@@ -160,9 +167,12 @@ pub fn for_reads(ctx: &RequestContext, facts: &Facts) -> Vec<Notice> {
                 recipients,
                 vec![pro_ref.clone()],
                 text,
-                &[],
+                &labels,
                 None,
             ));
+        }
+        if emergency_only {
+            continue;
         }
         out.push(notice(
             Kind::FirstAccess,
@@ -171,7 +181,7 @@ pub fn for_reads(ctx: &RequestContext, facts: &Facts) -> Vec<Notice> {
             vec![format!("Patient/{patient}")],
             vec![pro_ref],
             format!("Un professionnel (Practitioner/{pro}) a consulté votre dossier pour la première fois."),
-            &[],
+            &labels,
             None,
         ));
     }

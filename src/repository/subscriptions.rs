@@ -30,6 +30,8 @@ fn unprocessable(why: impl Into<String>) -> FhirError {
 pub struct Active {
     pub resource_type: String,
     pub criteria: String,
+    /// Its owner, as tagged (`Patient/X`, `Practitioner/X`, `client/C`).
+    pub owner: String,
 }
 
 /// Checks a Subscription written by `ctx` and returns it as Carnet keeps it: its owner
@@ -130,7 +132,7 @@ pub fn prepare(
         .cloned()
         .unwrap_or_default();
     tags.retain(|t| t.get("system").and_then(Value::as_str) != Some(OWNER_TAG));
-    tags.push(json!({"system": OWNER_TAG, "code": owner}));
+    tags.push(json!({"system": OWNER_TAG, "code": owner.clone()}));
     if !resource.get("meta").is_some_and(Value::is_object) {
         resource["meta"] = json!({});
     }
@@ -149,6 +151,7 @@ pub fn prepare(
     let active = (!off).then(|| Active {
         resource_type: rtype.to_string(),
         criteria: format!("{rtype}?{}", search.canonical_query),
+        owner,
     });
     Ok((resource, active))
 }
@@ -168,9 +171,14 @@ impl Repository {
             Some(a) => {
                 // The owner's context is the creator's; an update by someone else (a backend
                 // service) keeps it.
+                let me = ctx.owner();
                 let owner = match previous {
-                    Some(p) if p.owner_sub() != ctx.owner()["sub"] => p.owner,
-                    _ => ctx.owner().to_string(),
+                    Some(p) if p.owner_sub() != me["sub"] => p.owner,
+                    // The owner is someone else and their context is not known here (a
+                    // backend service turning someone's Subscription back on): it stays
+                    // silent rather than notify with the backend's rights.
+                    None if json!(a.owner) != me["sub"] => json!({"sub": a.owner}).to_string(),
+                    _ => me.to_string(),
                 };
                 Some((a.resource_type, a.criteria, owner))
             }
@@ -234,12 +242,14 @@ impl Repository {
                 written.clone(),
                 &mut facts,
             )?;
-            super::audit::write_events(
-                conn,
-                &self.base_url,
-                super::audit::events_for(&owner_ctx, "read", &facts),
-            )?;
             if seen.is_ok() {
+                // Only what the owner hears of is traced (a refusal here is no request of
+                // theirs: tracing it would tell a blocked professional of the write).
+                super::audit::write_events(
+                    conn,
+                    &self.base_url,
+                    super::audit::events_for(&owner_ctx, "read", &facts),
+                )?;
                 notifications::queue_delivery(
                     conn,
                     &sub.id,
@@ -284,6 +294,12 @@ impl Repository {
                 notifications::delivered(&mut conn, row.seq)?;
                 continue;
             };
+            // Judged again now, in the owner's name: a document masked or a professional
+            // blocked since the write is not sent.
+            if !self.still_visible(&mut conn, &row)? {
+                notifications::delivered(&mut conn, row.seq)?;
+                continue;
+            }
             let channel = &sub["channel"];
             let headers = channel
                 .get("header")
@@ -320,6 +336,35 @@ impl Repository {
             });
         }
         Ok(out)
+    }
+
+    /// Whether the owner of a delivery's subscription may still see what it tells of.
+    fn still_visible(
+        &self,
+        conn: &mut AnyConnection,
+        row: &notifications::DeliveryRow,
+    ) -> Result<bool, FhirError> {
+        let Some(sub) = notifications::subscription(conn, &row.subscription_id)? else {
+            return Ok(false);
+        };
+        let owner: Value = serde_json::from_str(&sub.owner).unwrap_or(Value::Null);
+        let Some(owner_ctx) = RequestContext::of_owner(
+            &owner,
+            &format!("subscription-{}", sub.id),
+            instant::now_us(),
+        ) else {
+            return Ok(false);
+        };
+        let Some(version) =
+            storage::version(conn, &row.resource_type, &row.resource_id, row.version_id)?
+        else {
+            return Ok(false);
+        };
+        let stored = super::from_version(version);
+        let mut facts = Facts::new();
+        Ok(self
+            .decide_read(conn, &owner_ctx, Interaction::Vread, stored, &mut facts)?
+            .is_ok())
     }
 
     /// The subscriber took the notification.

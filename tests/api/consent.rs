@@ -302,9 +302,13 @@ async fn a_blocked_professional_gets_nothing_until_unblocked(backend: Backend) {
     assert!(outcome_text(&body).contains("not through an app"), "{body}");
     let masked = w.document(&w.mt, CONSULTATION, &["MASQUE_PS"]).await;
     let unmask = json!([{"op": "remove", "path": "/securityLabel"}]);
-    let (status, body) = app.patch(&format!("DocumentReference/{masked}"), &unmask).await;
+    let (status, body) = app
+        .patch(&format!("DocumentReference/{masked}"), &unmask)
+        .await;
     assert_eq!(status, 403, "{body}");
-    let extra = app.post("Consent", &consent(&w.patient, object(&["BTG"]))).await;
+    let extra = app
+        .post("Consent", &consent(&w.patient, object(&["BTG"])))
+        .await;
     assert_eq!(extra.0, 201, "an app may add a rule: {}", extra.1);
     assert_eq!(as_dr.get(&format!("DocumentReference/{doc}")).await.0, 403);
     // Unblocking (the patient withdraws the rule) restores the authorisation.

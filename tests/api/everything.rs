@@ -107,6 +107,11 @@ async fn everything_is_the_record_as_each_may_see_it(backend: Backend) {
     assert_eq!(status, 200);
     assert!(seen.contains(&doc(&open)) && seen.contains(&vaccination) && seen.contains(&patient));
     assert!(!seen.contains(&doc(&masked)), "{seen:?}");
+    // The notices to the patient tell of other professionals: not theirs to read.
+    assert!(
+        !seen.iter().any(|r| r.starts_with("Communication/")),
+        "{seen:?}"
+    );
     // The médecin traitant sees the masked document too.
     let (_, mt_sees, _) = export(&w.pro(&w.mt), &w.patient, "").await;
     assert!(mt_sees.contains(&doc(&masked)));

@@ -53,6 +53,8 @@ pub struct RequestContext {
     request_id: String,
     /// Carnet's own patient portal (see `Claims::first_party`).
     first_party: bool,
+    /// The grant the token was issued under (None for development tokens).
+    grant: Option<String>,
 }
 
 impl RequestContext {
@@ -131,7 +133,7 @@ impl RequestContext {
     /// per request, never for a standing subscription).
     pub fn owner(&self) -> Value {
         serde_json::json!({"sub": self.subject(), "client_id": self.client_id,
-            "scope": self.scopes.to_string(), "patient": self.patient})
+            "scope": self.scopes.to_string(), "patient": self.patient, "grant": self.grant})
     }
 
     /// The context a Subscription's notifications are judged in: its owner's, at `now_us`.
@@ -147,7 +149,7 @@ impl RequestContext {
             iat: 0,
             exp: 0,
             jti: String::new(),
-            grant: None,
+            grant: text("grant"),
             dev: false,
             purpose_of_use: None,
             purpose_reason: None,
@@ -184,6 +186,7 @@ impl RequestContext {
         // need a patient.
         let purpose = purpose_of(&claims);
         let first_party = claims.first_party;
+        let grant = claims.grant.clone();
         let patient = match (&actor, claims.patient) {
             (Actor::Patient(_), Some(child)) if valid(&child) => Some(child),
             (Actor::Patient(own), _) => Some(own.clone()),
@@ -205,6 +208,7 @@ impl RequestContext {
             now_us,
             request_id,
             first_party,
+            grant,
         })
     }
 }

@@ -206,10 +206,8 @@ impl Repository {
         for sub in subscriptions {
             let owner: Value = serde_json::from_str(&sub.owner).unwrap_or(Value::Null);
             let now = instant::now_us();
-            let Some(owner_ctx) =
-                RequestContext::of_owner(&owner, &format!("subscription-{}", sub.id), now)
-            else {
-                tracing::warn!(subscription = %sub.id, "a subscription's owner cannot be read: not notified");
+            let Some(owner_ctx) = self.owner_context(conn, &owner, &sub.id, now)? else {
+                tracing::debug!(subscription = %sub.id, "owner unknown or grant revoked: not notified");
                 continue;
             };
             let (_, query) = sub.criteria.split_once('?').unwrap_or((&sub.criteria, ""));
@@ -338,6 +336,27 @@ impl Repository {
         Ok(out)
     }
 
+    /// The context a Subscription's notifications are judged in: its owner's, while the
+    /// grant they created it under stands (a revoked grant or a suspended app silences it).
+    fn owner_context(
+        &self,
+        conn: &mut AnyConnection,
+        owner: &Value,
+        subscription: &str,
+        now: i64,
+    ) -> Result<Option<RequestContext>, FhirError> {
+        if let Some(grant) = owner.get("grant").and_then(Value::as_str) {
+            if !storage::authorizations::grant_active(conn, grant)? {
+                return Ok(None);
+            }
+        }
+        Ok(RequestContext::of_owner(
+            owner,
+            &format!("subscription-{subscription}"),
+            now,
+        ))
+    }
+
     /// Whether the owner of a delivery's subscription may still see what it tells of.
     fn still_visible(
         &self,
@@ -348,11 +367,7 @@ impl Repository {
             return Ok(false);
         };
         let owner: Value = serde_json::from_str(&sub.owner).unwrap_or(Value::Null);
-        let Some(owner_ctx) = RequestContext::of_owner(
-            &owner,
-            &format!("subscription-{}", sub.id),
-            instant::now_us(),
-        ) else {
+        let Some(owner_ctx) = self.owner_context(conn, &owner, &sub.id, instant::now_us())? else {
             return Ok(false);
         };
         let Some(version) =

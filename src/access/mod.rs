@@ -623,14 +623,7 @@ impl AccessPoint {
                     if serde_json::from_str::<Value>(&resource.content)
                         .is_ok_and(|v| consent::is_notice(&v)) =>
                 {
-                    let addressed = serde_json::from_str::<Value>(&resource.content)
-                        .ok()
-                        .and_then(|v| v.get("recipient").cloned())
-                        .and_then(|r| r.as_array().cloned())
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|r| r.get("reference").and_then(Value::as_str))
-                        .any(|r| consent::practitioner_id(r) == Some(id.as_str()));
+                    let addressed = names_practitioner(resource, "recipient", "/reference", id);
                     if addressed && !rules.is_blocked(id, now) {
                         Decision::Visible
                     } else {
@@ -654,14 +647,7 @@ impl AccessPoint {
                 }
                 // Professionals see their own traces; the médecin traitant the patient's.
                 (Viewer::Professional { id, .. }, "AuditEvent") => {
-                    let own = serde_json::from_str::<Value>(&resource.content)
-                        .ok()
-                        .and_then(|v| v.get("agent").cloned())
-                        .and_then(|a| a.as_array().cloned())
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|a| a.pointer("/who/reference").and_then(Value::as_str))
-                        .any(|r| consent::practitioner_id(r) == Some(id.as_str()));
+                    let own = names_practitioner(resource, "agent", "/who/reference", id);
                     let privileged =
                         rules.is_medecin_traitant(id) || rules.has_equivalent_rights(id, now);
                     // A trace is as hidden as what it lists (its meta.security labels).
@@ -1236,3 +1222,16 @@ pub fn subscription_owner(resource: &Value) -> Option<&str> {
 
 /// `meta.tag` system naming a Subscription's owner.
 pub const SUBSCRIPTION_OWNER: &str = "urn:carnet:subscription-owner";
+
+/// Whether an element of the list `field` of `resource` references `Practitioner/{id}` at
+/// `pointer` (an AuditEvent's agents, a notice's recipients).
+fn names_practitioner(resource: &StoredResource, field: &str, pointer: &str, id: &str) -> bool {
+    serde_json::from_str::<Value>(&resource.content)
+        .ok()
+        .and_then(|v| v.get(field).cloned())
+        .and_then(|a| a.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.pointer(pointer).and_then(Value::as_str))
+        .any(|r| consent::practitioner_id(r) == Some(id))
+}

@@ -77,11 +77,7 @@ impl RequestContext {
 
     /// A stable name for whoever is asking (what a search snapshot is bound to).
     pub fn principal(&self) -> String {
-        let who = match &self.actor {
-            Actor::Patient(id) => format!("Patient/{id}"),
-            Actor::Practitioner(id) => format!("Practitioner/{id}"),
-            Actor::System(client) => format!("client/{client}"),
-        };
+        let who = self.subject();
         // Bound to the grants too: a new launch (another patient, other scopes) by the same
         // user and app must not open the previous search's pages.
         format!(

@@ -322,9 +322,11 @@ pub fn exchange_code(
                 return Ok(Err(invalid("this code was issued to another client")));
             }
             // A declaration the grant cannot make is refused before the code is spent.
-            if let Err(e) = declared_purpose(form, Some(&grant.subject), grant.patient.as_deref()) {
-                return Ok(Err(e));
-            }
+            let declared =
+                match declared_purpose(form, Some(&grant.subject), grant.patient.as_deref()) {
+                    Ok(d) => d,
+                    Err(e) => return Ok(Err(e)),
+                };
             if grant.code_used || grant.revoked {
                 // A code presented twice: whoever holds it may be an attacker; what the
                 // first exchange produced is revoked too (RFC 6749 §4.1.2).
@@ -353,11 +355,10 @@ pub fn exchange_code(
                 None => return Ok(Err(invalid("code_verifier is missing (PKCE)"))),
             }
             let refresh = new_refresh_token(store, &grant)?;
-            Ok(Ok((grant, refresh)))
+            Ok(Ok((grant, refresh, declared)))
         })
         .map_err(server_error)?;
-    let (grant, refresh) = outcome?;
-    let declared = declared_purpose(form, Some(&grant.subject), grant.patient.as_deref())?;
+    let (grant, refresh, declared) = outcome?;
     token_response(
         tokens,
         endpoints,

@@ -9,7 +9,7 @@
 
 use super::storage::{self, notifications, AnyConnection};
 use super::Repository;
-use crate::access::{Decided, Facts};
+use crate::access::Facts;
 use crate::auth::{Actor, RequestContext};
 use crate::consent::{self, Basis, Purpose};
 use crate::error::FhirError;
@@ -107,20 +107,20 @@ pub fn for_accesses(ctx: &RequestContext, facts: &Facts, emergency_only: bool) -
     let Actor::Practitioner(pro) = ctx.actor() else {
         return Vec::new();
     };
-    let mut opened: Vec<(&str, &Decided)> = Vec::new();
+    let mut opened: Vec<&str> = Vec::new();
     for d in facts.trail.iter().filter(|d| d.allowed) {
         // Finding a patient (their identity) is not opening their record.
         if d.resource_type == "Patient" {
             continue;
         }
         for p in &d.patients {
-            if !opened.iter().any(|(q, _)| q == p) {
-                opened.push((p, d));
+            if !opened.contains(&p.as_str()) {
+                opened.push(p);
             }
         }
     }
     let mut out = Vec::new();
-    for (patient, _) in opened {
+    for patient in opened {
         let touched = || {
             facts
                 .trail

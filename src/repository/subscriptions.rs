@@ -26,6 +26,20 @@ fn unprocessable(why: impl Into<String>) -> FhirError {
     FhirError::Unprocessable(why.into())
 }
 
+/// `channel.header` as (name, value) pairs; None for an entry that is not `Name: value`.
+fn header_pairs(channel: &Value) -> Vec<Option<(String, String)>> {
+    channel
+        .get("header")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let (n, v) = h.as_str()?.split_once(':')?;
+            Some((n.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
 /// What the matcher keeps of an active Subscription: the type and the criteria.
 pub struct Active {
     pub resource_type: String,
@@ -78,19 +92,11 @@ pub fn prepare(
             )));
         }
     }
-    for h in channel
-        .get("header")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let ok = h
-            .as_str()
-            .and_then(|h| h.split_once(':'))
-            .is_some_and(|(n, v)| {
-                reqwest::header::HeaderName::from_bytes(n.trim().as_bytes()).is_ok()
-                    && reqwest::header::HeaderValue::from_str(v.trim()).is_ok()
-            });
+    for h in header_pairs(&channel) {
+        let ok = h.is_some_and(|(n, v)| {
+            reqwest::header::HeaderName::from_bytes(n.as_bytes()).is_ok()
+                && reqwest::header::HeaderValue::from_str(&v).is_ok()
+        });
         if !ok {
             return Err(unprocessable(
                 "Subscription.channel.header: each must read 'Name: value'",
@@ -125,7 +131,7 @@ pub fn prepare(
     let owner = current
         .and_then(owner_of)
         .map(str::to_string)
-        .unwrap_or_else(|| ctx.owner()["sub"].as_str().unwrap_or_default().to_string());
+        .unwrap_or_else(|| ctx.subject());
     let mut tags: Vec<Value> = resource
         .pointer("/meta/tag")
         .and_then(Value::as_array)
@@ -171,14 +177,14 @@ impl Repository {
             Some(a) => {
                 // The owner's context is the creator's; an update by someone else (a backend
                 // service) keeps it.
-                let me = ctx.owner();
+                let me = ctx.subject();
                 let owner = match previous {
-                    Some(p) if p.owner_sub() != me["sub"] => p.owner,
+                    Some(p) if p.owner_sub().as_deref() != Some(me.as_str()) => p.owner,
                     // The owner is someone else and their context is not known here (a
                     // backend service turning someone's Subscription back on): it stays
                     // silent rather than notify with the backend's rights.
-                    None if json!(a.owner) != me["sub"] => json!({"sub": a.owner}).to_string(),
-                    _ => me.to_string(),
+                    None if a.owner != me => json!({"sub": a.owner}).to_string(),
+                    _ => ctx.owner().to_string(),
                 };
                 Some((a.resource_type, a.criteria, owner))
             }
@@ -204,9 +210,8 @@ impl Repository {
         }
         let subscriptions = notifications::subscriptions_on(conn, rtype)?;
         for sub in subscriptions {
-            let owner: Value = serde_json::from_str(&sub.owner).unwrap_or(Value::Null);
             let now = instant::now_us();
-            let Some(owner_ctx) = self.owner_context(conn, &owner, &sub.id, now)? else {
+            let Some(owner_ctx) = self.owner_context(conn, &sub, now)? else {
                 tracing::debug!(subscription = %sub.id, "owner unknown or grant revoked: not notified");
                 continue;
             };
@@ -294,37 +299,16 @@ impl Repository {
             };
             // Judged again now, in the owner's name: a document masked or a professional
             // blocked since the write is not sent.
-            if !self.still_visible(&mut conn, &row)? {
+            let Some(version) = self.still_visible(&mut conn, &row)? else {
                 notifications::delivered(&mut conn, row.seq)?;
                 continue;
-            }
-            let channel = &sub["channel"];
-            let headers = channel
-                .get("header")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .filter_map(|h| h.split_once(':'))
-                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-                .collect();
-            let body = match channel.get("payload").and_then(Value::as_str) {
-                Some(mime) => {
-                    match storage::version(
-                        &mut conn,
-                        &row.resource_type,
-                        &row.resource_id,
-                        row.version_id,
-                    )? {
-                        Some(v) if !v.deleted => Some((mime.to_string(), v.content)),
-                        _ => {
-                            notifications::delivered(&mut conn, row.seq)?;
-                            continue;
-                        }
-                    }
-                }
-                None => None,
             };
+            let channel = &sub["channel"];
+            let headers = header_pairs(channel).into_iter().flatten().collect();
+            let body = channel
+                .get("payload")
+                .and_then(Value::as_str)
+                .map(|mime| (mime.to_string(), version.content));
             out.push(Outgoing {
                 seq: row.seq,
                 attempts: row.attempts,
@@ -341,45 +325,51 @@ impl Repository {
     fn owner_context(
         &self,
         conn: &mut AnyConnection,
-        owner: &Value,
-        subscription: &str,
+        sub: &notifications::SubscriptionRow,
         now: i64,
     ) -> Result<Option<RequestContext>, FhirError> {
+        let owner: Value = serde_json::from_str(&sub.owner).unwrap_or(Value::Null);
         if let Some(grant) = owner.get("grant").and_then(Value::as_str) {
             if !storage::authorizations::grant_active(conn, grant)? {
                 return Ok(None);
             }
         }
         Ok(RequestContext::of_owner(
-            owner,
-            &format!("subscription-{subscription}"),
+            &owner,
+            &format!("subscription-{}", sub.id),
             now,
         ))
     }
 
-    /// Whether the owner of a delivery's subscription may still see what it tells of.
+    /// The version a delivery tells of, if the owner of its subscription may still see it.
     fn still_visible(
         &self,
         conn: &mut AnyConnection,
         row: &notifications::DeliveryRow,
-    ) -> Result<bool, FhirError> {
+    ) -> Result<Option<StoredResource>, FhirError> {
         let Some(sub) = notifications::subscription(conn, &row.subscription_id)? else {
-            return Ok(false);
+            return Ok(None);
         };
-        let owner: Value = serde_json::from_str(&sub.owner).unwrap_or(Value::Null);
-        let Some(owner_ctx) = self.owner_context(conn, &owner, &sub.id, instant::now_us())? else {
-            return Ok(false);
+        let Some(owner_ctx) = self.owner_context(conn, &sub, instant::now_us())? else {
+            return Ok(None);
         };
         let Some(version) =
             storage::version(conn, &row.resource_type, &row.resource_id, row.version_id)?
+                .filter(|v| !v.deleted)
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        let stored = super::from_version(version);
         let mut facts = Facts::new();
         Ok(self
-            .decide_read(conn, &owner_ctx, Interaction::Vread, stored, &mut facts)?
-            .is_ok())
+            .decide_read(
+                conn,
+                &owner_ctx,
+                Interaction::Vread,
+                super::from_version(version),
+                &mut facts,
+            )?
+            .ok()
+            .map(|v| v.get().clone()))
     }
 
     /// The subscriber took the notification.

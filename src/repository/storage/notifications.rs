@@ -82,11 +82,12 @@ pub struct SubscriptionRow {
 
 impl SubscriptionRow {
     /// The owner's subject (`Patient/X`, `Practitioner/X`, `client/C`).
-    pub fn owner_sub(&self) -> serde_json::Value {
+    pub fn owner_sub(&self) -> Option<String> {
         serde_json::from_str::<serde_json::Value>(&self.owner)
-            .ok()
-            .and_then(|o| o.get("sub").cloned())
-            .unwrap_or_default()
+            .ok()?
+            .get("sub")?
+            .as_str()
+            .map(str::to_string)
     }
 }
 

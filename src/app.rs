@@ -30,6 +30,7 @@ impl Application {
     /// `args.listen`): for callers that must know the port before the server is built.
     pub fn build_on(args: &ServeArgs, listener: TcpListener) -> Result<Application, String> {
         let database_url = args.database_url();
+        let limits = args.limits.checked()?;
         let key = crate::auth::keys::SigningKey::load_or_create(&args.data_dir)?;
         let dev_key = if args.dev {
             Some(crate::auth::keys::SigningKey::load_or_create_dev(
@@ -79,7 +80,8 @@ impl Application {
             );
             access = access.allowing_all();
         }
-        let repo = Repository::open(&database_url, args.db_pool_size, access, &base_url)?;
+        let repo = Repository::open(&database_url, args.db_pool_size, access, &base_url)?
+            .with_limits(limits);
         if args.dev {
             if !addr.ip().is_loopback() {
                 return Err(format!(
@@ -107,6 +109,7 @@ impl Application {
                 max_body_bytes: args.max_body_bytes,
                 default_page_size: args.default_page_size.max(1),
                 max_page_size: args.max_page_size.max(1),
+                limits,
             },
             started_at: instant::format_us(instant::now_us()),
         });

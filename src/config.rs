@@ -69,6 +69,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CARNET_DEV")]
     pub dev: bool,
 
+    /// Limits on request input: nesting depth, elements, Bundle entries, includes…
+    #[command(flatten)]
+    pub limits: crate::fhir::limits::Limits,
+
     /// Benchmarks only (needs --dev): the patient's rules are not asked, every access is
     /// allowed (and still traced). What the consent engine costs is measured against it.
     #[arg(long, hide = true)]
@@ -83,6 +87,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub default_page_size: i64,
     pub max_page_size: i64,
+    pub limits: crate::fhir::limits::Limits,
 }
 
 impl ServeArgs {

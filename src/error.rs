@@ -46,6 +46,9 @@ pub enum FhirError {
     NotAcceptable(String),
     #[error("the request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// The input passes one of the configured limits (`fhir::limits`): the message names it.
+    #[error("{0}")]
+    TooCostly(String),
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
@@ -71,7 +74,9 @@ impl FhirError {
         match self {
             FhirError::NotFound(_) | FhirError::UnsupportedType(_) => StatusCode::NOT_FOUND,
             FhirError::Gone(_) => StatusCode::GONE,
-            FhirError::Invalid(_) | FhirError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            FhirError::Invalid(_) | FhirError::BadRequest(_) | FhirError::TooCostly(_) => {
+                StatusCode::BAD_REQUEST
+            }
             FhirError::Conflict(_) => StatusCode::CONFLICT,
             FhirError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             FhirError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -94,7 +99,7 @@ impl FhirError {
             FhirError::BadRequest(_) | FhirError::Unprocessable(_) => "invalid",
             FhirError::Conflict(_) | FhirError::PreconditionFailed(_) => "conflict",
             FhirError::UnsupportedMediaType(_) | FhirError::NotAcceptable(_) => "not-supported",
-            FhirError::PayloadTooLarge(_) => "too-costly",
+            FhirError::PayloadTooLarge(_) | FhirError::TooCostly(_) => "too-costly",
             FhirError::MethodNotAllowed(_) => "not-supported",
             FhirError::Forbidden(_) | FhirError::InsufficientScope(_) => "forbidden",
             FhirError::Unavailable(_) => "transient",

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::limits::{self, Limits};
 use crate::error::{FhirError, Issue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +64,7 @@ fn format_of_mime(mime: &str) -> Option<Format> {
 pub fn negotiate(query: &str, accept: Option<&str>) -> Result<Negotiated, FhirError> {
     let mut neg = Negotiated::default();
     let mut explicit = false;
-    for (k, v) in form_urlencoded(query) {
+    for (k, v) in form_urlencoded(query)? {
         match k.as_str() {
             "_format" => {
                 neg.format = format_of_mime(&v).ok_or_else(|| {
@@ -73,7 +74,17 @@ pub fn negotiate(query: &str, accept: Option<&str>) -> Result<Negotiated, FhirEr
                 })?;
                 explicit = true;
             }
-            "_pretty" => neg.pretty = v == "true",
+            "_pretty" => {
+                neg.pretty = match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(FhirError::BadRequest(format!(
+                            "_pretty '{other}': use true or false"
+                        )))
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -90,23 +101,34 @@ pub fn negotiate(query: &str, accept: Option<&str>) -> Result<Negotiated, FhirEr
     Ok(neg)
 }
 
-/// Decodes `application/x-www-form-urlencoded` pairs (a URL query string).
-pub fn form_urlencoded(query: &str) -> Vec<(String, String)> {
+/// Decodes `application/x-www-form-urlencoded` pairs (a URL query string). A name or
+/// value that is not UTF-8 once decoded, or that holds a control character (NUL
+/// included), is refused (400) before anything looks it up.
+pub fn form_urlencoded(query: &str) -> Result<Vec<(String, String)>, FhirError> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode_component(k), decode_component(v))
+            Ok((decode_component(k)?, decode_component(v)?))
         })
         .collect()
 }
 
-fn decode_component(s: &str) -> String {
+fn decode_component(s: &str) -> Result<String, FhirError> {
     let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus)
-        .decode_utf8_lossy()
-        .into_owned()
+    let text = percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .map_err(|_| {
+            FhirError::BadRequest("a query parameter is not UTF-8 once percent-decoded".into())
+        })?
+        .into_owned();
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(FhirError::BadRequest(
+            "a query parameter holds a control character (NUL, line break…)".into(),
+        ));
+    }
+    Ok(text)
 }
 
 /// The body format named by a `Content-Type`, or 415.
@@ -124,28 +146,42 @@ pub fn body_format(content_type: Option<&str>) -> Result<Format, FhirError> {
     }
 }
 
-/// Parses a request body into JSON (XML goes through the strict R4 model). Structure is
-/// not yet validated: see `validate`.
-pub fn parse_body(format: Format, body: &[u8]) -> Result<Value, FhirError> {
+/// Parses a request body into JSON (XML goes through the strict R4 model) within
+/// `limits`, measured before the parse. Structure is not yet validated: see `validate`.
+/// CPU-heavy for large bodies: callers run it off the async workers.
+pub fn parse_body(format: Format, body: &[u8], limits: &Limits) -> Result<Value, FhirError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(FhirError::BadRequest("the request body is empty".into()));
     }
-    match format {
-        Format::Json => serde_json::from_slice::<Value>(body).map_err(|e| {
-            FhirError::Invalid(vec![Issue {
-                code: "structure",
-                expression: None,
-                diagnostics: format!("malformed JSON: {e}"),
-            }])
-        }),
-        Format::Xml => carnet_model::parse_xml(body).map_err(|e| {
-            FhirError::Invalid(vec![Issue {
+    let value = match format {
+        Format::Json => {
+            limits::check_json_bytes(body, limits)?;
+            serde_json::from_slice::<Value>(body).map_err(|e| {
+                FhirError::Invalid(vec![Issue {
+                    code: "structure",
+                    expression: None,
+                    diagnostics: format!("malformed JSON: {e}"),
+                }])
+            })?
+        }
+        Format::Xml => carnet_model::parse_xml(body, &limits.xml()).map_err(|e| match e {
+            carnet_model::XmlError::Limit(which, msg) => FhirError::TooCostly(format!(
+                "{msg} (limit {})",
+                match which {
+                    carnet_model::XmlLimit::Depth => "max-depth",
+                    carnet_model::XmlLimit::Nodes => "max-elements",
+                    carnet_model::XmlLimit::Attributes => "max-xml-attributes",
+                }
+            )),
+            carnet_model::XmlError::Invalid(e) => FhirError::Invalid(vec![Issue {
                 code: "structure",
                 expression: None,
                 diagnostics: format!("not a valid FHIR R4 XML resource: {e}"),
-            }])
-        }),
-    }
+            }]),
+        })?,
+    };
+    limits::check_value(&value, limits)?;
+    Ok(value)
 }
 
 /// Writes stored JSON text in the negotiated format. Stored JSON is served as is.

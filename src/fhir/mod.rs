@@ -9,6 +9,7 @@ pub mod fhirpath;
 pub mod format;
 pub mod index;
 pub mod instant;
+pub mod limits;
 pub mod patch;
 pub mod references;
 pub mod resource_types;

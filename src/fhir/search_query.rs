@@ -168,7 +168,7 @@ pub fn parse(
         subset: None,
     };
     let mut kept: Vec<(String, String)> = Vec::new();
-    for (name, raw) in form_urlencoded(query) {
+    for (name, raw) in form_urlencoded(query)? {
         if raw.contains('\0') || name.contains('\0') {
             return Err(FhirError::BadRequest(
                 "search parameters may not contain NUL".into(),

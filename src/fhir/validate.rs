@@ -16,6 +16,9 @@ const MAX_ISSUES: usize = 50;
 
 /// Checks `value` (already parsed JSON) as a resource and returns its canonical form.
 pub fn validate(value: Value) -> Result<Value, FhirError> {
+    // Whatever the path (a body, a Bundle entry, a patch), nothing is stored that could
+    // not be read back; the walk below recurses once per level.
+    super::limits::check_storable(&value)?;
     let mut issues = Vec::new();
     let rtype = match value.get("resourceType").and_then(Value::as_str) {
         Some(t) => t.to_string(),

@@ -17,12 +17,38 @@ use crate::fhir::{capability, instant};
 use crate::repository::transaction::{bundle_kind, BundleKind, EntryResult};
 use crate::repository::{check_type, HistoryRequest, WriteOutcome, WriteStatus};
 
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
+/// A request header Carnet reads, as text: understood, or refused (400) when it is not
+/// UTF-8 or longer than the limit; never ignored. Repeated lines are joined with commas
+/// (HTTP's rule for list headers).
+fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, FhirError> {
+    let max = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(crate::fhir::limits::DEFAULTS.max_header_bytes, |s| {
+            s.settings.limits.max_header_bytes
+        });
+    let mut joined: Option<String> = None;
+    for v in req.headers().get_all(name) {
+        let text = std::str::from_utf8(v.as_bytes()).map_err(|_| {
+            FhirError::BadRequest(format!("the {name} header is not readable (not UTF-8)"))
+        })?;
+        let all = match joined.take() {
+            Some(prev) => format!("{prev}, {text}"),
+            None => text.to_string(),
+        };
+        if all.len() > max {
+            return Err(FhirError::TooCostly(format!(
+                "the {name} header is longer than {max} bytes (limit max-header-bytes)"
+            )));
+        }
+        joined = Some(all);
+    }
+    Ok(joined)
 }
 
 fn negotiated(req: &HttpRequest) -> Result<Negotiated, FhirError> {
-    negotiate(req.query_string(), header(req, "Accept"))
+    // Accept is negotiation: what Carnet cannot produce falls back to JSON (browsers and
+    // curl send `*/*` or `text/html`), but an unreadable one is refused like any header.
+    negotiate(req.query_string(), header(req, "Accept")?.as_deref())
 }
 
 /// Runs `f` with the negotiated format and renders what it returns.
@@ -43,7 +69,7 @@ async fn read_body(
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<web::Bytes, FhirError> {
-    if let Some(len) = header(req, "Content-Length").and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(len) = header(req, "Content-Length")?.and_then(|v| v.parse::<usize>().ok()) {
         if len > limit {
             return Err(FhirError::PayloadTooLarge(limit));
         }
@@ -65,16 +91,39 @@ async fn fhir_body(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<Value, FhirError> {
-    let format = body_format(header(req, "Content-Type"))?;
+    let format = body_format(header(req, "Content-Type")?.as_deref())?;
     let bytes = read_body(req, payload, state.settings.max_body_bytes).await?;
-    parse_body(format, &bytes)
+    // Parsing is CPU work proportional to the body: off the async workers.
+    let limits = state.settings.limits;
+    web::block(move || parse_body(format, &bytes, &limits)).await?
 }
 
 fn parse_if_match(req: &HttpRequest) -> Result<Option<i64>, FhirError> {
-    match header(req, "If-Match") {
+    match header(req, "If-Match")? {
         None => Ok(None),
-        Some(tag) => crate::repository::transaction::parse_version_tag(tag).map(Some),
+        Some(tag) => crate::repository::transaction::parse_version_tag(&tag).map(Some),
     }
+}
+
+/// The entity tags of an `If-None-Match` (`*`, `W/"3"`, `"3"`, comma-separated), or 400.
+fn if_none_match(req: &HttpRequest) -> Result<Option<Vec<String>>, FhirError> {
+    let Some(value) = header(req, "If-None-Match")? else {
+        return Ok(None);
+    };
+    let tags: Vec<String> = value.split(',').map(|t| t.trim().to_string()).collect();
+    for t in &tags {
+        let opaque = t.strip_prefix("W/").unwrap_or(t);
+        let quoted = opaque.len() >= 2
+            && opaque.starts_with('"')
+            && opaque.ends_with('"')
+            && !opaque[1..opaque.len() - 1].contains('"');
+        if t != "*" && !quoted {
+            return Err(FhirError::BadRequest(format!(
+                "If-None-Match '{t}' is not an entity tag such as W/\"3\" or *"
+            )));
+        }
+    }
+    Ok(Some(tags))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -84,20 +133,54 @@ enum Prefer {
     OperationOutcome,
 }
 
-fn prefer(req: &HttpRequest) -> Prefer {
-    let value = header(req, "Prefer").unwrap_or("");
-    for part in value.split([',', ';']) {
-        match part.trim().replace(' ', "").as_str() {
-            "return=minimal" => return Prefer::Minimal,
-            "return=OperationOutcome" => return Prefer::OperationOutcome,
-            "return=representation" => return Prefer::Representation,
-            _ => {}
-        }
-    }
-    Prefer::Representation
+/// What a `Prefer` header asks: `return=` and `handling=` (FHIR's preferences). Anything
+/// else, or a value of those Carnet does not know, is refused (400) rather than ignored.
+struct Preferences {
+    ret: Prefer,
+    strict: bool,
 }
 
-fn write_response(req: &HttpRequest, state: &AppState, outcome: WriteOutcome) -> FhirResponse {
+fn preferences(req: &HttpRequest) -> Result<Preferences, FhirError> {
+    let mut p = Preferences {
+        ret: Prefer::Representation,
+        strict: false,
+    };
+    let Some(value) = header(req, "Prefer")? else {
+        return Ok(p);
+    };
+    for part in value.split([',', ';']) {
+        let token = part.trim().replace(' ', "");
+        if token.is_empty() {
+            continue;
+        }
+        let (name, v) = token.split_once('=').unwrap_or((&token, ""));
+        let v = v.trim_matches('"');
+        match (name.to_ascii_lowercase().as_str(), v) {
+            ("return", "minimal") => p.ret = Prefer::Minimal,
+            ("return", "representation") => p.ret = Prefer::Representation,
+            ("return", "OperationOutcome") => p.ret = Prefer::OperationOutcome,
+            ("handling", "strict") => p.strict = true,
+            ("handling", "lenient") => p.strict = false,
+            _ => {
+                return Err(FhirError::BadRequest(format!(
+                    "Prefer '{token}' is not understood: Carnet understands \
+                     return=minimal|representation|OperationOutcome and handling=strict|lenient"
+                )))
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn prefer(req: &HttpRequest) -> Result<Prefer, FhirError> {
+    Ok(preferences(req)?.ret)
+}
+
+fn write_response(
+    req: &HttpRequest,
+    state: &AppState,
+    outcome: WriteOutcome,
+) -> Result<FhirResponse, FhirError> {
     let status = match outcome.status {
         WriteStatus::Created => StatusCode::CREATED,
         _ => StatusCode::OK,
@@ -107,7 +190,7 @@ fn write_response(req: &HttpRequest, state: &AppState, outcome: WriteOutcome) ->
         state.settings.base_url,
         outcome.resource.location()
     );
-    let body = match prefer(req) {
+    let body = match prefer(req)? {
         Prefer::Minimal => Body::Empty,
         Prefer::Representation => Body::Resource(outcome.resource.clone()),
         Prefer::OperationOutcome => Body::Value(information(match outcome.status {
@@ -118,10 +201,10 @@ fn write_response(req: &HttpRequest, state: &AppState, outcome: WriteOutcome) ->
             _ => "updated",
         })),
     };
-    FhirResponse::new(status, body)
+    Ok(FhirResponse::new(status, body)
         .header("Location", location.clone())
         .header("Content-Location", location)
-        .version_headers(&outcome.resource)
+        .version_headers(&outcome.resource))
 }
 
 pub async fn metadata(
@@ -153,13 +236,14 @@ pub async fn create(
     let rtype = path.into_inner();
     respond(&req, |_| async {
         check_type(&rtype)?;
+        preferences(&req)?;
+        let if_none_exist = header(&req, "If-None-Exist")?;
         let value = fhir_body(&req, payload, &state).await?;
-        let if_none_exist = header(&req, "If-None-Exist").map(str::to_string);
         let repo = state.repo.clone();
         let outcome =
             web::block(move || repo.create(&ctx, &rtype, value, if_none_exist.as_deref()))
                 .await??;
-        Ok(write_response(&req, &state, outcome))
+        write_response(&req, &state, outcome)
     })
     .await
 }
@@ -172,19 +256,29 @@ pub async fn read(
 ) -> HttpResponse {
     let (rtype, id) = path.into_inner();
     respond(&req, |_| async {
+        let none_match = if_none_match(&req)?;
+        let modified_since = match header(&req, "If-Modified-Since")? {
+            None => None,
+            Some(v) => Some(HttpDate::from_str(&v).map_err(|_| {
+                FhirError::BadRequest(format!(
+                    "If-Modified-Since '{v}' is not an HTTP date such as Tue, 01 Dec 2026 10:00:00 GMT"
+                ))
+            })?),
+        };
         let repo = state.repo.clone();
         let resource = web::block(move || repo.read(&ctx, &rtype, &id)).await??;
-        if let Some(tags) = header(&req, "If-None-Match") {
+        if let Some(tags) = none_match {
+            let etag = resource.etag();
+            // Weak comparison (RFC 9110): W/"3" and "3" name the same version.
+            let bare = etag.trim_start_matches("W/");
             if tags
-                .split(',')
-                .any(|t| t.trim() == resource.etag() || t.trim() == "*")
+                .iter()
+                .any(|t| t == "*" || t.trim_start_matches("W/") == bare)
             {
                 return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, Body::Empty)
                     .version_headers(&resource));
             }
-        } else if let Some(since) =
-            header(&req, "If-Modified-Since").and_then(|v| HttpDate::from_str(v).ok())
-        {
+        } else if let Some(since) = modified_since {
             let modified = instant::system_time(resource.last_updated_us);
             let since: std::time::SystemTime = since.into();
             // HTTP dates have whole seconds: modified within the same second is not "since".
@@ -238,10 +332,11 @@ pub async fn update(
     respond(&req, |_| async {
         check_type(&rtype)?;
         let if_match = parse_if_match(&req)?;
+        preferences(&req)?;
         let value = fhir_body(&req, payload, &state).await?;
         let repo = state.repo.clone();
         let outcome = web::block(move || repo.update(&ctx, &rtype, &id, value, if_match)).await??;
-        Ok(write_response(&req, &state, outcome))
+        write_response(&req, &state, outcome)
     })
     .await
 }
@@ -261,19 +356,21 @@ pub async fn patch(
                 "PATCH is offered on DocumentReference only (PDSm); send a PUT to change a {rtype}"
             )));
         }
-        let kind = header(&req, "Content-Type").unwrap_or("");
+        let kind = header(&req, "Content-Type")?.unwrap_or_default();
         if !kind.starts_with("application/json-patch+json") {
             return Err(FhirError::UnsupportedMediaType(
                 "PATCH takes a JSON Patch (Content-Type: application/json-patch+json)".into(),
             ));
         }
         let if_match = parse_if_match(&req)?;
+        preferences(&req)?;
         let bytes = read_body(&req, payload, state.settings.max_body_bytes).await?;
+        crate::fhir::limits::check_json_bytes(&bytes, &state.settings.limits)?;
         let patch: Value = serde_json::from_slice(&bytes)
             .map_err(|e| FhirError::BadRequest(format!("the JSON Patch is not JSON: {e}")))?;
         let repo = state.repo.clone();
         let outcome = web::block(move || repo.patch(&ctx, &rtype, &id, &patch, if_match)).await??;
-        Ok(write_response(&req, &state, outcome))
+        write_response(&req, &state, outcome)
     })
     .await
 }
@@ -314,7 +411,7 @@ async fn history(
             cursor: None,
             count: state.settings.default_page_size,
         };
-        for (k, v) in form_urlencoded(req.query_string()) {
+        for (k, v) in form_urlencoded(req.query_string())? {
             match k.as_str() {
                 "_count" => {
                     let n: i64 = v.parse().map_err(|_| {
@@ -434,8 +531,8 @@ pub async fn history_instance(
     history(req, ctx, state, Some(t), Some(i)).await
 }
 
-fn strict_handling(req: &HttpRequest) -> bool {
-    header(req, "Prefer").is_some_and(|p| p.replace(' ', "").contains("handling=strict"))
+fn strict_handling(req: &HttpRequest) -> Result<bool, FhirError> {
+    Ok(preferences(req)?.strict)
 }
 
 /// How a searchset is rendered: the parameters it ignored, whether it carries `total`,
@@ -501,10 +598,19 @@ fn searchset(
             "search": {"mode": "include"},
         }));
     }
-    if !shape.ignored.is_empty() {
+    let mut warnings: Vec<Value> = shape
+        .ignored
+        .iter()
+        .map(|m| json!({"severity": "warning", "code": "not-supported", "diagnostics": format!("ignored: {m}")}))
+        .collect();
+    if page.included_truncated {
+        warnings.push(json!({"severity": "warning", "code": "too-costly",
+            "diagnostics": format!("_include/_revinclude brought in at most {} resources for this page (limit max-included); narrow the search or page with a smaller _count",
+                state.settings.limits.max_included)}));
+    }
+    if !warnings.is_empty() {
         entries.push(json!({
-            "resource": {"resourceType": "OperationOutcome", "issue": shape.ignored.iter().map(|m| json!({
-                "severity": "warning", "code": "not-supported", "diagnostics": format!("ignored: {m}")})).collect::<Vec<_>>()},
+            "resource": {"resourceType": "OperationOutcome", "issue": warnings},
             "search": {"mode": "outcome"},
         }));
     }
@@ -539,7 +645,7 @@ async fn run_search(
         state.settings.default_page_size,
         state.settings.max_page_size,
         &state.settings.base_url,
-        strict_handling(req),
+        strict_handling(req)?,
     )?;
     let self_url = format!(
         "{}/{}?{}",
@@ -572,13 +678,21 @@ async fn system_search(
     ctx: RequestContext,
     state: &web::Data<AppState>,
 ) -> Result<FhirResponse, FhirError> {
-    let pairs = form_urlencoded(req.query_string());
+    let pairs = form_urlencoded(req.query_string())?;
+    if pairs.iter().filter(|(k, _)| k == "_type").count() > 1 {
+        return Err(FhirError::BadRequest(
+            "_type is given more than once: list the types in one _type, comma-separated".into(),
+        ));
+    }
     let types: Vec<String> = match pairs.iter().find(|(k, _)| k == "_type") {
-        Some((_, v)) => v
-            .split(',')
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect(),
+        // Each type once, in the order first named: a repeated type is searched once.
+        Some((_, v)) => {
+            let mut seen = std::collections::HashSet::new();
+            v.split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty() && seen.insert(t.clone()))
+                .collect()
+        }
         None => crate::fhir::resource_types::SUPPORTED
             .iter()
             .map(|t| t.to_string())
@@ -666,7 +780,7 @@ pub async fn compartment_search(
             state.settings.default_page_size,
             state.settings.max_page_size,
             &state.settings.base_url,
-            strict_handling(&req),
+            strict_handling(&req)?,
         )?;
         search
             .clauses
@@ -700,7 +814,7 @@ async fn everything(
     let mut count = settings.default_page_size;
     let mut since = None;
     let mut only: Option<Vec<String>> = None;
-    for (k, v) in form_urlencoded(req.query_string()) {
+    for (k, v) in form_urlencoded(req.query_string())? {
         match k.as_str() {
             "_count" => {
                 count = v
@@ -720,7 +834,15 @@ async fn everything(
                 })?;
                 since = Some(v)
             }
-            "_type" => only = Some(v.split(',').map(|t| t.trim().to_string()).collect()),
+            "_type" => {
+                let mut seen = std::collections::HashSet::new();
+                only = Some(
+                    v.split(',')
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| seen.insert(t.clone()))
+                        .collect(),
+                )
+            }
             "_format" | "_pretty" => {}
             other => {
                 return Err(FhirError::BadRequest(format!(
@@ -805,7 +927,7 @@ pub async fn search_post(
 ) -> HttpResponse {
     let rtype = path.into_inner();
     respond(&req, |_| async {
-        let ct = header(&req, "Content-Type").unwrap_or("");
+        let ct = header(&req, "Content-Type")?.unwrap_or_default();
         if !ct.starts_with("application/x-www-form-urlencoded") {
             return Err(FhirError::UnsupportedMediaType(
                 "POST _search takes application/x-www-form-urlencoded parameters".into(),
@@ -835,7 +957,7 @@ pub async fn search_page(
         let mut sid = None;
         let mut offset = 0i64;
         let mut count = None;
-        for (k, v) in form_urlencoded(req.query_string()) {
+        for (k, v) in form_urlencoded(req.query_string())? {
             match k.as_str() {
                 "_getpages" => sid = Some(v),
                 "_getpagesoffset" => {
@@ -896,6 +1018,7 @@ pub async fn bundle(
     payload: web::Payload,
 ) -> HttpResponse {
     respond(&req, |_| async {
+        preferences(&req)?;
         let value = fhir_body(&req, payload, &state).await?;
         let kind = bundle_kind(&value)?;
         // The Bundle's own elements (entry resources are checked one by one later).
@@ -916,11 +1039,11 @@ pub async fn bundle(
                 "transaction-response",
             ),
             BundleKind::Batch => (
-                web::block(move || repo.batch(&ctx, &value, &base_url)).await?,
+                web::block(move || repo.batch(&ctx, &value, &base_url)).await??,
                 "batch-response",
             ),
         };
-        let representation = prefer(&req) != Prefer::Minimal;
+        let representation = prefer(&req)? != Prefer::Minimal;
         let mut entries = Vec::with_capacity(results.len());
         for result in &results {
             let mut response = json!({"status": result.status_line()});

@@ -150,15 +150,32 @@ pub fn app(
         })
         .service(
             web::scope("/auth")
-                .route("/token", web::post().to(oauth::token))
-                .route("/jwks", web::get().to(oauth::jwks))
+                .app_data(web::QueryConfig::default().error_handler(oauth::query_error))
+                .service(
+                    web::resource("/token")
+                        .route(web::post().to(oauth::token))
+                        .default_service(web::to(handlers::method_not_allowed)),
+                )
+                .service(
+                    web::resource("/jwks")
+                        .route(web::get().to(oauth::jwks))
+                        .default_service(web::to(handlers::method_not_allowed)),
+                )
                 .route("/authorize", web::get().to(oauth::authorize))
                 .route("/login/{provider}", web::get().to(oauth::login))
                 .route("/callback/{provider}", web::get().to(oauth::callback))
                 .route("/consent/{id}", web::get().to(oauth::consent_page))
                 .route("/consent/{id}", web::post().to(oauth::consent_decision))
-                .route("/revoke", web::post().to(oauth::revoke))
-                .route("/introspect", web::post().to(oauth::introspect))
+                .service(
+                    web::resource("/revoke")
+                        .route(web::post().to(oauth::revoke))
+                        .default_service(web::to(handlers::method_not_allowed)),
+                )
+                .service(
+                    web::resource("/introspect")
+                        .route(web::post().to(oauth::introspect))
+                        .default_service(web::to(handlers::method_not_allowed)),
+                )
                 .route(
                     "/.well-known/openid-configuration",
                     web::get().to(oauth::openid_configuration),

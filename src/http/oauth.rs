@@ -141,6 +141,50 @@ fn secure(auth: &Authenticator) -> bool {
     auth.endpoints.origin.starts_with("https://")
 }
 
+/// An error page in French for a person in a browser (the OAuth pages never answer a
+/// browser with plain text or an empty body).
+fn page_error(status: actix_web::http::StatusCode, title: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(crate::oauth::pages::error(title, message))
+}
+
+fn no_identity_provider() -> HttpResponse {
+    page_error(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "Connexion indisponible",
+        "Aucun fournisseur d'identité n'est configuré sur ce serveur : la connexion par \
+         navigateur n'y est pas proposée.",
+    )
+}
+
+fn internal_page() -> HttpResponse {
+    page_error(
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "Erreur du serveur",
+        "Une erreur inattendue est survenue. Réessayez dans quelques instants.",
+    )
+}
+
+/// The answer to a query string the OAuth pages cannot read (a missing or malformed
+/// parameter): a page for the person, never the extractor's plain text.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
+    tracing::debug!(error = %err, "unreadable query on an OAuth page");
+    actix_web::error::InternalError::from_response(
+        err,
+        page_error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "Demande invalide",
+            "Le lien suivi est incomplet ou abîmé. Revenez à l'application et recommencez la connexion.",
+        ),
+    )
+    .into()
+}
+
 /// `GET /auth/authorize`.
 pub async fn authorize(
     req: HttpRequest,
@@ -156,7 +200,7 @@ pub async fn authorize(
     .await;
     match answer {
         Ok((answer, cookie)) => browser(&req, answer, cookie.map(|c| (c, secure(&auth)))),
-        Err(_) => HttpResponse::InternalServerError().finish(),
+        Err(_) => internal_page(),
     }
 }
 
@@ -174,7 +218,7 @@ pub async fn login(
     query: web::Query<LoginQuery>,
 ) -> HttpResponse {
     let Some(identity) = upstreams.0.as_ref() else {
-        return HttpResponse::NotFound().finish();
+        return no_identity_provider();
     };
     let answer = authorize::login(
         state.repo.clone(),
@@ -197,7 +241,7 @@ pub async fn callback(
     query: web::Query<authorize::CallbackQuery>,
 ) -> HttpResponse {
     let Some(identity) = upstreams.0.as_ref() else {
-        return HttpResponse::NotFound().finish();
+        return no_identity_provider();
     };
     let answer = authorize::callback(
         state.repo.clone(),
@@ -225,7 +269,7 @@ pub async fn consent_page(
     .await;
     match answer {
         Ok(a) => browser(&req, a, None),
-        Err(_) => HttpResponse::InternalServerError().finish(),
+        Err(_) => internal_page(),
     }
 }
 
@@ -245,7 +289,7 @@ pub async fn consent_decision(
     .await;
     match answer {
         Ok(a) => browser(&req, a, None),
-        Err(_) => HttpResponse::InternalServerError().finish(),
+        Err(_) => internal_page(),
     }
 }
 

@@ -92,6 +92,9 @@ pub fn error_response(neg: Negotiated, e: &FhirError) -> HttpResponse {
     if e.status() == StatusCode::METHOD_NOT_ALLOWED {
         builder.insert_header(("Allow", "GET, POST, PUT, DELETE"));
     }
+    if e.status() == StatusCode::SERVICE_UNAVAILABLE {
+        builder.insert_header(("Retry-After", "1"));
+    }
     if let FhirError::InsufficientScope(_) = e {
         builder.insert_header((
             "WWW-Authenticate",

@@ -88,6 +88,8 @@ pub struct SearchPage {
     pub entries: Vec<Visible<StoredResource>>,
     /// Resources brought in by _include/_revinclude (search.mode include).
     pub included: Vec<Visible<StoredResource>>,
+    /// Whether `_include`/`_revinclude` would have brought in more than the limit allows.
+    pub included_truncated: bool,
     pub total: i64,
     pub snapshot: Option<String>,
     pub offset: i64,
@@ -116,6 +118,8 @@ pub struct Repository {
     rules_cache: std::sync::Arc<consent_facts::RulesCache>,
     /// This server's FHIR base URL: absolute references under it are local ones.
     base_url: String,
+    /// Limits on input (Bundle entries and reads, include fan-out).
+    limits: crate::fhir::limits::Limits,
 }
 
 impl Repository {
@@ -133,7 +137,14 @@ impl Repository {
             notified: Default::default(),
             rules_cache: Default::default(),
             base_url: base_url.trim_end_matches('/').to_string(),
+            limits: Default::default(),
         })
+    }
+
+    /// The same repository under other input limits.
+    pub fn with_limits(mut self, limits: crate::fhir::limits::Limits) -> Repository {
+        self.limits = limits;
+        self
     }
 
     pub fn backend(&self) -> Backend {
@@ -441,6 +452,17 @@ impl Repository {
                     return Err(FhirError::PreconditionFailed(format!(
                         "If-Match W/\"{expected}\": {rtype}/{id} does not exist"
                     )))
+                }
+            }
+        }
+        if method == "PATCH" {
+            if let Some(cur) = current_stored.as_ref().filter(|c| !c.deleted) {
+                if same_content(&cur.json()?, &resource) {
+                    // A patch that changes nothing writes nothing (no new version).
+                    return Ok(WriteOutcome {
+                        status: WriteStatus::Updated,
+                        resource: self.access.admit_written(cur.clone()),
+                    });
                 }
             }
         }
@@ -852,13 +874,14 @@ impl Repository {
             None
         };
         let entries = self.visible_rows(conn, ctx, &first, facts)?;
-        let included = match reqs.first() {
+        let (included, included_truncated) = match reqs.first() {
             Some(req) => self.includes(conn, ctx, req, &entries, facts)?,
-            None => Vec::new(),
+            None => (Vec::new(), false),
         };
         Ok(SearchPage {
             entries,
             included,
+            included_truncated,
             total,
             snapshot,
             offset: 0,
@@ -889,10 +912,11 @@ impl Repository {
             let (rtype, query) = snap.query.split_once('?').unwrap_or((&snap.query, ""));
             let req = parse(rtype, query)?;
             let entries = self.visible_rows(conn, ctx, &snap.refs, facts)?;
-            let included = self.includes(conn, ctx, &req, &entries, facts)?;
+            let (included, included_truncated) = self.includes(conn, ctx, &req, &entries, facts)?;
             let page = SearchPage {
                 entries,
                 included,
+                included_truncated,
                 total: snap.total,
                 snapshot: Some(search_id.to_string()),
                 offset,
@@ -920,7 +944,8 @@ impl Repository {
     }
 
     /// The resources `_include` and `_revinclude` bring in for `matches` (each through the
-    /// access point); with `:iterate`, also for what was included, three levels at most.
+    /// access point); with `:iterate`, also for what was included, three levels at most;
+    /// at most `max-included` candidates in all (then `true`: the page says it is cut).
     fn includes(
         &self,
         conn: &mut AnyConnection,
@@ -928,11 +953,13 @@ impl Repository {
         req: &crate::fhir::search_query::SearchRequest,
         matches: &[Visible<StoredResource>],
         facts: &mut Facts,
-    ) -> Result<Vec<Visible<StoredResource>>, FhirError> {
+    ) -> Result<(Vec<Visible<StoredResource>>, bool), FhirError> {
         use std::collections::{BTreeMap, HashSet};
         if req.includes.is_empty() && req.revincludes.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
+        let mut truncated = false;
+        let mut budget = self.limits.max_included;
         let mut seen: HashSet<(String, String)> = matches
             .iter()
             .map(|m| (m.resource_type.clone(), m.id.clone()))
@@ -984,6 +1011,11 @@ impl Repository {
                 ids.retain(|id| !seen.contains(&(t.clone(), id.clone())));
                 ids.sort();
                 ids.dedup();
+                if ids.len() > budget {
+                    truncated = true;
+                    ids.truncate(budget);
+                }
+                budget -= ids.len();
                 let rows: Vec<StoredResource> = storage::search::current_rows(conn, &t, &ids)?
                     .into_iter()
                     .filter(|r| !r.deleted)
@@ -996,12 +1028,12 @@ impl Repository {
                     }
                 }
             }
-            if next.is_empty() {
+            if next.is_empty() || budget == 0 {
                 break;
             }
             frontier = next;
         }
-        Ok(included)
+        Ok((included, truncated))
     }
 }
 
@@ -1059,6 +1091,23 @@ fn lost_race(rtype: &str, id: &str, if_match: Option<i64>) -> FhirError {
             "{rtype}/{id} was changed by another request at the same time; retry"
         )),
     }
+}
+
+/// Whether two versions of a resource say the same thing (`meta.versionId` and
+/// `meta.lastUpdated` aside, which every write sets).
+fn same_content(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("meta").and_then(Value::as_object_mut) {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            if meta.is_empty() {
+                v.as_object_mut().map(|o| o.remove("meta"));
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
 }
 
 pub fn check_type(rtype: &str) -> Result<(), FhirError> {

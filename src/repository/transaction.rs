@@ -156,6 +156,40 @@ pub fn parse_version_tag(tag: &str) -> Result<i64, FhirError> {
     })
 }
 
+/// Holds a batch or transaction to the limits before any entry runs: its entries, its
+/// reads and searches, and each entry's resource as if it had been posted alone.
+fn check_bundle_limits(
+    entries: &[Value],
+    limits: &crate::fhir::limits::Limits,
+) -> Result<(), FhirError> {
+    if entries.len() > limits.max_bundle_entries {
+        return Err(FhirError::TooCostly(format!(
+            "the Bundle has {} entries; at most {} are accepted (limit max-bundle-entries)",
+            entries.len(),
+            limits.max_bundle_entries
+        )));
+    }
+    let reads = entries
+        .iter()
+        .filter(|e| {
+            e.pointer("/request/method").and_then(Value::as_str) == Some("GET")
+                || e.pointer("/request/method").and_then(Value::as_str) == Some("HEAD")
+        })
+        .count();
+    if reads > limits.max_bundle_reads {
+        return Err(FhirError::TooCostly(format!(
+            "the Bundle has {reads} reads and searches; at most {} are accepted (limit max-bundle-reads)",
+            limits.max_bundle_reads
+        )));
+    }
+    for (i, entry) in entries.iter().enumerate() {
+        if let Some(resource) = entry.get("resource") {
+            crate::fhir::limits::check_value(resource, limits).map_err(|e| entry_error(i, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Turns `entry` into an action, relative to the server's `base_url`.
 fn parse_entry(entry: &Value, base_url: &str) -> Result<Action, FhirError> {
     let request = entry
@@ -339,6 +373,7 @@ impl Repository {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        check_bundle_limits(&entries, &self.limits)?;
         let mut actions = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             let action = parse_entry(entry, base_url)
@@ -443,13 +478,19 @@ impl Repository {
     }
 
     /// Runs a batch Bundle: each entry on its own, failures reported per entry.
-    pub fn batch(&self, ctx: &RequestContext, bundle: &Value, base_url: &str) -> Vec<EntryResult> {
+    pub fn batch(
+        &self,
+        ctx: &RequestContext,
+        bundle: &Value,
+        base_url: &str,
+    ) -> Result<Vec<EntryResult>, FhirError> {
         let entries = bundle
             .get("entry")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        entries
+        check_bundle_limits(&entries, &self.limits)?;
+        Ok(entries
             .iter()
             .map(|entry| {
                 let action = match parse_entry(entry, base_url).and_then(validate_action) {
@@ -468,7 +509,7 @@ impl Repository {
                 };
                 result.unwrap_or_else(EntryResult::Failed)
             })
-            .collect()
+            .collect())
     }
 }
 

@@ -150,6 +150,7 @@ pub fn serve_args(database_url: &str, data_dir: PathBuf) -> ServeArgs {
         dev: true,
         bench_allow_all: false,
         identity_config: None,
+        limits: Default::default(),
     }
 }
 

@@ -62,54 +62,138 @@ pub fn canonical_json(value: serde_json::Value) -> Result<serde_json::Value, Mod
     to_value(resource)
 }
 
-/// Checks that `bytes` is one well-formed XML document: fhirbolt's reader stops at the
-/// end of the resource and accepts a truncated document, so this runs first.
-fn check_well_formed(bytes: &[u8]) -> Result<(), ModelError> {
-    use quick_xml::events::Event;
+/// How much an XML body may nest and hold before the typed model is built (whose reader
+/// recurses once per level: an unbounded depth would overflow the thread's stack).
+#[derive(Debug, Clone, Copy)]
+pub struct XmlLimits {
+    /// Deepest element nesting (the root element is level 1).
+    pub max_depth: usize,
+    /// Most elements and attributes in the document.
+    pub max_nodes: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+}
+
+/// Which limit an XML body passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XmlLimit {
+    Depth,
+    Nodes,
+    Attributes,
+}
+
+/// A body that fhirbolt's model refused, or one that passed a limit before parsing.
+#[derive(Debug, Clone)]
+pub enum XmlError {
+    Invalid(ModelError),
+    Limit(XmlLimit, String),
+}
+
+impl std::fmt::Display for XmlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            XmlError::Invalid(e) => e.fmt(f),
+            XmlError::Limit(_, m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for XmlError {}
+
+impl From<ModelError> for XmlError {
+    fn from(e: ModelError) -> Self {
+        XmlError::Invalid(e)
+    }
+}
+
+/// Checks that `bytes` is one well-formed XML document within `limits` in one streaming
+/// pass (nothing is built): fhirbolt's reader stops at the end of the resource and accepts
+/// a truncated document, and recurses once per level, so this runs first.
+fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<(), XmlError> {
+    use quick_xml::events::{BytesStart, Event};
     let text = std::str::from_utf8(bytes).map_err(|e| err(format!("not UTF-8: {e}")))?;
     let mut reader = quick_xml::Reader::from_str(text);
     reader.check_end_names(true);
-    let mut depth: i64 = 0;
+    let mut depth: usize = 0;
     let mut roots = 0;
+    let mut nodes: usize = 0;
+    let mut element = |e: &BytesStart, depth: usize| -> Result<(), XmlError> {
+        if depth > limits.max_depth {
+            return Err(XmlError::Limit(
+                XmlLimit::Depth,
+                format!("the XML nests more than {} elements", limits.max_depth),
+            ));
+        }
+        // Counted without the duplicate check (quadratic in the number of attributes).
+        let attributes = e
+            .attributes()
+            .with_checks(false)
+            .take(limits.max_attributes + 1)
+            .count();
+        if attributes > limits.max_attributes {
+            return Err(XmlError::Limit(
+                XmlLimit::Attributes,
+                format!(
+                    "an XML element has more than {} attributes",
+                    limits.max_attributes
+                ),
+            ));
+        }
+        nodes += 1 + attributes;
+        if nodes > limits.max_nodes {
+            return Err(XmlError::Limit(
+                XmlLimit::Nodes,
+                format!(
+                    "the XML has more than {} elements and attributes",
+                    limits.max_nodes
+                ),
+            ));
+        }
+        Ok(())
+    };
     loop {
         match reader.read_event() {
-            Ok(Event::Start(_)) => {
+            Ok(Event::Start(e)) => {
                 if depth == 0 {
                     roots += 1;
                 }
                 depth += 1;
+                element(&e, depth)?;
             }
-            Ok(Event::End(_)) => depth -= 1,
-            Ok(Event::Empty(_)) if depth == 0 => roots += 1,
+            Ok(Event::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Event::Empty(e)) => {
+                if depth == 0 {
+                    roots += 1;
+                }
+                element(&e, depth + 1)?;
+            }
             Ok(Event::Eof) => break,
             Ok(_) => {}
             Err(e) => {
                 return Err(err(format!(
                     "malformed XML at byte {}: {e}",
                     reader.buffer_position()
-                )))
+                ))
+                .into())
             }
         }
     }
     if depth != 0 {
-        return Err(err(
-            "malformed XML: the document ends before its elements are closed",
-        ));
+        return Err(err("malformed XML: the document ends before its elements are closed").into());
     }
     if roots != 1 {
-        return Err(err(
-            "malformed XML: a document must have exactly one root element",
-        ));
+        return Err(err("malformed XML: a document must have exactly one root element").into());
     }
     Ok(())
 }
 
-/// Parses an R4 resource from XML (strict) and returns its canonical JSON form.
+/// Parses an R4 resource from XML (strict) within `limits` and returns its canonical JSON
+/// form.
 #[inline(never)]
-pub fn parse_xml(bytes: &[u8]) -> Result<serde_json::Value, ModelError> {
-    check_well_formed(bytes)?;
+pub fn parse_xml(bytes: &[u8], limits: &XmlLimits) -> Result<serde_json::Value, XmlError> {
+    check_well_formed(bytes, limits)?;
     let resource: Resource = fhirbolt::xml::from_slice(bytes, strict()).map_err(err)?;
-    to_value(resource)
+    Ok(to_value(resource)?)
 }
 
 /// Renders a JSON resource (as stored) as R4 XML.

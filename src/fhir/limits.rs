@@ -115,14 +115,14 @@ impl Limits {
         Ok(self)
     }
 
-    /// The limits of an XML body's pre-check (before the typed model is built). XML wraps
-    /// what JSON nests (`<resource><Patient>`, `<contained><Patient>`, a leaf element per
-    /// value), so its nesting may reach twice the depth; the parsed JSON form is then
-    /// held to the same limit as a JSON body.
+    /// The limits of an XML body's pre-check (before the typed model is built).
     pub fn xml(&self) -> carnet_model::XmlLimits {
         carnet_model::XmlLimits {
-            max_depth: 2 * (self.max_depth + BUNDLE_ALLOWANCE) + 2,
+            // XML adds an element per wrapped resource (`<resource>`, `<contained>`) and one
+            // per leaf value; the parsed JSON form is then held to max-depth exactly.
+            max_depth: self.max_depth + BUNDLE_ALLOWANCE + 4,
             max_nodes: self.max_bundle_elements.max(self.max_elements),
+            max_resource_nodes: self.max_elements,
             max_attributes: self.max_xml_attributes,
         }
     }

@@ -81,11 +81,25 @@ fn remove(doc: &mut Value, path: &[String]) -> Result<Value, FhirError> {
 }
 
 /// Applies a JSON Patch document to `doc`; all or nothing.
-pub fn apply(doc: &Value, patch: &Value) -> Result<Value, FhirError> {
+///
+/// The document may not grow past `max_elements` while the operations run (each `add`,
+/// `replace` and `copy` counts what it brings in; a `copy` of the root doubles it).
+pub fn apply(doc: &Value, patch: &Value, max_elements: usize) -> Result<Value, FhirError> {
     let ops = patch
         .as_array()
         .ok_or_else(|| bad("the body must be an array of operations".into()))?;
     let mut out = doc.clone();
+    let mut size = super::limits::measure(doc).elements;
+    let mut grow = |by: usize| {
+        size = size.saturating_add(by);
+        if size > max_elements {
+            Err(FhirError::TooCostly(format!(
+                "JSON Patch: the resource would have more than {max_elements} elements (limit max-elements)"
+            )))
+        } else {
+            Ok(())
+        }
+    };
     for op in ops {
         let name = op.get("op").and_then(Value::as_str).unwrap_or("");
         let path = tokens(op.get("path").and_then(Value::as_str).unwrap_or("-"))?;
@@ -96,20 +110,28 @@ pub fn apply(doc: &Value, patch: &Value) -> Result<Value, FhirError> {
         };
         let from = || tokens(op.get("from").and_then(Value::as_str).unwrap_or("-"));
         match name {
-            "add" => add(&mut out, &path, value()?)?,
+            "add" => {
+                let v = value()?;
+                grow(super::limits::measure(&v).elements)?;
+                add(&mut out, &path, v)?
+            }
             "remove" => {
                 remove(&mut out, &path)?;
             }
             "replace" => {
+                let v = value()?;
+                grow(super::limits::measure(&v).elements)?;
                 remove(&mut out, &path)?;
-                add(&mut out, &path, value()?)?;
+                add(&mut out, &path, v)?;
             }
             "move" => {
                 let v = remove(&mut out, &from()?)?;
                 add(&mut out, &path, v)?;
             }
             "copy" => {
-                let v = parent(&mut out, &from()?)?.clone();
+                let source = parent(&mut out, &from()?)?;
+                grow(super::limits::measure(source).elements)?;
+                let v = source.clone();
                 add(&mut out, &path, v)?;
             }
             "test" => {
@@ -165,21 +187,38 @@ mod tests {
             &json!([{"op": "add", "path": "/securityLabel/-", "value": {"text": "b"}},
                 {"op": "remove", "path": "/securityLabel/0"},
                 {"op": "replace", "path": "/status", "value": "entered-in-error"}]),
+            usize::MAX,
         )
         .unwrap();
         assert_eq!(
             out,
             json!({"status": "entered-in-error", "securityLabel": [{"text": "b"}]})
         );
-        assert!(apply(&doc, &json!([{"op": "remove", "path": "/nope"}])).is_err());
         assert!(apply(
             &doc,
-            &json!([{"op": "test", "path": "/status", "value": "x"}])
+            &json!([{"op": "remove", "path": "/nope"}]),
+            usize::MAX
+        )
+        .is_err());
+        assert!(apply(
+            &doc,
+            &json!([{"op": "test", "path": "/status", "value": "x"}]),
+            usize::MAX
         )
         .is_err());
         assert!(check_pdsm_scope(&doc, &out).is_ok());
         let mut other = out.clone();
         other["subject"] = json!({"reference": "Patient/x"});
         assert!(check_pdsm_scope(&doc, &other).is_err());
+    }
+
+    #[test]
+    fn a_patch_that_doubles_the_resource_stops_at_the_limit() {
+        let doc = json!({"status": "current", "securityLabel": [{"text": "a"}]});
+        let bomb: Vec<_> = (0..40)
+            .map(|i| json!({"op": "copy", "from": "", "path": format!("/x{i}")}))
+            .collect();
+        let e = apply(&doc, &json!(bomb), 100_000).unwrap_err();
+        assert!(e.to_string().contains("max-elements"), "{e}");
     }
 }

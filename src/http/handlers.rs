@@ -17,9 +17,12 @@ use crate::fhir::{capability, instant};
 use crate::repository::transaction::{bundle_kind, BundleKind, EntryResult};
 use crate::repository::{check_type, HistoryRequest, WriteOutcome, WriteStatus};
 
+/// Headers whose repeated lines mean one comma-separated list (RFC 9110 §5.3).
+const LIST_HEADERS: [&str; 4] = ["Prefer", "If-None-Match", "If-Match", "Accept"];
+
 /// A request header Carnet reads, as text: understood, or refused (400) when it is not
-/// UTF-8 or longer than the limit; never ignored. Repeated lines are joined with commas
-/// (HTTP's rule for list headers).
+/// UTF-8, longer than the limit, or repeated when it is not a list; never ignored.
+/// Repeated lines of a list header are joined with commas.
 fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, FhirError> {
     let max = req
         .app_data::<web::Data<AppState>>()
@@ -32,6 +35,11 @@ fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, FhirError> {
             FhirError::BadRequest(format!("the {name} header is not readable (not UTF-8)"))
         })?;
         let all = match joined.take() {
+            Some(_) if !LIST_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) => {
+                return Err(FhirError::BadRequest(format!(
+                    "the {name} header is given more than once"
+                )))
+            }
             Some(prev) => format!("{prev}, {text}"),
             None => text.to_string(),
         };
@@ -85,14 +93,15 @@ async fn read_body(
     Ok(body.freeze())
 }
 
-/// The parsed JSON of a FHIR request body (JSON or XML by `Content-Type`).
+/// The parsed JSON of a FHIR request body (JSON or XML by `Content-Type`), read first
+/// (handlers read the body before any other check, so that a client sending one always
+/// gets the answer instead of a connection closed under its feet).
 async fn fhir_body(
     req: &HttpRequest,
-    payload: web::Payload,
+    bytes: web::Bytes,
     state: &AppState,
 ) -> Result<Value, FhirError> {
     let format = body_format(header(req, "Content-Type")?.as_deref())?;
-    let bytes = read_body(req, payload, state.settings.max_body_bytes).await?;
     // Parsing is CPU work proportional to the body: off the async workers.
     let limits = state.settings.limits;
     web::block(move || parse_body(format, &bytes, &limits)).await?
@@ -110,7 +119,16 @@ fn if_none_match(req: &HttpRequest) -> Result<Option<Vec<String>>, FhirError> {
     let Some(value) = header(req, "If-None-Match")? else {
         return Ok(None);
     };
-    let tags: Vec<String> = value.split(',').map(|t| t.trim().to_string()).collect();
+    let tags: Vec<String> = value
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if tags.is_empty() {
+        return Err(FhirError::BadRequest(
+            "If-None-Match is empty: give an entity tag such as W/\"3\" or *".into(),
+        ));
+    }
     for t in &tags {
         let opaque = t.strip_prefix("W/").unwrap_or(t);
         let quoted = opaque.len() >= 2
@@ -133,8 +151,9 @@ enum Prefer {
     OperationOutcome,
 }
 
-/// What a `Prefer` header asks: `return=` and `handling=` (FHIR's preferences). Anything
-/// else, or a value of those Carnet does not know, is refused (400) rather than ignored.
+/// What a `Prefer` header asks: FHIR's `return=` and `handling=`. A value of those that
+/// Carnet does not know is refused (400); other preferences (`respond-async`, `wait`…)
+/// are not honoured and, as RFC 7240 §2 has it, do not fail the request.
 struct Preferences {
     ret: Prefer,
     strict: bool,
@@ -148,25 +167,35 @@ fn preferences(req: &HttpRequest) -> Result<Preferences, FhirError> {
     let Some(value) = header(req, "Prefer")? else {
         return Ok(p);
     };
-    for part in value.split([',', ';']) {
-        let token = part.trim().replace(' ', "");
-        if token.is_empty() {
+    for preference in value.split(',') {
+        // `name[=value]` then `;` parameters (none of which FHIR defines).
+        let head = preference.split(';').next().unwrap_or("").trim();
+        if head.is_empty() {
             continue;
         }
-        let (name, v) = token.split_once('=').unwrap_or((&token, ""));
-        let v = v.trim_matches('"');
-        match (name.to_ascii_lowercase().as_str(), v) {
-            ("return", "minimal") => p.ret = Prefer::Minimal,
-            ("return", "representation") => p.ret = Prefer::Representation,
-            ("return", "OperationOutcome") => p.ret = Prefer::OperationOutcome,
-            ("handling", "strict") => p.strict = true,
-            ("handling", "lenient") => p.strict = false,
-            _ => {
-                return Err(FhirError::BadRequest(format!(
-                    "Prefer '{token}' is not understood: Carnet understands \
-                     return=minimal|representation|OperationOutcome and handling=strict|lenient"
-                )))
-            }
+        let (name, v) = head.split_once('=').unwrap_or((head, ""));
+        let (name, v) = (name.trim(), v.trim().trim_matches('"'));
+        if name.eq_ignore_ascii_case("return") {
+            p.ret = match v {
+                "minimal" => Prefer::Minimal,
+                "representation" => Prefer::Representation,
+                "OperationOutcome" => Prefer::OperationOutcome,
+                other => {
+                    return Err(FhirError::BadRequest(format!(
+                        "Prefer return={other} is not understood: use minimal, representation or OperationOutcome"
+                    )))
+                }
+            };
+        } else if name.eq_ignore_ascii_case("handling") {
+            p.strict = match v {
+                "strict" => true,
+                "lenient" => false,
+                other => {
+                    return Err(FhirError::BadRequest(format!(
+                        "Prefer handling={other} is not understood: use strict or lenient"
+                    )))
+                }
+            };
         }
     }
     Ok(p)
@@ -235,10 +264,11 @@ pub async fn create(
 ) -> HttpResponse {
     let rtype = path.into_inner();
     respond(&req, |_| async {
+        let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
         check_type(&rtype)?;
         preferences(&req)?;
         let if_none_exist = header(&req, "If-None-Exist")?;
-        let value = fhir_body(&req, payload, &state).await?;
+        let value = fhir_body(&req, body, &state).await?;
         let repo = state.repo.clone();
         let outcome =
             web::block(move || repo.create(&ctx, &rtype, value, if_none_exist.as_deref()))
@@ -257,7 +287,9 @@ pub async fn read(
     let (rtype, id) = path.into_inner();
     respond(&req, |_| async {
         let none_match = if_none_match(&req)?;
+        // If-None-Match, when given, decides alone (RFC 9110 §13.1.3).
         let modified_since = match header(&req, "If-Modified-Since")? {
+            _ if none_match.is_some() => None,
             None => None,
             Some(v) => Some(HttpDate::from_str(&v).map_err(|_| {
                 FhirError::BadRequest(format!(
@@ -330,10 +362,11 @@ pub async fn update(
 ) -> HttpResponse {
     let (rtype, id) = path.into_inner();
     respond(&req, |_| async {
+        let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
         check_type(&rtype)?;
         let if_match = parse_if_match(&req)?;
         preferences(&req)?;
-        let value = fhir_body(&req, payload, &state).await?;
+        let value = fhir_body(&req, body, &state).await?;
         let repo = state.repo.clone();
         let outcome = web::block(move || repo.update(&ctx, &rtype, &id, value, if_match)).await??;
         write_response(&req, &state, outcome)
@@ -350,6 +383,7 @@ pub async fn patch(
 ) -> HttpResponse {
     let (rtype, id) = path.into_inner();
     respond(&req, |_| async {
+        let bytes = read_body(&req, payload, state.settings.max_body_bytes).await?;
         check_type(&rtype)?;
         if rtype != "DocumentReference" {
             return Err(FhirError::MethodNotAllowed(format!(
@@ -364,7 +398,6 @@ pub async fn patch(
         }
         let if_match = parse_if_match(&req)?;
         preferences(&req)?;
-        let bytes = read_body(&req, payload, state.settings.max_body_bytes).await?;
         crate::fhir::limits::check_json_bytes(&bytes, &state.settings.limits)?;
         let patch: Value = serde_json::from_slice(&bytes)
             .map_err(|e| FhirError::BadRequest(format!("the JSON Patch is not JSON: {e}")))?;
@@ -769,6 +802,11 @@ pub async fn compartment_search(
 ) -> HttpResponse {
     let (owner_type, owner_id, rtype) = path.into_inner();
     respond(&req, |_| async {
+        if !crate::fhir::resource_types::is_valid_id(&owner_id) {
+            return Err(FhirError::NotFound(format!(
+                "{owner_type}/{owner_id} is not known"
+            )));
+        }
         if rtype == "$everything" && owner_type == "Patient" {
             return everything(&req, ctx, &state, &owner_id).await;
         }
@@ -927,13 +965,13 @@ pub async fn search_post(
 ) -> HttpResponse {
     let rtype = path.into_inner();
     respond(&req, |_| async {
+        let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
         let ct = header(&req, "Content-Type")?.unwrap_or_default();
         if !ct.starts_with("application/x-www-form-urlencoded") {
             return Err(FhirError::UnsupportedMediaType(
                 "POST _search takes application/x-www-form-urlencoded parameters".into(),
             ));
         }
-        let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
         let body = String::from_utf8(body.to_vec())
             .map_err(|_| FhirError::BadRequest("the form is not UTF-8".into()))?;
         let query = [req.query_string(), body.trim()]
@@ -1018,8 +1056,9 @@ pub async fn bundle(
     payload: web::Payload,
 ) -> HttpResponse {
     respond(&req, |_| async {
+        let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
         preferences(&req)?;
-        let value = fhir_body(&req, payload, &state).await?;
+        let value = fhir_body(&req, body, &state).await?;
         let kind = bundle_kind(&value)?;
         // The Bundle's own elements (entry resources are checked one by one later).
         let mut skeleton = value.clone();

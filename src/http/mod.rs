@@ -150,6 +150,26 @@ pub fn app(
         })
         .service(
             web::scope("/auth")
+                .wrap_fn(|req, srv| {
+                    let refused = oauth::refuse_unreadable(&req);
+                    let fut = match refused {
+                        None => Some(srv.call(req)),
+                        Some(_) => None,
+                    };
+                    async move {
+                        match (fut, refused) {
+                            (Some(f), _) => f.await.map(|r| r.map_into_boxed_body()),
+                            (None, Some(page)) => {
+                                Err(actix_web::error::InternalError::from_response(
+                                    "unreadable request",
+                                    page,
+                                )
+                                .into())
+                            }
+                            (None, None) => unreachable!(),
+                        }
+                    }
+                })
                 .app_data(web::QueryConfig::default().error_handler(oauth::query_error))
                 .service(
                     web::resource("/token")

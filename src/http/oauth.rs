@@ -27,6 +27,10 @@ async fn form_endpoint(
     f: impl FnOnce(TokenForm) -> Result<serde_json::Value, OAuthError> + Send + 'static,
 ) -> HttpResponse {
     let answer = match serde_urlencoded::from_bytes::<TokenForm>(&body) {
+        _ if has_control(&body) => Err(OAuthError::new(
+            "invalid_request",
+            "the form holds a control character (NUL, line break…)",
+        )),
         Err(_) => Err(OAuthError::new(
             "invalid_request",
             "the body must be application/x-www-form-urlencoded",
@@ -139,6 +143,38 @@ fn browser(
 
 fn secure(auth: &Authenticator) -> bool {
     auth.endpoints.origin.starts_with("https://")
+}
+
+/// Whether a form body or query string holds, once percent-decoded, a control character
+/// (NUL included) or bytes that are not UTF-8: such input never reaches the database.
+pub fn has_control(encoded: &[u8]) -> bool {
+    let plus: Vec<u8> = encoded
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    let decoded: Vec<u8> = percent_encoding::percent_decode(&plus).collect();
+    match std::str::from_utf8(&decoded) {
+        Ok(text) => text
+            .chars()
+            .any(|c| c.is_control() && c != '\t' && c != '\n' && c != '\r'),
+        Err(_) => true,
+    }
+}
+
+/// Refuses, with a page in French, a request to the OAuth pages whose path or query holds
+/// a control character or bytes that are not UTF-8 (before any handler looks them up).
+pub fn refuse_unreadable(req: &actix_web::dev::ServiceRequest) -> Option<HttpResponse> {
+    let path = req.uri().path().as_bytes();
+    let query = req.uri().query().unwrap_or("").as_bytes();
+    if has_control(path) || has_control(query) {
+        Some(page_error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "Demande invalide",
+            "Le lien suivi contient des caractères illisibles. Revenez à l'application et recommencez la connexion.",
+        ))
+    } else {
+        None
+    }
 }
 
 /// An error page in French for a person in a browser (the OAuth pages never answer a
@@ -281,6 +317,13 @@ pub async fn consent_decision(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
+    if has_control(&body) {
+        return page_error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "Demande invalide",
+            "Le formulaire envoyé contient des caractères illisibles.",
+        );
+    }
     let form: authorize::ConsentForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let c = cookie(&req);
     let answer = web::block(move || {

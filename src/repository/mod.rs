@@ -268,7 +268,8 @@ impl Repository {
         self.audited_write(ctx, "patch", |conn, facts| {
             let current = self.read_in(conn, ctx, rtype, id, facts)?;
             let before = current.json()?;
-            let after = crate::fhir::patch::apply(&before, patch)?;
+            let after = crate::fhir::patch::apply(&before, patch, self.limits.max_elements)?;
+            crate::fhir::limits::check_value(&after, &self.limits)?;
             crate::fhir::patch::check_pdsm_scope(&before, &after)?;
             let after = validate_for_update(rtype, id, after)?;
             let expected = Some(if_match.unwrap_or(current.version_id));

@@ -41,6 +41,75 @@ fn err(e: impl std::fmt::Display) -> ModelError {
     }
 }
 
+/// The typed model recurses once per level with large frames (tens of KiB per level in
+/// an unoptimised build): a deep resource is converted on a thread of its own with a
+/// stack sized for the deepest input the limits allow. Shallow ones (all real resources)
+/// stay on the caller's thread.
+const DEEP: usize = 12;
+const DEEP_STACK: usize = 256 * 1024 * 1024;
+
+fn on_stack_for<T: Send>(depth: usize, f: impl FnOnce() -> T + Send) -> T {
+    if depth <= DEEP {
+        return f();
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("carnet-model-deep".into())
+            .stack_size(DEEP_STACK)
+            .spawn_scoped(scope, f)
+            .expect("a thread for a deep resource")
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Nesting of JSON containers in `bytes`, outside strings (a quick scan).
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Nesting of JSON containers in a value (no recursion).
+fn value_depth(value: &serde_json::Value) -> usize {
+    let mut max = 0;
+    let mut todo = vec![(value, 1usize)];
+    while let Some((v, d)) = todo.pop() {
+        match v {
+            serde_json::Value::Object(o) => {
+                max = max.max(d);
+                todo.extend(o.values().map(|c| (c, d + 1)));
+            }
+            serde_json::Value::Array(a) => {
+                max = max.max(d);
+                todo.extend(a.iter().map(|c| (c, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
 #[inline(never)]
 fn to_value(resource: Resource) -> Result<serde_json::Value, ModelError> {
     fhirbolt::json::to_json_value(resource, ser_config()).map_err(err)
@@ -50,16 +119,20 @@ fn to_value(resource: Resource) -> Result<serde_json::Value, ModelError> {
 /// (elements in definition order).
 #[inline(never)]
 pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ModelError> {
-    let resource: Resource = fhirbolt::json::from_slice(bytes, strict()).map_err(err)?;
-    to_value(resource)
+    on_stack_for(json_depth(bytes), || {
+        let resource: Resource = fhirbolt::json::from_slice(bytes, strict()).map_err(err)?;
+        to_value(resource)
+    })
 }
 
 /// Checks an already-parsed JSON value against the strict R4 model and returns its
 /// canonical JSON form.
 #[inline(never)]
 pub fn canonical_json(value: serde_json::Value) -> Result<serde_json::Value, ModelError> {
-    let resource: Resource = fhirbolt::json::from_json_value(value, strict()).map_err(err)?;
-    to_value(resource)
+    on_stack_for(value_depth(&value), move || {
+        let resource: Resource = fhirbolt::json::from_json_value(value, strict()).map_err(err)?;
+        to_value(resource)
+    })
 }
 
 /// How much an XML body may nest and hold before the typed model is built (whose reader
@@ -68,8 +141,10 @@ pub fn canonical_json(value: serde_json::Value) -> Result<serde_json::Value, Mod
 pub struct XmlLimits {
     /// Deepest element nesting (the root element is level 1).
     pub max_depth: usize,
-    /// Most elements and attributes in the document.
+    /// Most elements and attributes in a Bundle document.
     pub max_nodes: usize,
+    /// Most elements and attributes in any other document (one resource).
+    pub max_resource_nodes: usize,
     /// Most attributes on one element.
     pub max_attributes: usize,
 }
@@ -109,15 +184,18 @@ impl From<ModelError> for XmlError {
 /// Checks that `bytes` is one well-formed XML document within `limits` in one streaming
 /// pass (nothing is built): fhirbolt's reader stops at the end of the resource and accepts
 /// a truncated document, and recurses once per level, so this runs first.
-fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<(), XmlError> {
+fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<usize, XmlError> {
     use quick_xml::events::{BytesStart, Event};
     let text = std::str::from_utf8(bytes).map_err(|e| err(format!("not UTF-8: {e}")))?;
     let mut reader = quick_xml::Reader::from_str(text);
     reader.check_end_names(true);
     let mut depth: usize = 0;
+    let mut deepest: usize = 0;
     let mut roots = 0;
     let mut nodes: usize = 0;
-    let mut element = |e: &BytesStart, depth: usize| -> Result<(), XmlError> {
+    // Not a Bundle: the root's own, smaller, element limit applies.
+    let mut max_nodes = limits.max_nodes;
+    let mut element = |e: &BytesStart, depth: usize, max_nodes: usize| -> Result<(), XmlError> {
         if depth > limits.max_depth {
             return Err(XmlError::Limit(
                 XmlLimit::Depth,
@@ -140,7 +218,7 @@ fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<(), XmlError> {
             ));
         }
         nodes += 1 + attributes;
-        if nodes > limits.max_nodes {
+        if nodes > max_nodes {
             return Err(XmlError::Limit(
                 XmlLimit::Nodes,
                 format!(
@@ -156,16 +234,20 @@ fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<(), XmlError> {
             Ok(Event::Start(e)) => {
                 if depth == 0 {
                     roots += 1;
+                    if e.local_name().as_ref() != b"Bundle" {
+                        max_nodes = max_nodes.min(limits.max_resource_nodes);
+                    }
                 }
                 depth += 1;
-                element(&e, depth)?;
+                deepest = deepest.max(depth);
+                element(&e, depth, max_nodes)?;
             }
             Ok(Event::End(_)) => depth = depth.saturating_sub(1),
             Ok(Event::Empty(e)) => {
                 if depth == 0 {
                     roots += 1;
                 }
-                element(&e, depth + 1)?;
+                element(&e, depth + 1, max_nodes)?;
             }
             Ok(Event::Eof) => break,
             Ok(_) => {}
@@ -184,21 +266,77 @@ fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<(), XmlError> {
     if roots != 1 {
         return Err(err("malformed XML: a document must have exactly one root element").into());
     }
-    Ok(())
+    Ok(deepest)
 }
 
 /// Parses an R4 resource from XML (strict) within `limits` and returns its canonical JSON
 /// form.
 #[inline(never)]
 pub fn parse_xml(bytes: &[u8], limits: &XmlLimits) -> Result<serde_json::Value, XmlError> {
-    check_well_formed(bytes, limits)?;
-    let resource: Resource = fhirbolt::xml::from_slice(bytes, strict()).map_err(err)?;
-    Ok(to_value(resource)?)
+    let depth = check_well_formed(bytes, limits)?;
+    on_stack_for(depth, || {
+        let resource: Resource = fhirbolt::xml::from_slice(bytes, strict()).map_err(err)?;
+        Ok(to_value(resource)?)
+    })
 }
 
 /// Renders a JSON resource (as stored) as R4 XML.
 #[inline(never)]
 pub fn json_to_xml(json: &[u8]) -> Result<String, ModelError> {
-    let resource: Resource = fhirbolt::json::from_slice(json, strict()).map_err(err)?;
-    fhirbolt::xml::to_string(&resource, ser_config()).map_err(err)
+    on_stack_for(json_depth(json), || {
+        let resource: Resource = fhirbolt::json::from_slice(json, strict()).map_err(err)?;
+        fhirbolt::xml::to_string(&resource, ser_config()).map_err(err)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deep_json(levels: usize) -> String {
+        let mut s = String::from(r#"{"resourceType":"Patient""#);
+        for _ in 1..levels {
+            s.push_str(r#","extension":[{"url":"http://x/e""#);
+        }
+        s.push_str(r#","valueString":"leaf""#);
+        for _ in 1..levels {
+            s.push_str("}]");
+        }
+        s.push('}');
+        s
+    }
+
+    const LIMITS: XmlLimits = XmlLimits {
+        max_depth: 200,
+        max_nodes: 1_000_000,
+        max_resource_nodes: 1_000_000,
+        max_attributes: 64,
+    };
+
+    /// The typed model recurses once per level: at the deepest resource Carnet stores
+    /// (60 levels), in a Bundle (+3), every conversion fits in a 2 MiB thread stack (the
+    /// default of the server's worker and blocking threads), even unoptimised.
+    #[test]
+    fn the_deepest_storable_resource_converts_on_a_default_stack() {
+        let json = deep_json(63);
+        // An XML body as deep as the pre-check lets through is parsed too.
+        let xml_deep = format!(
+            "<Patient xmlns=\"http://hl7.org/fhir\">{}{}</Patient>",
+            "<extension url=\"http://x/e\">".repeat(70),
+            "</extension>".repeat(70)
+        );
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let v = parse_json(json.as_bytes()).expect("parse");
+                let canonical = canonical_json(v.clone()).expect("canonical");
+                let text = serde_json::to_vec(&canonical).unwrap();
+                let xml = json_to_xml(&text).expect("to xml");
+                let back = parse_xml(xml.as_bytes(), &LIMITS).expect("from xml");
+                assert_eq!(back, canonical);
+                parse_xml(xml_deep.as_bytes(), &LIMITS).expect("deep XML");
+            })
+            .unwrap();
+        handle.join().expect("no stack overflow");
+    }
 }

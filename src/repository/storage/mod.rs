@@ -157,6 +157,15 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        if let AnyConnection::Postgresql(c) = conn {
+            // The server's messages in English, whatever its locale: the few failures diesel
+            // names no kind for are recognised by them (see `Classify`). Setting it needs
+            // a superuser; without one the server's own locale stays (then say lc_messages
+            // = 'C' in postgresql.conf).
+            let _ = c.batch_execute(
+                "DO $$ BEGIN SET lc_messages = 'C'; EXCEPTION WHEN insufficient_privilege THEN NULL; END $$;",
+            );
+        }
         if let AnyConnection::Sqlite(c) = conn {
             // busy_timeout first: the other pragmas may wait for a lock. WAL mode itself is
             // set once, before the pool opens (it is persistent).
@@ -224,7 +233,9 @@ impl Classify for diesel::result::Error {
     fn failure(&self) -> Failure {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
         match self {
-            E::DatabaseError(K::SerializationFailure, _) => Failure::Conflict,
+            // A unique violation the code did not expect is a concurrent insert of the
+            // same row (two creates of one id): the loser retries.
+            E::DatabaseError(K::SerializationFailure | K::UniqueViolation, _) => Failure::Conflict,
             E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, _)
             | E::DatabaseError(K::ReadOnlyTransaction, _)
             | E::BrokenTransactionManager => Failure::Unavailable,

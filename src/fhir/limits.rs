@@ -471,3 +471,55 @@ mod tests {
         assert_eq!(measure(&v).depth, 2);
     }
 }
+
+#[cfg(test)]
+mod model_stack_tests {
+    use carnet_model::*;
+
+    fn deep_json(levels: usize) -> String {
+        let mut s = String::from(r#"{"resourceType":"Patient""#);
+        for _ in 1..levels {
+            s.push_str(r#","extension":[{"url":"http://x/e""#);
+        }
+        s.push_str(r#","valueString":"leaf""#);
+        for _ in 1..levels {
+            s.push_str("}]");
+        }
+        s.push('}');
+        s
+    }
+
+    const LIMITS: XmlLimits = XmlLimits {
+        max_depth: 200,
+        max_nodes: 1_000_000,
+        max_resource_nodes: 1_000_000,
+        max_attributes: 64,
+    };
+
+    /// The typed model recurses once per level: at the deepest resource Carnet stores
+    /// (60 levels), in a Bundle (+3), every conversion fits in a 2 MiB thread stack (the
+    /// default of the server's worker and blocking threads), even unoptimised.
+    #[test]
+    fn the_deepest_storable_resource_converts_on_a_default_stack() {
+        let json = deep_json(63);
+        // An XML body as deep as the pre-check lets through is parsed too.
+        let xml_deep = format!(
+            "<Patient xmlns=\"http://hl7.org/fhir\">{}{}</Patient>",
+            "<extension url=\"http://x/e\">".repeat(70),
+            "</extension>".repeat(70)
+        );
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let v = parse_json(json.as_bytes()).expect("parse");
+                let canonical = canonical_json(v.clone()).expect("canonical");
+                let text = serde_json::to_vec(&canonical).unwrap();
+                let xml = json_to_xml(&text).expect("to xml");
+                let back = parse_xml(xml.as_bytes(), &LIMITS).expect("from xml");
+                assert_eq!(back, canonical);
+                parse_xml(xml_deep.as_bytes(), &LIMITS).expect("deep XML");
+            })
+            .unwrap();
+        handle.join().expect("no stack overflow");
+    }
+}

@@ -60,6 +60,9 @@ async fn send(
     )
 }
 
+/// Request headers as (name, raw bytes).
+type Headers<'a> = Vec<(&'a str, &'a [u8])>;
+
 fn nested_xml(levels: usize, element: &str) -> Vec<u8> {
     let open = if element == "extension" {
         "<extension url=\"http://x/e\">".to_string()
@@ -298,7 +301,7 @@ async fn unreadable_preconditions_are_refused_never_ignored(backend: Backend) {
         b.to_string().into_bytes()
     };
     let json_ct: (&str, &[u8]) = ("Content-Type", FHIR_JSON.as_bytes());
-    let cases: Vec<(&str, Vec<(&str, &[u8])>)> = vec![
+    let cases: Vec<(&str, Headers)> = vec![
         ("If-Match: é", vec![json_ct, ("If-Match", "é".as_bytes())]),
         ("If-Match: latin-1", vec![json_ct, ("If-Match", b"\xe9")]),
         ("If-Match: garbage", vec![json_ct, ("If-Match", b"garbage")]),

@@ -100,6 +100,19 @@ impl Limits {
                 self.max_depth
             ));
         }
+        if self.max_bundle_entries > self.max_bundle_elements
+            || self.max_array_items > self.max_elements
+            || self.max_xml_attributes > 10_000
+            || self.max_header_bytes > 128 * 1024
+            || self.max_bundle_elements > 100_000_000
+        {
+            return Err(
+                "limits out of range: max-array-items ≤ max-elements, max-bundle-entries ≤ \
+                 max-bundle-elements ≤ 100,000,000, max-xml-attributes ≤ 10,000, \
+                 max-header-bytes ≤ 128 KiB"
+                    .into(),
+            );
+        }
         for (name, v) in [
             ("--max-elements", self.max_elements),
             ("--max-bundle-elements", self.max_bundle_elements),
@@ -518,6 +531,38 @@ mod model_stack_tests {
                 let back = parse_xml(xml.as_bytes(), &LIMITS).expect("from xml");
                 assert_eq!(back, canonical);
                 parse_xml(xml_deep.as_bytes(), &LIMITS).expect("deep XML");
+            })
+            .unwrap();
+        handle.join().expect("no stack overflow");
+    }
+
+    /// At the threshold the conversion stays on the caller's thread: that must fit in the
+    /// 2 MiB of the server's threads, unoptimised.
+    #[test]
+    fn a_resource_at_the_threshold_converts_on_the_callers_stack() {
+        // `deep_json(n)`: n objects, n - 1 arrays between them.
+        let levels = carnet_model::DEEP.div_ceil(2);
+        let json = deep_json(levels);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut containers = 0;
+        let mut cur = &v;
+        while let Some(next) = cur.get("extension").and_then(|e| e.get(0)) {
+            containers += 2;
+            cur = next;
+        }
+        assert!(containers < carnet_model::DEEP, "{containers}");
+        let handle = std::thread::Builder::new()
+            .name("two-mib".into())
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let canonical = canonical_json(v).expect("canonical");
+                let text = serde_json::to_vec(&canonical).unwrap();
+                let xml = json_to_xml(&text).expect("to xml");
+                assert_eq!(
+                    parse_xml(xml.as_bytes(), &LIMITS).expect("from xml"),
+                    canonical
+                );
+                parse_json(&text).expect("parse");
             })
             .unwrap();
         handle.join().expect("no stack overflow");

@@ -90,11 +90,20 @@ pub fn apply(doc: &Value, patch: &Value, max_elements: usize) -> Result<Value, F
         .ok_or_else(|| bad("the body must be an array of operations".into()))?;
     let mut out = doc.clone();
     let mut size = super::limits::measure(doc).elements;
-    let mut grow = |by: usize| {
-        size = size.saturating_add(by);
+    // Every value brought in counts: its elements toward max-elements, and its depth plus
+    // where it lands toward the deepest storable resource (copying a value into itself
+    // doubles its depth at each step, which would soon be too deep to clone or drop).
+    let max_depth = 2 * super::limits::STORAGE_MAX_DEPTH;
+    let mut grow = |value: &Value, at: &[String]| {
+        let m = super::limits::measure(value);
+        size = size.saturating_add(m.elements);
         if size > max_elements {
             Err(FhirError::TooCostly(format!(
                 "JSON Patch: the resource would have more than {max_elements} elements (limit max-elements)"
+            )))
+        } else if at.len() + m.depth > max_depth {
+            Err(FhirError::TooCostly(format!(
+                "JSON Patch: the resource would nest more than {max_depth} levels (limit max-depth)"
             )))
         } else {
             Ok(())
@@ -112,7 +121,7 @@ pub fn apply(doc: &Value, patch: &Value, max_elements: usize) -> Result<Value, F
         match name {
             "add" => {
                 let v = value()?;
-                grow(super::limits::measure(&v).elements)?;
+                grow(&v, &path)?;
                 add(&mut out, &path, v)?
             }
             "remove" => {
@@ -120,17 +129,24 @@ pub fn apply(doc: &Value, patch: &Value, max_elements: usize) -> Result<Value, F
             }
             "replace" => {
                 let v = value()?;
-                grow(super::limits::measure(&v).elements)?;
+                grow(&v, &path)?;
                 remove(&mut out, &path)?;
                 add(&mut out, &path, v)?;
             }
             "move" => {
                 let v = remove(&mut out, &from()?)?;
+                if path.len() + super::limits::measure(&v).depth
+                    > 2 * super::limits::STORAGE_MAX_DEPTH
+                {
+                    return Err(FhirError::TooCostly(
+                        "JSON Patch: the resource would nest too deep (limit max-depth)".into(),
+                    ));
+                }
                 add(&mut out, &path, v)?;
             }
             "copy" => {
                 let source = parent(&mut out, &from()?)?;
-                grow(super::limits::measure(source).elements)?;
+                grow(source, &path)?;
                 let v = source.clone();
                 add(&mut out, &path, v)?;
             }
@@ -220,5 +236,20 @@ mod tests {
             .collect();
         let e = apply(&doc, &json!(bomb), 100_000).unwrap_err();
         assert!(e.to_string().contains("max-elements"), "{e}");
+        // Copying a value into itself doubles its depth at each step.
+        let mut deep = vec![json!({"op": "add", "path": "/x", "value": {"x": {}}})];
+        let mut at = String::from("/x");
+        for _ in 0..16 {
+            at.push_str("/x");
+            deep.push(json!({"op": "copy", "from": "/x", "path": at.clone()}));
+        }
+        let e = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || apply(&doc, &json!(deep), 100_000).map(|_| ()))
+            .unwrap()
+            .join()
+            .expect("no stack overflow")
+            .unwrap_err();
+        assert!(e.to_string().contains("max-depth"), "{e}");
     }
 }

@@ -71,17 +71,50 @@ where
     }
 }
 
+/// Large bodies held at once, in MiB, across all requests: past it a large upload waits
+/// for others to be done, so that memory does not grow with the number of clients
+/// sending 16 MiB each (bodies under 1 MiB never wait).
+const LARGE_BODIES_MIB: u32 = 64;
+static LARGE_BODIES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(LARGE_BODIES_MIB as usize);
+
+/// A request body, holding its share of [`LARGE_BODIES`] until it is dropped.
+pub struct BodyBytes {
+    pub bytes: web::Bytes,
+    _share: Option<tokio::sync::SemaphorePermit<'static>>,
+}
+
+impl std::ops::Deref for BodyBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// Reads the request body, refusing more than `limit` bytes (413).
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<web::Bytes, FhirError> {
-    if let Some(len) = header(req, "Content-Length")?.and_then(|v| v.parse::<usize>().ok()) {
+) -> Result<BodyBytes, FhirError> {
+    let length = header(req, "Content-Length")?.and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = length {
         if len > limit {
             return Err(FhirError::PayloadTooLarge(limit));
         }
     }
+    // A body of unknown length may grow to the limit.
+    let mib = length.unwrap_or(limit).div_ceil(1024 * 1024) as u32;
+    let share = if mib > 1 {
+        Some(
+            LARGE_BODIES
+                .acquire_many(mib.min(LARGE_BODIES_MIB))
+                .await
+                .map_err(|_| FhirError::Unavailable("the server is stopping".into()))?,
+        )
+    } else {
+        None
+    };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| FhirError::BadRequest(format!("reading the body: {e}")))?;
@@ -90,7 +123,10 @@ async fn read_body(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok(BodyBytes {
+        bytes: body.freeze(),
+        _share: share,
+    })
 }
 
 /// The parsed JSON of a FHIR request body (JSON or XML by `Content-Type`), read first
@@ -98,7 +134,7 @@ async fn read_body(
 /// gets the answer instead of a connection closed under its feet).
 async fn fhir_body(
     req: &HttpRequest,
-    bytes: web::Bytes,
+    bytes: BodyBytes,
     state: &AppState,
 ) -> Result<Value, FhirError> {
     let format = body_format(header(req, "Content-Type")?.as_deref())?;

@@ -151,21 +151,15 @@ pub fn app(
         .service(
             web::scope("/auth")
                 .wrap_fn(|req, srv| {
-                    let refused = oauth::refuse_unreadable(&req);
-                    let fut = match refused {
-                        None => Some(srv.call(req)),
-                        Some(_) => None,
+                    // Answered here (still logged, still given its request id).
+                    let (call, refused) = match oauth::refuse_unreadable(&req) {
+                        Some(page) => (None, Some(req.into_response(page))),
+                        None => (Some(srv.call(req)), None),
                     };
                     async move {
-                        match (fut, refused) {
+                        match (call, refused) {
                             (Some(f), _) => f.await.map(|r| r.map_into_boxed_body()),
-                            (None, Some(page)) => {
-                                Err(actix_web::error::InternalError::from_response(
-                                    "unreadable request",
-                                    page,
-                                )
-                                .into())
-                            }
+                            (None, Some(r)) => Ok(r.map_into_boxed_body()),
                             (None, None) => unreachable!(),
                         }
                     }

@@ -277,7 +277,12 @@ async fn nul_and_invalid_utf8_never_reach_the_database(backend: Backend) {
             .await
             .unwrap();
         let status = res.status().as_u16();
-        assert!((400..500).contains(&status), "{path}: {status}");
+        let page = res.text().await.unwrap();
+        assert_eq!(status, 400, "{path}: {page}");
+        assert!(
+            page.contains("<html lang=\"fr\""),
+            "{path}: a page in French: {page}"
+        );
     }
     let res = app
         .client
@@ -359,15 +364,23 @@ async fn unreadable_preconditions_are_refused_never_ignored(backend: Backend) {
     )
     .await;
     assert_eq!(status, 304);
-    let (status, _, _) = send(
+    let (status, _, body) = send(
         &app,
-        reqwest::Method::GET,
-        &s.path,
-        &[("Prefer", b"respond-async, handling=lenient")],
-        vec![],
+        reqwest::Method::POST,
+        "Patient",
+        &[
+            json_ct,
+            ("Prefer", b"respond-async; wait=10, return=minimal"),
+        ],
+        json!({"resourceType": "Patient"}).to_string().into_bytes(),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body,
+        Value::String(String::new()),
+        "return=minimal is honoured"
+    );
     // If-None-Exist: not UTF-8, or given twice: refused, nothing created.
     let before = patients_total(&app).await;
     for headers in [

@@ -120,59 +120,73 @@ async fn postgres_restart_answers_503_then_recovers_and_loses_no_acknowledged_wr
         .await;
     let pid = p["id"].as_str().unwrap().to_string();
 
-    // A client writing and reading without pause while the database restarts.
-    let client = app.client.clone();
-    let base = app.base.clone();
+    // Four clients writing and reading without pause while the database restarts (so that
+    // requests are in flight when the connections are terminated).
     let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let flag = running.clone();
-    let load = actix_web::rt::spawn(async move {
-        let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
-        let mut acknowledged = Vec::new();
-        let mut no_retry_after = 0;
-        let mut i = 0;
-        while flag.load(std::sync::atomic::Ordering::Relaxed) {
-            i += 1;
-            let res = if i % 2 == 0 {
-                client
-                    .post(format!("{base}/Immunization"))
-                    .header("Content-Type", FHIR_JSON)
-                    .body(
-                        json!({"resourceType": "Immunization", "status": "completed",
-                            "vaccineCode": {"text": format!("dose {i}")},
-                            "patient": {"reference": format!("Patient/{pid}")},
-                            "occurrenceDateTime": "2026-01-01"})
-                        .to_string(),
-                    )
-                    .send()
-                    .await
-            } else {
-                client.get(format!("{base}/Patient/{pid}")).send().await
-            };
-            let Ok(res) = res else { continue };
-            let status = res.status().as_u16();
-            if status == 503 && res.headers().get("retry-after").is_none() {
-                no_retry_after += 1;
-            }
-            *statuses.entry(status).or_default() += 1;
-            if status == 201 {
-                let v: serde_json::Value = res.json().await.unwrap_or_default();
-                if let Some(id) = v["id"].as_str() {
-                    acknowledged.push(id.to_string());
+    let mut loads = Vec::new();
+    for worker in 0..4 {
+        let client = app.client.clone();
+        let base = app.base.clone();
+        let pid = pid.clone();
+        let flag = running.clone();
+        loads.push(actix_web::rt::spawn(async move {
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            let mut acknowledged = Vec::new();
+            let mut no_retry_after = 0;
+            let mut i = 0;
+            while flag.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let res = if (i + worker) % 2 == 0 {
+                    client
+                        .post(format!("{base}/Immunization"))
+                        .header("Content-Type", FHIR_JSON)
+                        .body(
+                            json!({"resourceType": "Immunization", "status": "completed",
+                                "vaccineCode": {"text": format!("dose {worker}-{i}")},
+                                "patient": {"reference": format!("Patient/{pid}")},
+                                "occurrenceDateTime": "2026-01-01"})
+                            .to_string(),
+                        )
+                        .send()
+                        .await
+                } else {
+                    client.get(format!("{base}/Patient/{pid}")).send().await
+                };
+                let Ok(res) = res else { continue };
+                let status = res.status().as_u16();
+                if status == 503 && res.headers().get("retry-after").is_none() {
+                    no_retry_after += 1;
+                }
+                *statuses.entry(status).or_default() += 1;
+                if status == 201 {
+                    let v: serde_json::Value = res.json().await.unwrap_or_default();
+                    if let Some(id) = v["id"].as_str() {
+                        acknowledged.push(id.to_string());
+                    }
                 }
             }
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        (statuses, acknowledged, no_retry_after)
-    });
+            (statuses, acknowledged, no_retry_after)
+        }));
+    }
+    // pg_ctl blocks: run it beside the runtime, so that the clients keep going meanwhile.
+    let cluster = std::sync::Arc::new(cluster);
+    let ctl = |args: &'static [&'static str]| {
+        let c = cluster.clone();
+        actix_web::rt::task::spawn_blocking(move || c.pg_ctl(args))
+    };
     actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
     // A fast restart (connections terminated by the administrator), then down for a moment.
-    cluster
-        .pg_ctl(&["restart", "-m", "fast", "-w"])
+    ctl(&["restart", "-m", "fast", "-w"])
+        .await
+        .unwrap()
         .expect("restart");
     actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
-    cluster.pg_ctl(&["stop", "-m", "fast", "-w"]).expect("stop");
+    ctl(&["stop", "-m", "fast", "-w"])
+        .await
+        .unwrap()
+        .expect("stop");
     actix_web::rt::time::sleep(std::time::Duration::from_millis(1500)).await;
-    cluster.pg_ctl(&["start", "-w"]).expect("start");
+    ctl(&["start", "-w"]).await.unwrap().expect("start");
     // Recovered by itself: the next reads succeed (within a few seconds).
     let mut recovered = false;
     for _ in 0..100 {
@@ -188,7 +202,17 @@ async fn postgres_restart_answers_503_then_recovers_and_loses_no_acknowledged_wr
         actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     running.store(false, std::sync::atomic::Ordering::Relaxed);
-    let (statuses, acknowledged, no_retry_after) = load.await.unwrap();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut acknowledged = Vec::new();
+    let mut no_retry_after = 0;
+    for load in loads {
+        let (s, a, n) = load.await.unwrap();
+        for (k, v) in s {
+            *statuses.entry(k).or_default() += v;
+        }
+        acknowledged.extend(a);
+        no_retry_after += n;
+    }
     eprintln!("during the restart: {statuses:?}");
     assert!(recovered, "Carnet recovers once PostgreSQL is back");
     assert!(

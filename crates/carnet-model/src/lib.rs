@@ -41,25 +41,55 @@ fn err(e: impl std::fmt::Display) -> ModelError {
     }
 }
 
-/// The typed model recurses once per level with large frames (tens of KiB per level in
-/// an unoptimised build): a deep resource is converted on a thread of its own with a
-/// stack sized for the deepest input the limits allow. Shallow ones (all real resources)
-/// stay on the caller's thread.
-const DEEP: usize = 12;
-const DEEP_STACK: usize = 256 * 1024 * 1024;
+/// The typed model recurses once per level with large frames (up to ~30 KiB per level
+/// in an unoptimised build): a deep input is converted on a thread of its own with a stack
+/// sized for the deepest one the limits allow (reserved, not committed). Inputs up to
+/// [`DEEP`] containers (every real resource: the R4 examples nest 14 at most) stay on the
+/// caller's thread, whose 2 MiB hold them. At most [`DEEP_THREADS`] such threads run at
+/// once; further deep inputs wait their turn.
+pub const DEEP: usize = 24;
+const DEEP_STACK: usize = 64 * 1024 * 1024;
+const DEEP_THREADS: usize = 4;
 
-fn on_stack_for<T: Send>(depth: usize, f: impl FnOnce() -> T + Send) -> T {
+static DEEP_RUNNING: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static DEEP_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+fn on_stack_for<T: Send, E: From<ModelError> + Send>(
+    depth: usize,
+    f: impl FnOnce() -> Result<T, E> + Send,
+) -> Result<T, E> {
     if depth <= DEEP {
         return f();
     }
+    {
+        let mut running = DEEP_RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        while *running >= DEEP_THREADS {
+            running = DEEP_FREED.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+        *running += 1;
+    }
+    // The slot is given back however the conversion ends (a panic included).
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            *DEEP_RUNNING.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+            DEEP_FREED.notify_one();
+        }
+    }
+    let _slot = Slot;
     std::thread::scope(|scope| {
-        std::thread::Builder::new()
+        match std::thread::Builder::new()
             .name("carnet-model-deep".into())
             .stack_size(DEEP_STACK)
             .spawn_scoped(scope, f)
-            .expect("a thread for a deep resource")
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(e) => Err(E::from(err(format!(
+                "no thread could be started for a deeply nested resource: {e}"
+            )))),
+        }
     })
 }
 
@@ -206,7 +236,7 @@ fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<usize, XmlError
         let attributes = e
             .attributes()
             .with_checks(false)
-            .take(limits.max_attributes + 1)
+            .take(limits.max_attributes.saturating_add(1))
             .count();
         if attributes > limits.max_attributes {
             return Err(XmlError::Limit(
@@ -274,7 +304,7 @@ fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<usize, XmlError
 #[inline(never)]
 pub fn parse_xml(bytes: &[u8], limits: &XmlLimits) -> Result<serde_json::Value, XmlError> {
     let depth = check_well_formed(bytes, limits)?;
-    on_stack_for(depth, || {
+    on_stack_for(2 * depth, || {
         let resource: Resource = fhirbolt::xml::from_slice(bytes, strict()).map_err(err)?;
         Ok(to_value(resource)?)
     })

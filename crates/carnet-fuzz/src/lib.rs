@@ -612,10 +612,23 @@ impl Generator {
                 o
             })
             .collect();
-        let v = if self.rng.chance(10) {
-            self.nasty_value(0)
-        } else {
-            json!(ops)
+        let v = match self.rng.below(12) {
+            0 => self.nasty_value(0),
+            // A value copied into itself again and again: depth doubles at each step.
+            1 => {
+                let mut chain = vec![json!({"op": "add", "path": "/x", "value": {"x": {}}})];
+                let mut at = String::from("/x");
+                for _ in 0..self.rng.below(20) {
+                    at.push_str("/x");
+                    chain.push(json!({"op": "copy", "from": "/x", "path": at.clone()}));
+                }
+                json!(chain)
+            }
+            // The whole document copied beside itself: size doubles at each step.
+            2 => json!((0..self.rng.below(40))
+                .map(|i| json!({"op": "copy", "from": "", "path": format!("/x{i}")}))
+                .collect::<Vec<_>>()),
+            _ => json!(ops),
         };
         let b = serde_json::to_vec(&v).unwrap_or_default();
         if self.rng.chance(5) {

@@ -17,7 +17,7 @@
 use carnet_fuzz::{Case, Generator, HttpClient, Sent};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -121,6 +121,7 @@ struct Server {
 fn start_server(args: &Args, data: &Path) -> Server {
     let port = free_port();
     let log = std::fs::File::create(data.join("server.log")).expect("server log");
+    let log_out = log.try_clone().expect("server log");
     let mut cmd = Command::new(&args.carnet);
     cmd.arg("serve")
         .arg("--dev")
@@ -129,7 +130,7 @@ fn start_server(args: &Args, data: &Path) -> Server {
         .arg("--data-dir")
         .arg(data)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(log_out)
         .stderr(log);
     if let Some(url) = &args.database_url {
         cmd.arg("--database-url").arg(url);
@@ -182,6 +183,26 @@ fn get_body(base: &str, token: &str, path: &str) -> Option<Vec<u8>> {
     s.read_to_end(&mut all).ok()?;
     let split = all.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     Some(all[split..].to_vec())
+}
+
+/// Findings, each written to its own file as soon as it is found (a run stopped early
+/// keeps what it found).
+struct Findings {
+    dir: PathBuf,
+    seed: u64,
+    all: Mutex<Vec<String>>,
+}
+
+impl Findings {
+    fn push(&self, text: String) {
+        let mut all = self.all.lock().unwrap();
+        let _ = std::fs::write(
+            self.dir
+                .join(format!("finding-{}-{}.txt", self.seed, all.len())),
+            &text,
+        );
+        all.push(text);
+    }
 }
 
 fn main() {
@@ -248,13 +269,19 @@ fn main() {
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let errors5xx = Arc::new(AtomicU64::new(0));
+    let busy = Arc::new(AtomicU64::new(0));
     let dropped = Arc::new(AtomicU64::new(0));
     let by_class = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
     let crashed = Arc::new(AtomicBool::new(false));
-    let findings = Arc::new(Mutex::new(Vec::<String>::new()));
+    let findings = Arc::new(Findings {
+        dir: args.findings.clone(),
+        seed: args.seed,
+        all: Mutex::new(Vec::new()),
+    });
     let started = Instant::now();
     let mut handles = Vec::new();
     for t in 0..args.threads {
+        let busy = busy.clone();
         let (next, done, errors5xx, dropped, by_class, crashed, findings) = (
             next.clone(),
             done.clone(),
@@ -292,9 +319,12 @@ fn main() {
                 match &sent {
                     Sent::Status(s, _) => {
                         *by_class.lock().unwrap().entry(s / 100 * 100).or_default() += 1;
-                        if *s >= 500 {
+                        if *s == 503 {
+                            // The database said it is busy: an honest answer, counted apart.
+                            busy.fetch_add(1, Ordering::Relaxed);
+                        } else if *s >= 500 {
                             errors5xx.fetch_add(1, Ordering::Relaxed);
-                            findings.lock().unwrap().push(format!(
+                            findings.push(format!(
                                 "5xx ({s}) case {n} of thread {t}:\n{}",
                                 case.describe(2000)
                             ));
@@ -305,7 +335,7 @@ fn main() {
                     }
                     Sent::Failed(e) => {
                         dropped.fetch_add(1, Ordering::Relaxed);
-                        findings.lock().unwrap().push(format!(
+                        findings.push(format!(
                             "no answer ({e}) case {n} of thread {t}:\n{}",
                             case.describe(2000)
                         ));
@@ -316,7 +346,7 @@ fn main() {
                     }
                 }
                 if took > Duration::from_secs(10) {
-                    findings.lock().unwrap().push(format!(
+                    findings.push(format!(
                         "slow ({:.1} s) case {n} of thread {t}:\n{}",
                         took.as_secs_f64(),
                         case.describe(500)
@@ -332,10 +362,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
         if let Ok(Some(status)) = server.child.try_wait() {
             crashed.store(true, Ordering::Relaxed);
-            findings
-                .lock()
-                .unwrap()
-                .push(format!("CRASH: the server exited ({status})"));
+            findings.push(format!("CRASH: the server exited ({status})"));
             break;
         }
         let (rss, hwm) = rss_kib(pid);
@@ -364,21 +391,12 @@ fn main() {
         for (path, before) in &sentinels {
             if get_body(&server.base, &server.token, path).as_deref() != Some(before.as_slice()) {
                 changed += 1;
-                findings
-                    .lock()
-                    .unwrap()
-                    .push(format!("sentinel {path} changed or unreadable"));
+                findings.push(format!("sentinel {path} changed or unreadable"));
             }
         }
     }
     let d = done.load(Ordering::Relaxed);
-    let found = findings.lock().unwrap().clone();
-    for (i, f) in found.iter().enumerate() {
-        let _ = std::fs::write(
-            args.findings.join(format!("finding-{}-{i}.txt", args.seed)),
-            f,
-        );
-    }
+    let found = findings.all.lock().unwrap().clone();
     println!(
         "carnet-fuzz: {d} cases in {:.0} s ({:.0}/s), statuses {:?}",
         started.elapsed().as_secs_f64(),
@@ -386,8 +404,9 @@ fn main() {
         by_class.lock().unwrap()
     );
     println!(
-        "5xx: {}, dropped connections: {}, crashes: {}, sentinels changed: {changed}/{}, server RSS {} MiB at the end, peak {} MiB",
+        "5xx: {} (and {} 503 busy), dropped connections: {}, crashes: {}, sentinels changed: {changed}/{}, server RSS {} MiB at the end, peak {} MiB",
         errors5xx.load(Ordering::Relaxed),
+        busy.load(Ordering::Relaxed),
         dropped.load(Ordering::Relaxed),
         if alive { 0 } else { 1 },
         sentinels.len(),

@@ -489,17 +489,10 @@ mod tests {
 mod model_stack_tests {
     use carnet_model::*;
 
+    /// A Patient of `levels` objects (the fuzz crate's deep body has one more than the
+    /// extensions it nests).
     fn deep_json(levels: usize) -> String {
-        let mut s = String::from(r#"{"resourceType":"Patient""#);
-        for _ in 1..levels {
-            s.push_str(r#","extension":[{"url":"http://x/e""#);
-        }
-        s.push_str(r#","valueString":"leaf""#);
-        for _ in 1..levels {
-            s.push_str("}]");
-        }
-        s.push('}');
-        s
+        String::from_utf8(carnet_fuzz::deep_json(levels - 1)).unwrap()
     }
 
     const LIMITS: XmlLimits = XmlLimits {
@@ -509,9 +502,10 @@ mod model_stack_tests {
         max_attributes: 64,
     };
 
-    /// The typed model recurses once per level: at the deepest resource Carnet stores
-    /// (60 levels), in a Bundle (+3), every conversion fits in a 2 MiB thread stack (the
-    /// default of the server's worker and blocking threads), even unoptimised.
+    /// The typed model recurses once per level: the deepest resource Carnet stores (60
+    /// levels, in a Bundle +3) and the deepest XML the pre-check lets through convert from
+    /// a caller with a 2 MiB stack (the server's threads), even unoptimised — on the
+    /// model's big-stack thread, since they are past its threshold.
     #[test]
     fn the_deepest_storable_resource_converts_on_a_default_stack() {
         let json = deep_json(63);

@@ -740,6 +740,17 @@ async fn execute_search(
     Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
 }
 
+/// The types of a `_type` value, each once, in the order first named (a repeated type is
+/// searched once, not once per repetition).
+fn distinct_types(value: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    value
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
 /// `GET /?_type=A,B&…`: a search over several types (all of them without `_type`); every
 /// parameter must be defined for every type searched.
 async fn system_search(
@@ -754,14 +765,10 @@ async fn system_search(
         ));
     }
     let types: Vec<String> = match pairs.iter().find(|(k, _)| k == "_type") {
-        // Each type once, in the order first named: a repeated type is searched once.
-        Some((_, v)) => {
-            let mut seen = std::collections::HashSet::new();
-            v.split(',')
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty() && seen.insert(t.clone()))
-                .collect()
-        }
+        Some((_, v)) => distinct_types(v)
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect(),
         None => crate::fhir::resource_types::SUPPORTED
             .iter()
             .map(|t| t.to_string())
@@ -908,15 +915,7 @@ async fn everything(
                 })?;
                 since = Some(v)
             }
-            "_type" => {
-                let mut seen = std::collections::HashSet::new();
-                only = Some(
-                    v.split(',')
-                        .map(|t| t.trim().to_string())
-                        .filter(|t| seen.insert(t.clone()))
-                        .collect(),
-                )
-            }
+            "_type" => only = Some(distinct_types(&v)),
             "_format" | "_pretty" => {}
             other => {
                 return Err(FhirError::BadRequest(format!(

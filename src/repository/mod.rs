@@ -946,7 +946,7 @@ impl Repository {
 
     /// The resources `_include` and `_revinclude` bring in for `matches` (each through the
     /// access point); with `:iterate`, also for what was included, three levels at most;
-    /// at most `max-included` candidates in all (then `true`: the page says it is cut).
+    /// at most `max-included` of them (then `true`: the page says it may be cut).
     fn includes(
         &self,
         conn: &mut AnyConnection,
@@ -959,8 +959,11 @@ impl Repository {
         if req.includes.is_empty() && req.revincludes.is_empty() {
             return Ok((Vec::new(), false));
         }
-        let mut truncated = false;
-        let mut budget = self.limits.max_included;
+        // At most `cap` resources come in; at most ten times that many candidates are
+        // decided (the cost bound when most of them are hidden from the requester).
+        let cap = self.limits.max_included;
+        let cost_cap = cap.saturating_mul(10);
+        let mut decided = 0usize;
         let mut seen: HashSet<(String, String)> = matches
             .iter()
             .map(|m| (m.resource_type.clone(), m.id.clone()))
@@ -1008,32 +1011,38 @@ impl Repository {
                 }
             }
             let mut next = Vec::new();
-            for (t, mut ids) in wanted {
+            'types: for (t, mut ids) in wanted {
                 ids.retain(|id| !seen.contains(&(t.clone(), id.clone())));
                 ids.sort();
                 ids.dedup();
-                if ids.len() > budget {
-                    truncated = true;
-                    ids.truncate(budget);
-                }
-                budget -= ids.len();
-                let rows: Vec<StoredResource> = storage::search::current_rows(conn, &t, &ids)?
-                    .into_iter()
-                    .filter(|r| !r.deleted)
-                    .map(from_current)
-                    .collect();
-                for v in self.decide_reads(conn, ctx, Interaction::Search, rows, facts)? {
-                    if seen.insert((v.resource_type.clone(), v.id.clone())) {
-                        next.push((v.resource_type.clone(), v.id.clone()));
-                        included.push(v);
+                for chunk in ids.chunks(64) {
+                    if included.len() >= cap || decided >= cost_cap {
+                        break 'types;
+                    }
+                    decided += chunk.len();
+                    let rows: Vec<StoredResource> = storage::search::current_rows(conn, &t, chunk)?
+                        .into_iter()
+                        .filter(|r| !r.deleted)
+                        .map(from_current)
+                        .collect();
+                    for v in self.decide_reads(conn, ctx, Interaction::Search, rows, facts)? {
+                        if included.len() < cap
+                            && seen.insert((v.resource_type.clone(), v.id.clone()))
+                        {
+                            next.push((v.resource_type.clone(), v.id.clone()));
+                            included.push(v);
+                        }
                     }
                 }
             }
-            if next.is_empty() || budget == 0 {
+            if next.is_empty() || included.len() >= cap || decided >= cost_cap {
                 break;
             }
             frontier = next;
         }
+        // Said from what the requester may see only (a full page of includes), never from
+        // how many candidates there were: hidden ones must not show, even as a count.
+        let truncated = included.len() >= cap;
         Ok((included, truncated))
     }
 }

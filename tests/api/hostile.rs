@@ -564,7 +564,45 @@ async fn every_error_is_an_outcome_or_a_page(backend: Backend) {
     assert_eq!(res.status(), 405);
 }
 
+async fn include_fan_out_is_bounded_and_says_so(backend: Backend) {
+    let app = spawn_with(backend, |a| a.limits.max_included = 3).await;
+    let p = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Vaccinée"}]}))
+        .await;
+    let pid = p["id"].as_str().unwrap().to_string();
+    for i in 0..5 {
+        app.create(
+            &json!({"resourceType": "Immunization", "status": "completed",
+            "vaccineCode": {"text": format!("dose {i}")},
+            "patient": {"reference": format!("Patient/{pid}")},
+            "occurrenceDateTime": "2026-01-01"}),
+        )
+        .await;
+    }
+    let (status, b) = app
+        .get_json(&format!(
+            "Patient?_id={pid}&_revinclude=Immunization:patient"
+        ))
+        .await;
+    assert_eq!(status, 200, "{b}");
+    let entries = b["entry"].as_array().unwrap();
+    let mode = |m: &str| entries.iter().filter(|e| e["search"]["mode"] == m).count();
+    assert_eq!((mode("match"), mode("include")), (1, 3), "{b}");
+    assert!(
+        b.to_string().contains("max-included"),
+        "the page says it is cut: {b}"
+    );
+    // Under the limit: everything, and no warning.
+    let (_, b) = app
+        .get_json(&format!(
+            "Immunization?patient={pid}&_count=1&_include=Immunization:patient"
+        ))
+        .await;
+    assert!(!b.to_string().contains("max-included"), "{b}");
+}
+
 both_backends!(
+    include_fan_out_is_bounded_and_says_so,
     nested_xml_is_refused_before_parsing_and_the_server_lives,
     a_resource_at_the_depth_limit_reads_back_on_every_path,
     repeated_types_are_searched_once,

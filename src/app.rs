@@ -112,13 +112,13 @@ impl Application {
                 limits,
             },
             started_at: instant::format_us(instant::now_us()),
+            endpoints,
         });
         let registry = state.clone();
 
         let auth = web::Data::new(crate::auth::Authenticator {
             tokens: crate::auth::token::TokenService::new(key, dev_key)
                 .with_retired(crate::auth::keys::load_retired(&args.data_dir)?),
-            endpoints,
             // Fails closed: a registry that cannot be read stops the tokens.
             grant_active: Box::new(move |grant_id| registry.repo.grant_active(grant_id)),
         });

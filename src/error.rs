@@ -53,6 +53,10 @@ pub enum FhirError {
     MethodNotAllowed(String),
     #[error("{0}")]
     NotImplemented(String),
+    /// No acceptable credentials (401 with a Bearer challenge; `invalid_token` when a token
+    /// was given but refused).
+    #[error("{message}")]
+    Unauthorized { message: String, token_given: bool },
     #[error("{0}")]
     Forbidden(String),
     /// The access token's scopes do not cover the interaction (403 with a Bearer
@@ -84,6 +88,7 @@ impl FhirError {
             FhirError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             FhirError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             FhirError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            FhirError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             FhirError::Forbidden(_) | FhirError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             FhirError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             FhirError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -101,10 +106,33 @@ impl FhirError {
             FhirError::UnsupportedMediaType(_) | FhirError::NotAcceptable(_) => "not-supported",
             FhirError::PayloadTooLarge(_) | FhirError::TooCostly(_) => "too-costly",
             FhirError::MethodNotAllowed(_) => "not-supported",
+            FhirError::Unauthorized { .. } => "login",
             FhirError::Forbidden(_) | FhirError::InsufficientScope(_) => "forbidden",
             FhirError::Unavailable(_) => "transient",
             FhirError::Internal(_) => "exception",
         }
+    }
+
+    /// The `WWW-Authenticate` challenge that goes with this error, if any (RFC 6750).
+    pub fn challenge(&self) -> Option<String> {
+        match self {
+            FhirError::Unauthorized {
+                token_given: false, ..
+            } => Some(r#"Bearer realm="carnet""#.to_string()),
+            FhirError::Unauthorized { message, .. } => Some(format!(
+                r#"Bearer realm="carnet", error="invalid_token", error_description="{}""#,
+                message.replace('"', "'")
+            )),
+            FhirError::InsufficientScope(_) => {
+                Some(r#"Bearer realm="carnet", error="insufficient_scope""#.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// What a resource the requester may not see answers: exactly what an absent one does.
+    pub fn hidden(resource_type: &str, id: &str) -> FhirError {
+        FhirError::NotFound(format!("{resource_type}/{id} is not known"))
     }
 
     /// The OperationOutcome that tells the client what went wrong.

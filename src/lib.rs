@@ -18,3 +18,4 @@ pub mod http;
 pub mod identity;
 pub mod oauth;
 pub mod repository;
+pub mod resource;

@@ -6,7 +6,7 @@
 //! it into [`Facts`], and the decision reads only from there.
 
 use crate::consent::{Basis, PatientRules};
-use crate::repository::StoredResource;
+use crate::resource::StoredResource;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -27,7 +27,7 @@ use crate::consent::{self, Decision, Matrix, Subject, Viewer};
 use crate::error::FhirError;
 use crate::fhir::compartment;
 use crate::fhir::search_query::{Clause, Kind, SearchRequest};
-use crate::repository::StoredResource;
+use crate::resource::StoredResource;
 use serde_json::Value;
 
 /// Types that describe the care directory, not a patient: readable in a patient's context.

@@ -13,12 +13,11 @@ pub mod keys;
 pub mod scopes;
 pub mod token;
 
-use actix_web::{dev::Payload, http::StatusCode, FromRequest, HttpMessage, HttpRequest};
-use actix_web::{HttpResponse, ResponseError};
-
 pub use scopes::{Permission, Scopes};
 use serde_json::Value;
 use token::{Claims, TokenError, TokenService};
+
+use crate::error::FhirError;
 
 /// Who is behind a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,10 +29,6 @@ pub enum Actor {
     /// A backend service (hospital information system), by client id.
     System(String),
 }
-
-/// The request id given to every request (echoed as `X-Request-Id`).
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Who is asking, with which grants: built here, and only here, for every request.
 /// There is deliberately no `Default` and no public constructor.
@@ -132,8 +127,14 @@ impl RequestContext {
             "scope": self.scopes.to_string(), "patient": self.patient, "grant": self.grant})
     }
 
-    /// The context a Subscription's notifications are judged in: its owner's, at `now_us`.
-    pub fn of_owner(owner: &Value, request_id: &str, now_us: i64) -> Option<RequestContext> {
+    /// The context a Subscription's notifications are judged in: its owner's (as
+    /// [`Self::owner`] recorded it when the Subscription was written), at `now_us`. Only the
+    /// subscription delivery asks for one; the grant it names is checked by the caller.
+    pub(crate) fn of_subscription_owner(
+        owner: &Value,
+        request_id: &str,
+        now_us: i64,
+    ) -> Option<RequestContext> {
         let text = |k: &str| owner.get(k).and_then(Value::as_str).map(str::to_string);
         let claims = Claims {
             iss: String::new(),
@@ -238,17 +239,54 @@ fn purpose_of(claims: &Claims) -> crate::consent::Purpose {
     }
 }
 
-/// What checks the bearer token of each request (registered as app data).
+/// Carnet's own work that reads or writes the record outside any request (a job, the
+/// login linking): each has a fixed, narrow grant, and its accesses are traced as
+/// `client/carnet` like any backend service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Finding the Patient or Practitioner a person logging in upstream is (by the
+    /// identifier their provider vouches for).
+    LoginLinking,
+}
+
+impl Service {
+    fn scope(self) -> &'static str {
+        match self {
+            Service::LoginLinking => "system/Patient.rs system/Practitioner.rs",
+        }
+    }
+}
+
+impl RequestContext {
+    /// The context of one of Carnet's own services, at the current time.
+    pub(crate) fn service(service: Service, request_id: &str) -> RequestContext {
+        RequestContext {
+            actor: Actor::System(SERVICE_CLIENT.to_string()),
+            client_id: SERVICE_CLIENT.to_string(),
+            scopes: Scopes::parse(service.scope()),
+            patient: None,
+            purpose: crate::consent::Purpose::Normal,
+            now_us: crate::fhir::instant::now_us(),
+            request_id: request_id.to_string(),
+            first_party: false,
+            grant: None,
+        }
+    }
+}
+
+/// The client id Carnet's own services act as.
+pub const SERVICE_CLIENT: &str = "carnet";
+
+/// What checks the bearer token of each request.
 pub struct Authenticator {
     pub tokens: TokenService,
-    /// Where the authorization server's endpoints are.
-    pub endpoints: crate::oauth::Endpoints,
     /// Whether a token's grant still stands (not revoked, its client registered and not
     /// suspended): asked on every request, so that revocation and suspension act at once.
     pub grant_active: Box<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
-/// A request without acceptable credentials: 401 with `WWW-Authenticate`, or 403.
+/// A request without acceptable credentials: 401 with `WWW-Authenticate`, or 403. Rendered
+/// as every other error, through [`FhirError`].
 #[derive(Debug, thiserror::Error)]
 pub enum AuthFailure {
     #[error("this request needs an access token (Authorization: Bearer …)")]
@@ -259,64 +297,32 @@ pub enum AuthFailure {
     Forbidden(String),
 }
 
-impl ResponseError for AuthFailure {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            AuthFailure::Forbidden(_) => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
+impl From<AuthFailure> for FhirError {
+    fn from(f: AuthFailure) -> FhirError {
+        match f {
+            AuthFailure::Missing => FhirError::Unauthorized {
+                message: f.to_string(),
+                token_given: false,
+            },
+            AuthFailure::Unauthorized(e) => FhirError::Unauthorized {
+                message: e.to_string(),
+                token_given: true,
+            },
+            AuthFailure::Forbidden(why) => FhirError::InsufficientScope(why),
         }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let challenge = match self {
-            AuthFailure::Missing => r#"Bearer realm="carnet""#.to_string(),
-            AuthFailure::Unauthorized(e) => format!(
-                r#"Bearer realm="carnet", error="invalid_token", error_description="{}""#,
-                e.to_string().replace('"', "'")
-            ),
-            AuthFailure::Forbidden(_) => {
-                r#"Bearer realm="carnet", error="insufficient_scope""#.to_string()
-            }
-        };
-        let code = match self {
-            AuthFailure::Forbidden(_) => "forbidden",
-            _ => "login",
-        };
-        let outcome = serde_json::json!({"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": code, "diagnostics": self.to_string()}]});
-        HttpResponse::build(self.status_code())
-            .insert_header(("WWW-Authenticate", challenge))
-            .content_type("application/fhir+json")
-            .body(outcome.to_string())
     }
 }
 
-/// Checks the bearer token itself (signature, issuer, audience, expiry): no database.
-/// Returns the claims and the authenticator (for the grant check that follows).
-fn verify_bearer(
-    req: &HttpRequest,
-) -> Result<(Claims, actix_web::web::Data<Authenticator>), AuthFailure> {
-    let auth = req
-        .app_data::<actix_web::web::Data<Authenticator>>()
-        .expect("Authenticator is registered with the app")
-        .clone();
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(AuthFailure::Missing)?;
-    // The scheme is case-insensitive (RFC 7235).
-    let token = header
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .filter(|t| !t.is_empty())
-        .ok_or(AuthFailure::Missing)?;
-    let claims = auth
-        .tokens
-        .verify(token)
-        .map_err(AuthFailure::Unauthorized)?;
-    Ok((claims, auth))
+/// A bearer token whose signature, issuer, audience and expiry were checked (no database
+/// yet): [`Authenticator::context`] makes the request context of it.
+pub struct Verified(Claims);
+
+impl Verified {
+    /// The grant to look up before the token is accepted (None for development tokens,
+    /// which exist only with `--dev`).
+    pub fn grant(&self) -> Option<&str> {
+        self.0.grant.as_deref()
+    }
 }
 
 fn revoked() -> AuthFailure {
@@ -325,44 +331,51 @@ fn revoked() -> AuthFailure {
     ))
 }
 
-impl FromRequest for RequestContext {
-    type Error = AuthFailure;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+impl Authenticator {
+    /// Checks the `Authorization` header's bearer token itself: no database.
+    pub fn verify(&self, authorization: Option<&str>) -> Result<Verified, AuthFailure> {
+        let header = authorization.ok_or(AuthFailure::Missing)?;
+        // The scheme is case-insensitive (RFC 7235).
+        let token = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthFailure::Missing)?;
+        let claims = self
+            .tokens
+            .verify(token)
+            .map_err(AuthFailure::Unauthorized)?;
+        if !claims.dev && claims.grant.is_none() {
+            return Err(revoked());
+        }
+        Ok(Verified(claims))
+    }
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        let verified = verify_bearer(req);
-        // Tests move the clock with a development token (an INVISIBLE_PATIENT document
-        // appears a month after filing); real tokens never can.
-        let clock = req
-            .headers()
-            .get("X-Carnet-Now")
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::fhir::instant::parse_us);
-        Box::pin(async move {
-            let (claims, auth) = verified?;
-            // Development tokens name no grant (and exist only with --dev). Any other token's
-            // grant is looked up on every request (revocation and suspension act at once),
-            // on the blocking pool: it is a database query.
-            if !claims.dev {
-                let grant = claims.grant.clone().ok_or_else(revoked)?;
-                let active = actix_web::web::block(move || (auth.grant_active)(&grant))
-                    .await
-                    .unwrap_or(false);
-                if !active {
-                    return Err(revoked());
-                }
-            }
-            let now = match clock {
-                Some(t) if claims.dev => t,
-                _ => crate::fhir::instant::now_us(),
-            };
-            RequestContext::from_claims(claims, request_id, now)
-        })
+    /// Whether the token's grant still stands (a database query: call it off the async
+    /// workers). Development tokens name no grant.
+    pub fn check_grant(&self, verified: &Verified) -> Result<(), AuthFailure> {
+        match verified.grant() {
+            Some(grant) if !(self.grant_active)(grant) => Err(revoked()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The request context of a verified token whose grant was checked. `clock` (the
+    /// `X-Carnet-Now` header) moves the request's clock for development tokens only (tests
+    /// see an INVISIBLE_PATIENT document appear a month after filing); real tokens never can.
+    pub fn context(
+        &self,
+        verified: Verified,
+        request_id: String,
+        clock: Option<i64>,
+    ) -> Result<RequestContext, AuthFailure> {
+        let claims = verified.0;
+        let now = match clock {
+            Some(t) if claims.dev => t,
+            _ => crate::fhir::instant::now_us(),
+        };
+        RequestContext::from_claims(claims, request_id, now)
     }
 }
 

@@ -2,7 +2,6 @@
 //! serves, validation against the official definitions, wire formats, instants, references
 //! and the CapabilityStatement.
 
-pub mod capability;
 pub mod compartment;
 pub mod definitions;
 pub mod fhirpath;

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::AppState;
+use super::state::AppState;
 use crate::auth::Authenticator;
 use crate::oauth::authorize::{self, BrowserAnswer};
 use crate::oauth::{self, OAuthError, TokenForm};
@@ -15,7 +15,7 @@ pub async fn token(
     body: web::Bytes,
 ) -> HttpResponse {
     form_endpoint(body, move |form| {
-        oauth::token(&state.repo, &auth.tokens, &auth.endpoints, &form)
+        oauth::token(&state.repo, &auth.tokens, &state.endpoints, &form)
     })
     .await
 }
@@ -59,13 +59,13 @@ pub async fn jwks(auth: web::Data<Authenticator>) -> HttpResponse {
 }
 
 /// `GET [base]/.well-known/smart-configuration`.
-pub async fn smart_configuration(auth: web::Data<Authenticator>) -> HttpResponse {
-    HttpResponse::Ok().json(oauth::smart_configuration(&auth.endpoints))
+pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(oauth::smart_configuration(&state.endpoints))
 }
 
 /// `GET /auth/.well-known/openid-configuration`.
-pub async fn openid_configuration(auth: web::Data<Authenticator>) -> HttpResponse {
-    HttpResponse::Ok().json(oauth::openid_configuration(&auth.endpoints))
+pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(oauth::openid_configuration(&state.endpoints))
 }
 
 /// The configured upstream identity providers (none when no identity file is given).
@@ -141,8 +141,8 @@ fn browser(
     }
 }
 
-fn secure(auth: &Authenticator) -> bool {
-    auth.endpoints.origin.starts_with("https://")
+fn secure(state: &AppState) -> bool {
+    state.endpoints.origin.starts_with("https://")
 }
 
 /// Whether a form body or query string holds, once percent-decoded, a control character
@@ -225,17 +225,21 @@ pub fn query_error(
 pub async fn authorize(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: web::Data<Authenticator>,
     upstreams: web::Data<Upstreams>,
     query: web::Query<authorize::AuthorizeQuery>,
 ) -> HttpResponse {
-    let (auth2, upstreams2) = (auth.clone(), upstreams.clone());
+    let (state2, upstreams2) = (state.clone(), upstreams.clone());
     let answer = web::block(move || {
-        authorize::start(&state.repo, &auth2.endpoints, upstreams2.0.as_ref(), &query)
+        authorize::start(
+            &state2.repo,
+            &state2.endpoints,
+            upstreams2.0.as_ref(),
+            &query,
+        )
     })
     .await;
     match answer {
-        Ok((answer, cookie)) => browser(&req, answer, cookie.map(|c| (c, secure(&auth)))),
+        Ok((answer, cookie)) => browser(&req, answer, cookie.map(|c| (c, secure(&state)))),
         Err(_) => internal_page(),
     }
 }
@@ -271,7 +275,6 @@ pub async fn login(
 pub async fn callback(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: web::Data<Authenticator>,
     upstreams: web::Data<Upstreams>,
     provider: web::Path<String>,
     query: web::Query<authorize::CallbackQuery>,
@@ -281,7 +284,7 @@ pub async fn callback(
     };
     let answer = authorize::callback(
         state.repo.clone(),
-        &auth.endpoints,
+        &state.endpoints,
         identity,
         &provider,
         query.into_inner(),
@@ -295,12 +298,11 @@ pub async fn callback(
 pub async fn consent_page(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: web::Data<Authenticator>,
     id: web::Path<String>,
 ) -> HttpResponse {
     let c = cookie(&req);
     let answer = web::block(move || {
-        authorize::consent_page(&state.repo, &auth.endpoints, &id, c.as_deref())
+        authorize::consent_page(&state.repo, &state.endpoints, &id, c.as_deref())
     })
     .await;
     match answer {
@@ -313,7 +315,6 @@ pub async fn consent_page(
 pub async fn consent_decision(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: web::Data<Authenticator>,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
@@ -327,7 +328,7 @@ pub async fn consent_decision(
     let form: authorize::ConsentForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let c = cookie(&req);
     let answer = web::block(move || {
-        authorize::decide(&state.repo, &auth.endpoints, &id, &form, c.as_deref())
+        authorize::decide(&state.repo, &state.endpoints, &id, &form, c.as_deref())
     })
     .await;
     match answer {
@@ -343,7 +344,7 @@ pub async fn revoke(
     body: web::Bytes,
 ) -> HttpResponse {
     form_endpoint(body, move |form| {
-        let client = oauth::authenticate(&state.repo, &auth.endpoints, &form)?;
+        let client = oauth::authenticate(&state.repo, &state.endpoints, &form)?;
         oauth::grants::revoke(&state.repo, &auth.tokens, &client, &form)?;
         Ok(serde_json::json!({}))
     })
@@ -357,8 +358,8 @@ pub async fn introspect(
     body: web::Bytes,
 ) -> HttpResponse {
     form_endpoint(body, move |form| {
-        let client = oauth::authenticate(&state.repo, &auth.endpoints, &form)?;
-        oauth::grants::introspect(&state.repo, &auth.tokens, &auth.endpoints, &client, &form)
+        let client = oauth::authenticate(&state.repo, &state.endpoints, &form)?;
+        oauth::grants::introspect(&state.repo, &auth.tokens, &state.endpoints, &client, &form)
     })
     .await
 }

@@ -10,7 +10,7 @@ use crate::access::Visible;
 use crate::error::FhirError;
 use crate::fhir::format::{render_stored, render_value, Format, Negotiated};
 use crate::fhir::instant;
-use crate::repository::StoredResource;
+use crate::resource::StoredResource;
 
 pub enum Body {
     Empty,
@@ -95,11 +95,10 @@ pub fn error_response(neg: Negotiated, e: &FhirError) -> HttpResponse {
     if e.status() == StatusCode::SERVICE_UNAVAILABLE {
         builder.insert_header(("Retry-After", "1"));
     }
-    if let FhirError::InsufficientScope(_) = e {
-        builder.insert_header((
-            "WWW-Authenticate",
-            r#"Bearer realm="carnet", error="insufficient_scope""#,
-        ));
+    if let Some(challenge) = e.challenge() {
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            builder.insert_header(("WWW-Authenticate", v));
+        }
     }
     builder.content_type(format.content_type()).body(bytes)
 }

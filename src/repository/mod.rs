@@ -19,44 +19,12 @@ use crate::access::{AccessPoint, Facts, Interaction, Visible};
 use crate::auth::{Actor, Permission, RequestContext};
 use crate::error::FhirError;
 use crate::fhir::{instant, resource_types, validate};
+pub use crate::resource::StoredResource;
 pub use oauth_store::{AuthorizationRow, GrantRow, OAuthStore, RefreshRow};
 pub use storage::clients::ClientRow;
 pub use storage::{redact_url, Backend};
 use storage::{AnyConnection, HistoryQuery, Storage, WriteVersion};
 pub use subscriptions::Outgoing;
-
-/// One version of a resource as stored: its JSON text is served as is.
-#[derive(Debug, Clone)]
-pub struct StoredResource {
-    pub resource_type: String,
-    pub id: String,
-    pub version_id: i64,
-    pub last_updated_us: i64,
-    pub deleted: bool,
-    /// The JSON text ('' for a delete).
-    pub content: String,
-    /// The HTTP method that wrote this version (history entries).
-    pub method: Option<String>,
-}
-
-impl StoredResource {
-    pub fn etag(&self) -> String {
-        format!("W/\"{}\"", self.version_id)
-    }
-
-    pub fn location(&self) -> String {
-        format!(
-            "{}/{}/_history/{}",
-            self.resource_type, self.id, self.version_id
-        )
-    }
-
-    /// The resource as a JSON value (for embedding in a Bundle).
-    pub fn json(&self) -> Result<Value, FhirError> {
-        serde_json::from_str(&self.content)
-            .map_err(|e| FhirError::Internal(format!("stored JSON unreadable: {e}")))
-    }
-}
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

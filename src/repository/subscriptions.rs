@@ -334,7 +334,7 @@ impl Repository {
                 return Ok(None);
             }
         }
-        Ok(RequestContext::of_owner(
+        Ok(RequestContext::of_subscription_owner(
             &owner,
             &format!("subscription-{}", sub.id),
             now,

@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::resource_types::SUPPORTED;
-use super::search_params::{ParamType, REGISTRY};
+use crate::fhir::resource_types::SUPPORTED;
+use crate::fhir::search_params::{ParamType, REGISTRY};
 
 /// The search parameters a type really supports (number and quantity are not indexed).
 fn search_params(rtype: &str) -> Vec<Value> {

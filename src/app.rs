@@ -80,8 +80,18 @@ impl Application {
             );
             access = access.allowing_all();
         }
-        let repo = Repository::open(&database_url, args.db_pool_size, access, &base_url)?
+        let mut repo = Repository::open(&database_url, args.db_pool_size, access, &base_url)?
             .with_limits(limits);
+        // The features' write hooks, in the order they run: the patient's rules stamp,
+        // subscriptions (kept, then matched), the notice of a new document.
+        let mut hooks = crate::record::hooks();
+        hooks.insert(
+            1,
+            std::sync::Arc::new(crate::subscriptions::Subscriptions::new(&base_url)),
+        );
+        for hook in hooks {
+            repo = repo.with_hook(hook);
+        }
         if args.dev {
             if !addr.ip().is_loopback() {
                 return Err(format!(
@@ -158,7 +168,7 @@ impl Application {
     /// Serves until stopped (SIGTERM finishes in-flight requests first; SIGINT stops at once).
     /// The Subscription notifications are sent meanwhile.
     pub async fn run(self) -> std::io::Result<()> {
-        let worker = actix_web::rt::spawn(crate::delivery::run(self.repo));
+        let worker = actix_web::rt::spawn(crate::jobs::delivery::run(self.repo));
         let result = self.server.await;
         worker.abort();
         result

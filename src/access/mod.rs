@@ -64,6 +64,34 @@ impl<T> std::ops::Deref for Visible<T> {
     }
 }
 
+/// Proof that a write passed [`AccessPoint::check_write`] (only that check makes one): what
+/// the write stored, or found already there, is returned to its requester through it.
+#[derive(Debug)]
+#[must_use = "a write's receipt is how what it wrote is returned"]
+pub struct WriteReceipt {
+    resource_type: String,
+    /// The resource decided on, when its id was known (a create's id is given later).
+    id: Option<String>,
+}
+
+impl WriteReceipt {
+    /// What the decided write stored (or found): it may be returned to the requester. Any
+    /// other resource is refused: a receipt is for the resource it was decided for.
+    pub fn admit(&self, resource: StoredResource) -> Result<Visible<StoredResource>, FhirError> {
+        let same_type = resource.resource_type == self.resource_type;
+        if !same_type || self.id.as_ref().is_some_and(|id| *id != resource.id) {
+            return Err(FhirError::Internal(format!(
+                "a write receipt for {}/{} was shown {}/{}",
+                self.resource_type,
+                self.id.as_deref().unwrap_or("(new)"),
+                resource.resource_type,
+                resource.id
+            )));
+        }
+        Ok(Visible(resource))
+    }
+}
+
 /// Why a read was refused. `Hidden` must look exactly like a resource that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -701,11 +729,20 @@ impl AccessPoint {
         current: Option<&StoredResource>,
         facts: &mut Facts,
         load: &mut Loader,
-    ) -> Result<(), FhirError> {
+    ) -> Result<WriteReceipt, FhirError> {
         self.check_write_scopes(ctx, interaction, resource_type, new, current)?;
         loading(facts, load, |facts| {
             self.consent_write(ctx, interaction, resource_type, new, current, facts)
-        })?
+        })??;
+        let id = current.map(|c| c.id.clone()).or_else(|| {
+            new.and_then(|n| n.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        Ok(WriteReceipt {
+            resource_type: resource_type.to_string(),
+            id: id.filter(|_| interaction != Interaction::Create),
+        })
     }
 
     /// The patient's rules on a write (after the scopes and the patient bound): who may
@@ -1108,11 +1145,6 @@ impl AccessPoint {
             return audit_event_patients(resource);
         }
         compartment::patients_referenced(rtype, resource, &self.base_url)
-    }
-
-    /// What a request just wrote, returned to it: its write passed [`Self::check_write`].
-    pub fn admit_written(&self, resource: StoredResource) -> Visible<StoredResource> {
-        Visible(resource)
     }
 }
 

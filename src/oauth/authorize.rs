@@ -10,9 +10,9 @@
 //! consent form carries an anti-forgery value. Errors that cannot be trusted to the app
 //! (unknown client, unregistered redirect URI) are shown in the browser, never redirected.
 
+use super::endpoints::Endpoints;
 use super::grants::{constant_eq, hash, random_token, CODE_SECONDS};
 use super::pages;
-use super::Endpoints;
 use crate::auth::scopes::{ScopeContext, Scopes};
 use crate::identity::{Identity, IdentityError, PersonKind};
 use crate::repository::{AuthorizationRow, ClientRow, GrantRow, Repository};
@@ -475,9 +475,7 @@ pub async fn callback(
     };
     let r = repo.clone();
     let system = person.identifier_system.clone();
-    let ids =
-        blocking(move || r.oauth_read(|s| s.ids_with_identifier(resource_type, &system, &value)))
-            .await;
+    let ids = blocking(move || linked_records(&r, resource_type, &system, &value)).await;
     let id = match ids {
         Some(Ok(ids)) if ids.len() == 1 => ids[0].clone(),
         Some(Ok(ids)) => {
@@ -597,7 +595,8 @@ pub fn decide(
                 code_used: false,
                 revoked: false,
                 created_us: now,
-                expires_us: now + (CODE_SECONDS + super::ACCESS_TOKEN_SECONDS) * 1_000_000,
+                expires_us: now
+                    + (CODE_SECONDS + super::protocol::ACCESS_TOKEN_SECONDS) * 1_000_000,
             })?;
         }
         Ok(true)
@@ -627,4 +626,33 @@ pub fn decide(
         Ok(false) => BrowserAnswer::bad_request("Cette demande a déjà reçu une réponse."),
         Err(_) => BrowserAnswer::server_error(),
     }
+}
+
+/// The live Patients (or Practitioners) that carry the identifier `system|value` a provider
+/// vouched for (at most two: one links the login, two are ambiguous). Looked up as a search
+/// under Carnet's login-linking service context, so the access point decides it and the
+/// trail records it like any backend service's access.
+fn linked_records(
+    repo: &Repository,
+    resource_type: &'static str,
+    system: &str,
+    value: &str,
+) -> Result<Vec<String>, crate::error::FhirError> {
+    use crate::auth::{RequestContext, Service};
+    let escape = |v: &str| {
+        let escaped: String = v
+            .chars()
+            .flat_map(|c| match c {
+                '\\' | ',' | '|' | '$' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        percent_encoding::utf8_percent_encode(&escaped, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+    };
+    let query = format!("identifier={}|{}", escape(system), escape(value));
+    let search = crate::fhir::search_query::parse(resource_type, &query, 2, 2, "", true)?;
+    let ctx = RequestContext::service(Service::LoginLinking, &uuid::Uuid::new_v4().to_string());
+    let page = repo.search(&ctx, &search)?;
+    Ok(page.entries.iter().map(|v| v.id.clone()).collect())
 }

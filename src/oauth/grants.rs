@@ -3,7 +3,8 @@
 //! or code revokes the whole grant), access and ID tokens — and revocation and
 //! introspection. Each decision runs in one database transaction.
 
-use super::{server_error, Endpoints, OAuthError, TokenForm, ACCESS_TOKEN_SECONDS};
+use super::endpoints::Endpoints;
+use super::protocol::{server_error, OAuthError, TokenForm, ACCESS_TOKEN_SECONDS};
 use crate::auth::scopes::Scopes;
 use crate::auth::token::{Claims, TokenService, AUDIENCE, ISSUER};
 use crate::repository::{ClientRow, GrantRow, RefreshRow, Repository};

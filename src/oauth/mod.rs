@@ -15,8 +15,13 @@
 //! <https://hl7.org/fhir/smart-app-launch/>
 
 pub mod authorize;
+pub mod endpoints;
 pub mod grants;
 pub mod pages;
+pub mod protocol;
+
+pub use endpoints::{openid_configuration, smart_configuration, Endpoints};
+pub use protocol::{server_error, OAuthError, TokenForm, ACCESS_TOKEN_SECONDS};
 
 use crate::auth::scopes::{ScopeContext, Scopes};
 use crate::auth::token::TokenService;
@@ -27,64 +32,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Lifetime of the access tokens issued here.
-pub const ACCESS_TOKEN_SECONDS: i64 = 300;
 /// Longest lifetime accepted for a client assertion (SMART: no more than five minutes).
 const MAX_ASSERTION_SECONDS: i64 = 300;
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// An OAuth error response (RFC 6749 §5.2): `error` and a description that never
-/// repeats what the client sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {description}")]
-pub struct OAuthError {
-    pub code: &'static str,
-    pub description: String,
-}
-
-impl OAuthError {
-    pub fn new(code: &'static str, description: impl Into<String>) -> OAuthError {
-        OAuthError {
-            code,
-            description: description.into(),
-        }
-    }
-
-    /// 401 for a client that could not be authenticated, 400 otherwise, 500 for ours.
-    pub fn status(&self) -> u16 {
-        match self.code {
-            "invalid_client" => 401,
-            "server_error" => 500,
-            _ => 400,
-        }
-    }
-
-    pub fn body(&self) -> Value {
-        json!({"error": self.code, "error_description": self.description})
-    }
-}
-
-/// The form posted to the token, revocation and introspection endpoints.
-#[derive(Debug, Default, Deserialize)]
-pub struct TokenForm {
-    pub grant_type: Option<String>,
-    pub scope: Option<String>,
-    pub client_id: Option<String>,
-    pub client_assertion_type: Option<String>,
-    pub client_assertion: Option<String>,
-    pub code: Option<String>,
-    pub redirect_uri: Option<String>,
-    pub code_verifier: Option<String>,
-    pub refresh_token: Option<String>,
-    /// Revocation and introspection: the token in question.
-    pub token: Option<String>,
-    pub token_type_hint: Option<String>,
-    /// A professional declaring an emergency (IHE IUA style): `BTG`, with the written
-    /// reason and the patient whose record it opens (if the grant names none).
-    pub purpose_of_use: Option<String>,
-    pub purpose_reason: Option<String>,
-    pub patient: Option<String>,
-}
 
 /// The claims a client assertion must carry.
 #[derive(Debug, Deserialize)]
@@ -93,42 +43,6 @@ struct AssertionClaims {
     sub: String,
     exp: i64,
     jti: Option<String>,
-}
-
-/// Where the endpoints live, from the FHIR base URL (`https://host/fhir`).
-#[derive(Debug, Clone)]
-pub struct Endpoints {
-    /// `https://host`
-    pub origin: String,
-    /// The FHIR base URL (the `aud` apps must ask for, and the base of `fhirUser`).
-    pub fhir_base: String,
-    /// The authorization server's issuer (`{origin}/auth`): the `iss` of its ID tokens.
-    pub issuer: String,
-    pub authorize: String,
-    pub token: String,
-    pub revoke: String,
-    pub introspect: String,
-    pub jwks: String,
-}
-
-impl Endpoints {
-    pub fn new(base_url: &str, fhir_path: &str) -> Endpoints {
-        let origin = base_url
-            .strip_suffix(fhir_path.trim_end_matches('/'))
-            .unwrap_or(base_url)
-            .trim_end_matches('/')
-            .to_string();
-        Endpoints {
-            fhir_base: base_url.trim_end_matches('/').to_string(),
-            issuer: format!("{origin}/auth"),
-            authorize: format!("{origin}/auth/authorize"),
-            token: format!("{origin}/auth/token"),
-            revoke: format!("{origin}/auth/revoke"),
-            introspect: format!("{origin}/auth/introspect"),
-            jwks: format!("{origin}/auth/jwks"),
-            origin,
-        }
-    }
 }
 
 /// `POST /auth/token`: answers a token request.
@@ -265,15 +179,6 @@ pub fn authenticate(
     Ok(client)
 }
 
-/// An internal failure: logged, and told to the client in general terms only.
-pub fn server_error(e: impl std::fmt::Display) -> OAuthError {
-    tracing::error!(error = %e, "authorization server failure");
-    OAuthError::new(
-        "server_error",
-        "the authorization server could not answer; try again",
-    )
-}
-
 /// Checks a `private_key_jwt` assertion: a registered, active, confidential client; a key of
 /// its JWKS; RS384 or ES384; iss = sub = client id; aud = the token endpoint; short-lived;
 /// a `jti` never seen before.
@@ -354,70 +259,4 @@ fn authenticate_client(
         return Err(bad("this assertion was already used"));
     }
     Ok(client)
-}
-
-/// The scopes this server grants (what `scopes_supported` lists).
-const SCOPES_SUPPORTED: &[&str] = &[
-    "openid",
-    "fhirUser",
-    "launch/patient",
-    "offline_access",
-    "online_access",
-    "patient/*.cruds",
-    "patient/*.rs",
-    "user/*.cruds",
-    "user/*.rs",
-    "system/*.cruds",
-    "system/*.rs",
-    "patient/*.read",
-    "user/*.read",
-    "system/*.read",
-];
-
-/// `GET [base]/.well-known/smart-configuration`: what the authorization server supports,
-/// and nothing more.
-pub fn smart_configuration(endpoints: &Endpoints) -> Value {
-    json!({
-        "issuer": endpoints.issuer,
-        "jwks_uri": endpoints.jwks,
-        "authorization_endpoint": endpoints.authorize,
-        "token_endpoint": endpoints.token,
-        "revocation_endpoint": endpoints.revoke,
-        "introspection_endpoint": endpoints.introspect,
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-        "scopes_supported": SCOPES_SUPPORTED,
-        "response_types_supported": ["code"],
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": true,
-        "capabilities": [
-            "launch-standalone", "context-standalone-patient",
-            "client-public", "client-confidential-asymmetric",
-            "sso-openid-connect", "permission-offline", "permission-online",
-            "permission-patient", "permission-user", "permission-v1", "permission-v2",
-        ],
-    })
-}
-
-/// `GET /auth/.well-known/openid-configuration`: for apps verifying the ID tokens issued here.
-pub fn openid_configuration(endpoints: &Endpoints) -> Value {
-    json!({
-        "issuer": endpoints.issuer,
-        "authorization_endpoint": endpoints.authorize,
-        "token_endpoint": endpoints.token,
-        "revocation_endpoint": endpoints.revoke,
-        "introspection_endpoint": endpoints.introspect,
-        "jwks_uri": endpoints.jwks,
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "authorization_response_iss_parameter_supported": true,
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "scopes_supported": SCOPES_SUPPORTED,
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
-        "code_challenge_methods_supported": ["S256"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "fhirUser"],
-    })
 }

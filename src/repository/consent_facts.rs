@@ -3,12 +3,14 @@
 //! representatives), a professional's professions, a patient's INS, a resource's current
 //! version or first filing time.
 
+use super::repo::Repository;
+use super::rows::from_current;
 use super::storage::{self, AnyConnection};
-use super::{from_current, Repository, StoredResource};
 use crate::access::{Facts, Interaction, Need, Refusal, Visible};
 use crate::auth::RequestContext;
 use crate::consent::{self, Matrix, PatientRules, Rule};
 use crate::error::FhirError;
+use crate::resource::StoredResource;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -86,7 +88,7 @@ impl Repository {
     }
 
     /// A patient's rules: from the cache while their stamp is unchanged, else read again.
-    fn cached_rules(
+    pub(super) fn cached_rules(
         &self,
         conn: &mut AnyConnection,
         patient: &str,
@@ -100,37 +102,8 @@ impl Repository {
         Ok(rules)
     }
 
-    /// Renews the rules stamp of every patient whose rules a write of `rtype` (`new` over
-    /// `old`) may change: a Patient (its médecin traitant), a Consent, a RelatedPerson.
-    pub(super) fn renew_rules(
-        &self,
-        conn: &mut AnyConnection,
-        rtype: &str,
-        id: &str,
-        new: Option<&Value>,
-        old: Option<&str>,
-    ) -> Result<(), FhirError> {
-        if !matches!(rtype, "Patient" | "Consent" | "RelatedPerson") {
-            return Ok(());
-        }
-        let mut patients = Vec::new();
-        if rtype == "Patient" {
-            patients.push(id.to_string());
-        }
-        let old: Option<Value> = old.and_then(|c| serde_json::from_str(c).ok());
-        for v in new.into_iter().chain(old.as_ref()) {
-            patients.extend(self.access.patients_of(rtype, v));
-        }
-        patients.sort();
-        patients.dedup();
-        for p in patients {
-            storage::notifications::renew_rules_stamp(conn, &p)?;
-        }
-        Ok(())
-    }
-
     /// A patient's rules, from their record as stored now.
-    fn patient_rules(
+    pub(super) fn patient_rules(
         &self,
         conn: &mut AnyConnection,
         patient: &str,
@@ -234,36 +207,10 @@ impl Repository {
         new: Option<&Value>,
         current: Option<&StoredResource>,
         facts: &mut Facts,
-    ) -> Result<(), FhirError> {
+    ) -> Result<crate::access::WriteReceipt, FhirError> {
         self.access
             .check_write(ctx, interaction, rtype, new, current, facts, &mut |n, f| {
                 self.load_fact(conn, n, f)
             })
-    }
-}
-
-/// Patients' rules as last read, with the stamp they were read at (bounded: emptied when
-/// full, so that a large record set costs a re-read, not memory).
-#[derive(Default)]
-pub struct RulesCache(
-    std::sync::Mutex<std::collections::HashMap<String, (String, Arc<PatientRules>)>>,
-);
-
-const RULES_CACHE_MAX: usize = 50_000;
-
-impl RulesCache {
-    fn get(&self, patient: &str, stamp: &str) -> Option<Arc<PatientRules>> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(patient)
-            .filter(|(s, _)| s == stamp)
-            .map(|(_, r)| r.clone())
-    }
-
-    fn put(&self, patient: &str, stamp: String, rules: Arc<PatientRules>) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= RULES_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(patient.to_string(), (stamp, rules));
     }
 }

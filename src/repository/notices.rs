@@ -7,13 +7,9 @@
 //! A notice carries the visibility labels of what it is about (`meta.security`), so the
 //! access point hides it exactly as the document is hidden.
 
-use super::storage::{self, notifications, AnyConnection};
-use super::Repository;
 use crate::access::Facts;
 use crate::auth::{Actor, RequestContext};
 use crate::consent::{self, Basis, Purpose};
-use crate::error::FhirError;
-use crate::fhir::instant;
 use serde_json::{json, Value};
 
 use crate::consent::NOTICE_SYSTEM;
@@ -63,7 +59,7 @@ pub struct Notice {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn notice(
+pub fn notice(
     kind: Kind,
     key: String,
     patient: &str,
@@ -186,150 +182,4 @@ pub fn for_accesses(ctx: &RequestContext, facts: &Facts, emergency_only: bool) -
         ));
     }
     out
-}
-
-/// The notice of a new document filed in `patient`'s record by someone else than the
-/// patient: at once, or — for a document hidden from the patient until the announcement
-/// consultation — a "record updated" notice two weeks after filing, naming nothing.
-pub fn for_new_document(
-    ctx: &RequestContext,
-    patient: &str,
-    doc_id: &str,
-    labels: &[String],
-    filed_us: i64,
-) -> Option<Notice> {
-    if let Actor::Patient(_) = ctx.actor() {
-        return None;
-    }
-    let patient_ref = format!("Patient/{patient}");
-    if labels.iter().any(|l| l == consent::INVISIBLE_PATIENT) {
-        return Some(notice(
-            Kind::RecordUpdated,
-            format!("record-updated|{doc_id}"),
-            patient,
-            vec![patient_ref],
-            Vec::new(),
-            "Votre dossier a été mis à jour : un document vous sera présenté par votre professionnel de santé.".into(),
-            &labels.iter().filter(|l| *l != consent::INVISIBLE_PATIENT).cloned().collect::<Vec<_>>(),
-            Some(filed_us + INVISIBLE_NOTICE_DELAY_US),
-        ));
-    }
-    let by = match ctx.actor() {
-        Actor::Practitioner(id) => format!(" par Practitioner/{id}"),
-        _ => String::new(),
-    };
-    Some(notice(
-        Kind::NewDocument,
-        format!("new-document|{doc_id}"),
-        patient,
-        vec![patient_ref],
-        vec![format!("DocumentReference/{doc_id}")],
-        format!("Un nouveau document a été ajouté à votre dossier{by}."),
-        labels,
-        None,
-    ))
-}
-
-impl Repository {
-    /// Records `notices` once each, writing those already due as Communications (in the
-    /// caller's transaction). Returns their keys, for [`Self::remember_notices`] once the
-    /// transaction is committed.
-    pub(super) fn write_notices(
-        &self,
-        conn: &mut AnyConnection,
-        notices: Vec<Notice>,
-        now_us: i64,
-    ) -> Result<Vec<String>, FhirError> {
-        let mut keys = Vec::new();
-        for n in notices {
-            if self.notified.seen(&n.key) {
-                continue;
-            }
-            let due = n.due_us.is_none_or(|d| d <= now_us);
-            let content = if due {
-                String::new()
-            } else {
-                n.communication.to_string()
-            };
-            let due_us = n.due_us.unwrap_or(now_us);
-            if notifications::put_notice(conn, &n.key, &n.patient, due_us, &content, due)? && due {
-                self.write_communication(conn, n.communication, now_us)?;
-            }
-            keys.push(n.key);
-        }
-        Ok(keys)
-    }
-
-    /// Notices known recorded (after their transaction committed).
-    pub(super) fn remember_notices(&self, keys: &[String]) {
-        for k in keys {
-            self.notified.remember(k);
-        }
-    }
-
-    /// Writes the notices due by `now_us` (of one patient, or everyone's) that are still
-    /// pending; returns how many were written.
-    pub fn write_due_notices(
-        &self,
-        patient: Option<&str>,
-        now_us: i64,
-    ) -> Result<usize, FhirError> {
-        let mut conn = self.storage.conn()?;
-        if notifications::due_notices(&mut conn, patient, now_us, 1)?.is_empty() {
-            return Ok(0);
-        }
-        storage::Storage::write_on(&mut conn, |c| {
-            let mut written = 0;
-            for (key, content) in notifications::due_notices(c, patient, now_us, 500)? {
-                if !notifications::notice_written(c, &key)? {
-                    continue;
-                }
-                let communication: Value = serde_json::from_str(&content)
-                    .map_err(|e| FhirError::Internal(format!("a stored notice: {e}")))?;
-                self.write_communication(c, communication, now_us)?;
-                written += 1;
-            }
-            Ok(written)
-        })
-    }
-
-    fn write_communication(
-        &self,
-        conn: &mut AnyConnection,
-        mut communication: Value,
-        sent_us: i64,
-    ) -> Result<(), FhirError> {
-        communication["sent"] = json!(instant::format_us(sent_us));
-        let id = super::new_id();
-        if self
-            .put_checked_opt(conn, "Communication", &id, communication, None, "POST")?
-            .is_none()
-        {
-            return Err(FhirError::Internal("a new notice's id was taken".into()));
-        }
-        Ok(())
-    }
-}
-
-/// The keys of notices this process knows are recorded (so that a professional's every
-/// read does not try to record their first access again). Bounded: forgotten keys are
-/// only tried again, the table keeps them once.
-#[derive(Default)]
-pub struct Recorded(std::sync::Mutex<std::collections::HashSet<String>>);
-
-impl Recorded {
-    fn seen(&self, key: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
-    }
-
-    fn remember(&self, key: &str) {
-        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if set.len() >= 100_000 {
-            set.clear();
-        }
-        set.insert(key.to_string());
-    }
 }

@@ -2,9 +2,10 @@
 //! tokens), reached through one handle inside a database transaction so that the checks of
 //! `crate::oauth` (single-use codes, refresh rotation, reuse detection) are atomic.
 
+use super::repo::Repository;
 use super::storage::authorizations as rows;
-use super::storage::AnyConnection;
-use super::Repository;
+use super::storage::clients::ClientRow;
+use super::storage::{self, AnyConnection};
 use crate::error::FhirError;
 use crate::fhir::instant;
 
@@ -90,15 +91,6 @@ impl OAuthStore<'_> {
     pub fn use_refresh(&mut self, hash: &str) -> Result<bool, FhirError> {
         rows::use_refresh(self.conn, hash)
     }
-
-    pub fn ids_with_identifier(
-        &mut self,
-        resource_type: &str,
-        system: &str,
-        value: &str,
-    ) -> Result<Vec<String>, FhirError> {
-        rows::ids_with_identifier(self.conn, resource_type, system, value)
-    }
 }
 
 impl Repository {
@@ -133,5 +125,42 @@ impl Repository {
             .conn()
             .and_then(|mut c| rows::grant_active(&mut c, grant_id))
             .unwrap_or(false)
+    }
+}
+
+/// The client registry: the OAuth client applications allowed to obtain tokens. Not FHIR
+/// resources (no versions, no search, no access point): only the authorization server and
+/// the `carnet client` admin command use it.
+impl Repository {
+    pub fn client(&self, client_id: &str) -> Result<Option<ClientRow>, FhirError> {
+        let mut conn = self.storage.conn()?;
+        storage::clients::get(&mut conn, client_id)
+    }
+
+    pub fn clients(&self) -> Result<Vec<ClientRow>, FhirError> {
+        let mut conn = self.storage.conn()?;
+        storage::clients::list(&mut conn)
+    }
+
+    pub fn put_client(&self, row: &ClientRow) -> Result<(), FhirError> {
+        self.storage.write(|c| storage::clients::put(c, row))
+    }
+
+    /// Suspends (or resumes) a client; false when it is not registered.
+    pub fn suspend_client(&self, client_id: &str, suspended: bool) -> Result<bool, FhirError> {
+        self.storage
+            .write(|c| storage::clients::set_suspended(c, client_id, suspended))
+    }
+
+    /// Records a client assertion's `jti` until `exp_us`; false if it was used before.
+    pub fn use_assertion(
+        &self,
+        jti: &str,
+        client_id: &str,
+        exp_us: i64,
+    ) -> Result<bool, FhirError> {
+        let now = instant::now_us();
+        self.storage
+            .write(|c| storage::clients::use_assertion(c, jti, client_id, exp_us, now))
     }
 }

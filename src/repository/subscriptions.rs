@@ -6,28 +6,20 @@
 //! delivery in that same transaction. The [`crate::delivery`] worker sends them and retries
 //! with backoff until the subscriber answers: a queued notification is never lost.
 
+use super::repo::Repository;
 use super::storage::{self, notifications, AnyConnection};
-use super::{Repository, StoredResource};
 use crate::access::{Facts, Interaction};
 use crate::auth::RequestContext;
 use crate::error::FhirError;
 use crate::fhir::{instant, search_query};
+use crate::resource::StoredResource;
 use serde_json::{json, Value};
 
-use crate::access::{subscription_owner as owner_of, SUBSCRIPTION_OWNER as OWNER_TAG};
-
-/// The payload types Carnet sends (none: an empty POST that says "look again").
-const PAYLOADS: &[&str] = &["application/fhir+json", "application/json"];
-
 /// Types that cannot be subscribed to: traces (every read writes one) and subscriptions.
-const NOT_SUBSCRIBABLE: &[&str] = &["AuditEvent", "Subscription"];
-
-fn unprocessable(why: impl Into<String>) -> FhirError {
-    FhirError::Unprocessable(why.into())
-}
+pub const NOT_SUBSCRIBABLE: &[&str] = &["AuditEvent", "Subscription"];
 
 /// `channel.header` as (name, value) pairs; None for an entry that is not `Name: value`.
-fn header_pairs(channel: &Value) -> Vec<Option<(String, String)>> {
+pub fn header_pairs(channel: &Value) -> Vec<Option<(String, String)>> {
     channel
         .get("header")
         .and_then(Value::as_array)
@@ -40,128 +32,6 @@ fn header_pairs(channel: &Value) -> Vec<Option<(String, String)>> {
         .collect()
 }
 
-/// What the matcher keeps of an active Subscription: the type and the criteria.
-pub struct Active {
-    pub resource_type: String,
-    pub criteria: String,
-    /// Its owner, as tagged (`Patient/X`, `Practitioner/X`, `client/C`).
-    pub owner: String,
-}
-
-/// Checks a Subscription written by `ctx` and returns it as Carnet keeps it: its owner
-/// tagged (the first writer's, kept on updates), `status` active (or off), and what the
-/// matcher needs when active. A channel Carnet cannot serve is 422.
-pub fn prepare(
-    ctx: &RequestContext,
-    access: &crate::access::AccessPoint,
-    mut resource: Value,
-    current: Option<&Value>,
-    base_url: &str,
-) -> Result<(Value, Option<Active>), FhirError> {
-    let channel = resource.get("channel").cloned().unwrap_or(Value::Null);
-    match channel.get("type").and_then(Value::as_str) {
-        Some("rest-hook") => {}
-        other => {
-            return Err(unprocessable(format!(
-                "Subscription.channel.type {}: Carnet offers the rest-hook channel only",
-                other.unwrap_or("(absent)")
-            )))
-        }
-    }
-    let endpoint = channel
-        .get("endpoint")
-        .and_then(Value::as_str)
-        .ok_or_else(|| unprocessable("Subscription.channel.endpoint is required for rest-hook"))?;
-    let url = url::Url::parse(endpoint)
-        .map_err(|e| unprocessable(format!("Subscription.channel.endpoint is not a URL ({e})")))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => false,
-    };
-    if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
-        return Err(unprocessable(
-            "Subscription.channel.endpoint must be an https URL (plain http only on a loopback address)",
-        ));
-    }
-    if let Some(p) = channel.get("payload").and_then(Value::as_str) {
-        if !PAYLOADS.contains(&p) {
-            return Err(unprocessable(format!(
-                "Subscription.channel.payload {p}: Carnet sends application/fhir+json, or nothing (no payload)"
-            )));
-        }
-    }
-    for h in header_pairs(&channel) {
-        let ok = h.is_some_and(|(n, v)| {
-            reqwest::header::HeaderName::from_bytes(n.as_bytes()).is_ok()
-                && reqwest::header::HeaderValue::from_str(&v).is_ok()
-        });
-        if !ok {
-            return Err(unprocessable(
-                "Subscription.channel.header: each must read 'Name: value'",
-            ));
-        }
-    }
-    let criteria = resource
-        .get("criteria")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    let (rtype, query) = criteria.split_once('?').unwrap_or((&criteria, ""));
-    if !crate::fhir::resource_types::is_supported(rtype) || NOT_SUBSCRIBABLE.contains(&rtype) {
-        return Err(unprocessable(format!(
-            "Subscription.criteria '{criteria}': not a search of a type Carnet notifies (Type?parameters)"
-        )));
-    }
-    let search = search_query::parse(rtype, query, 1, 1, base_url, true)
-        .map_err(|e| unprocessable(format!("Subscription.criteria '{criteria}': {e}")))?;
-    if !search.includes.is_empty() || !search.revincludes.is_empty() || !search.sort.is_empty() {
-        return Err(unprocessable(
-            "Subscription.criteria: _include, _revinclude and _sort mean nothing for a notification",
-        ));
-    }
-    // Criteria that reach beyond what the owner may search are refused now, not silently
-    // matched later.
-    access.search_restriction(ctx, &search)?;
-
-    // The owner: the first writer (a backend service changing someone's subscription does
-    // not take it over).
-    let owner = current
-        .and_then(owner_of)
-        .map(str::to_string)
-        .unwrap_or_else(|| ctx.subject());
-    let mut tags: Vec<Value> = resource
-        .pointer("/meta/tag")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    tags.retain(|t| t.get("system").and_then(Value::as_str) != Some(OWNER_TAG));
-    tags.push(json!({"system": OWNER_TAG, "code": owner.clone()}));
-    if !resource.get("meta").is_some_and(Value::is_object) {
-        resource["meta"] = json!({});
-    }
-    resource["meta"]["tag"] = Value::Array(tags);
-
-    let ended = resource
-        .get("end")
-        .and_then(Value::as_str)
-        .and_then(instant::parse_us)
-        .is_some_and(|end| end <= instant::now_us());
-    let off = ended || resource.get("status").and_then(Value::as_str) == Some("off");
-    if let Some(o) = resource.as_object_mut() {
-        o.remove("error");
-    }
-    resource["status"] = json!(if off { "off" } else { "active" });
-    let active = (!off).then(|| Active {
-        resource_type: rtype.to_string(),
-        criteria: format!("{rtype}?{}", search.canonical_query),
-        owner,
-    });
-    Ok((resource, active))
-}
-
 impl Repository {
     /// Records what the matcher needs of a Subscription just written (or forgets it).
     pub(super) fn record_subscription(
@@ -169,12 +39,12 @@ impl Repository {
         conn: &mut AnyConnection,
         ctx: &RequestContext,
         id: &str,
-        active: Option<Active>,
+        active: Option<(String, String, String)>,
     ) -> Result<(), FhirError> {
         let previous = notifications::subscription(conn, id)?;
         let row = match active {
             None => None,
-            Some(a) => {
+            Some((resource_type, criteria, tagged_owner)) => {
                 // The owner's context is the creator's; an update by someone else (a backend
                 // service) keeps it.
                 let me = ctx.subject();
@@ -183,10 +53,10 @@ impl Repository {
                     // The owner is someone else and their context is not known here (a
                     // backend service turning someone's Subscription back on): it stays
                     // silent rather than notify with the backend's rights.
-                    None if a.owner != me => json!({"sub": a.owner}).to_string(),
+                    None if tagged_owner != me => json!({"sub": tagged_owner}).to_string(),
                     _ => ctx.owner().to_string(),
                 };
-                Some((a.resource_type, a.criteria, owner))
+                Some((resource_type, criteria, owner))
             }
         };
         notifications::put_subscription(
@@ -322,7 +192,7 @@ impl Repository {
 
     /// The context a Subscription's notifications are judged in: its owner's, while the
     /// grant they created it under stands (a revoked grant or a suspended app silences it).
-    fn owner_context(
+    pub(super) fn owner_context(
         &self,
         conn: &mut AnyConnection,
         sub: &notifications::SubscriptionRow,
@@ -342,7 +212,7 @@ impl Repository {
     }
 
     /// The version a delivery tells of, if the owner of its subscription may still see it.
-    fn still_visible(
+    pub(super) fn still_visible(
         &self,
         conn: &mut AnyConnection,
         row: &notifications::DeliveryRow,
@@ -365,7 +235,7 @@ impl Repository {
                 conn,
                 &owner_ctx,
                 Interaction::Vread,
-                super::from_version(version),
+                super::rows::from_version(version),
                 &mut facts,
             )?
             .ok()

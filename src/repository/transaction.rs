@@ -9,7 +9,8 @@ use crate::access::Facts;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-use super::{check_type, validate_as, validate_for_update, Repository, WriteOutcome, WriteStatus};
+use super::repo::{Repository, WriteOutcome, WriteStatus};
+use super::rows::{check_type, validate_as, validate_for_update};
 use crate::access::Visible;
 use crate::auth::RequestContext;
 use crate::error::{FhirError, Issue};
@@ -54,7 +55,7 @@ enum Action {
 }
 
 impl Action {
-    fn order(&self) -> u8 {
+    pub(super) fn order(&self) -> u8 {
         match self {
             Action::Delete { .. } => 0,
             Action::Create { .. } => 1,
@@ -64,7 +65,7 @@ impl Action {
     }
 
     /// The resource a write targets, for ordering and duplicate detection.
-    fn target(&self) -> Option<(&str, &str)> {
+    pub(super) fn target(&self) -> Option<(&str, &str)> {
         match self {
             Action::Update { rtype, id, .. } | Action::Delete { rtype, id, .. } => {
                 Some((rtype, id))
@@ -325,7 +326,7 @@ impl Repository {
                     .get("id")
                     .and_then(Value::as_str)
                     .map(str::to_string)
-                    .unwrap_or_else(super::new_id);
+                    .unwrap_or_else(super::rows::new_id);
                 self.write_in(conn, ctx, &rtype, &id, resource, None, "POST", facts)
                     .map(EntryResult::Written)
             }
@@ -413,7 +414,7 @@ impl Repository {
                                 id
                             }
                             None => {
-                                let id = super::new_id();
+                                let id = super::rows::new_id();
                                 resource["id"] = json!(id);
                                 id
                             }

@@ -16,6 +16,7 @@ mod consent_property;
 mod everything;
 mod fuzz;
 mod hostile;
+mod layers;
 mod notifications;
 mod pg_restart;
 mod rest;

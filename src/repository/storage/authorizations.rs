@@ -250,33 +250,6 @@ pub fn use_refresh(conn: &mut AnyConnection, hash: &str) -> Result<bool, FhirErr
     .map_err(db_err)
 }
 
-/// Ids of the live resources of `resource_type` with the identifier `system|value` (how a
-/// person logging in upstream is linked to their Patient or Practitioner).
-pub fn ids_with_identifier(
-    conn: &mut AnyConnection,
-    resource_type: &str,
-    system: &str,
-    value: &str,
-) -> Result<Vec<String>, FhirError> {
-    use super::schema::{resources, search_token};
-    search_token::table
-        .inner_join(
-            resources::table.on(resources::resource_type
-                .eq(search_token::resource_type)
-                .and(resources::id.eq(search_token::id))),
-        )
-        .filter(search_token::resource_type.eq(resource_type))
-        .filter(search_token::param.eq("identifier"))
-        .filter(search_token::system.eq(system))
-        .filter(search_token::code.eq(value))
-        .filter(resources::deleted.eq(false))
-        .select(resources::id)
-        .distinct()
-        .limit(2)
-        .load(conn)
-        .map_err(db_err)
-}
-
 /// Deletes the spent refresh tokens of a grant but the `keep` most recent.
 pub fn prune_spent_refresh(
     conn: &mut AnyConnection,

@@ -6,14 +6,17 @@
 
 pub mod authorizations;
 pub mod clients;
+mod connection;
 pub mod notifications;
 mod schema;
 pub mod search;
 mod statistics;
 
+pub use connection::{AnyConnection, Conn};
+
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::Path;
 use std::time::Duration;
@@ -26,13 +29,6 @@ use schema::{
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-
-/// One connection to whichever backend runs; SQLite last, as diesel's MultiConnection wants.
-#[derive(diesel::MultiConnection)]
-pub enum AnyConnection {
-    Postgresql(diesel::PgConnection),
-    Sqlite(diesel::SqliteConnection),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -185,8 +181,6 @@ pub struct Storage {
     backend: Backend,
     statistics: std::sync::Arc<statistics::Statistics>,
 }
-
-pub type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
 
 /// How a database failure is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

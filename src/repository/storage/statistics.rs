@@ -8,7 +8,7 @@
 //! whenever the versions written since the last refresh reach a fifth of the data (at
 //! least 1,000), one refresh at a time, never on a request's path.
 
-use super::{AnyConnection, Conn};
+use super::connection::{AnyConnection, Conn};
 use diesel::connection::SimpleConnection;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 //! for anyone else, page by page.
 
 use crate::both_backends;
-use crate::consent::*;
 use crate::helpers::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

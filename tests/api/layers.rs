@@ -169,6 +169,13 @@ fn expand(tree: &str) -> Vec<String> {
 /// The paths a file names: its `use` trees, and every `crate::…`, `super::…`, `self::…` or
 /// `child::…` (a module it declares) path in its code.
 fn paths_named(code: &str) -> (Vec<String>, BTreeSet<String>) {
+    // `pub(in crate::a)` names a visibility, not an import.
+    let mut code = code.to_string();
+    while let Some(i) = code.find("pub(in ") {
+        let end = code[i..].find(')').map_or(code.len(), |j| i + j + 1);
+        code.replace_range(i..end, "pub");
+    }
+    let code = code.as_str();
     let mut children = BTreeSet::new();
     let mut paths = Vec::new();
     let words: Vec<&str> = code.split_whitespace().collect();
@@ -434,11 +441,15 @@ fn the_layout_check_sees_a_planted_circle_and_paths_in_use_trees() {
         ]
     );
     let (paths, children) = paths_named(
-        "mod store;\nuse super::x::Y;\nfn f() { store::put(); crate::fhir::instant::now_us(); }\n// crate::not::this\n",
+        "mod store;\nuse super::x::Y;\npub(in crate::a) fn f() { store::put(); crate::fhir::instant::now_us(); }\n",
     );
     assert!(children.contains("store"));
     assert!(paths.contains(&"super::x::Y".to_string()));
     assert!(paths.contains(&"store::put".to_string()));
     assert!(paths.contains(&"crate::fhir::instant::now_us".to_string()));
+    assert!(
+        !paths.iter().any(|p| p == "crate::a"),
+        "a visibility is no import"
+    );
     assert!(!code_of("// crate::not::this").contains("crate"));
 }

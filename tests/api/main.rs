@@ -5,12 +5,12 @@ mod helpers;
 mod oidc;
 
 mod auth;
-pub(crate) mod backend_services;
+mod backend_services;
 mod bad_input;
 mod bundles;
 mod capability;
 mod concurrency;
-pub(crate) mod consent;
+mod consent;
 mod consent_oracle;
 mod consent_property;
 mod everything;

@@ -4,7 +4,6 @@
 //! real HTTP subscriber that is down at first; and who may see and write Subscriptions.
 
 use crate::both_backends;
-use crate::consent::*;
 use crate::helpers::*;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use carnet::auth::{DevOptions, DevSubject};

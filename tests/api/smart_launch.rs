@@ -854,7 +854,7 @@ async fn tokens_and_logins_stay_with_their_owner(backend: Backend) {
         401
     );
     // A confidential app must authenticate with its key: its client_id alone is refused.
-    let key = crate::backend_services::ClientKey::new("conf-1");
+    let key = ClientKey::new("conf-1");
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, json!({"keys": [key.jwk()]}).to_string()).unwrap();

@@ -1,6 +1,12 @@
 //! Test harness: starts the real Carnet server on a random port, with a fresh database
 //! per test (a temporary SQLite file, or a new PostgreSQL database), and speaks HTTP to it.
 
+mod actors;
+mod keys;
+
+pub(crate) use actors::*;
+pub(crate) use keys::*;
+
 use carnet::app::Application;
 use carnet::config::ServeArgs;
 use diesel::{Connection, RunQueryDsl};

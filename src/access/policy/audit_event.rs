@@ -1,0 +1,69 @@
+//! audit_event: the access trail. An AuditEvent is about the patients its entities name
+//! (not the patient who was the agent); it is append-only and written by Carnet and backend
+//! services only. Professionals see their own traces, the médecin traitant the patient's;
+//! a trace is as hidden as what it lists (its `meta.security` labels).
+
+use serde_json::Value;
+
+use super::base::{forbid, names_practitioner, Policy, Seen, Write};
+use crate::auth::Actor;
+use crate::consent::{self, Decision, PatientRules, Subject, Viewer};
+use crate::error::FhirError;
+
+pub(super) struct AuditEvents;
+
+impl Policy for AuditEvents {
+    fn patients_of(&self, _: &str, event: &Value, _: &str) -> Vec<String> {
+        let mut out: Vec<String> = event
+            .get("entity")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.pointer("/what/reference").and_then(Value::as_str))
+            .filter_map(|r| r.strip_prefix("Patient/"))
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn decide(
+        &self,
+        seen: &Seen,
+        viewer: &Viewer,
+        rules: &PatientRules,
+        subject: &Subject,
+    ) -> Decision {
+        let now = seen.ctx.now_us();
+        let Viewer::Professional { id, .. } = viewer else {
+            return consent::decide(viewer, rules, subject, consent::Matrix::builtin(), now);
+        };
+        let own = names_practitioner(seen.value, "agent", "/who/reference", id);
+        let privileged = rules.is_medecin_traitant(id) || rules.has_equivalent_rights(id, now);
+        let masked = (subject.has(consent::MASQUE_PS) || subject.has(consent::MASQUE_PSOCIAL))
+            && !privileged;
+        if (own || (rules.is_medecin_traitant(id) && !rules.is_blocked(id, now))) && !masked {
+            Decision::Visible
+        } else {
+            Decision::Refused {
+                why: "another professional's trace".into(),
+                hidden: true,
+            }
+        }
+    }
+
+    fn write_first(&self, w: &Write) -> Option<Result<(), FhirError>> {
+        if w.interaction != super::base::Interaction::Create {
+            return Some(Err(FhirError::MethodNotAllowed(
+                "AuditEvents are append-only: they cannot be changed or deleted".into(),
+            )));
+        }
+        if !matches!(w.ctx.actor(), Actor::System(_)) {
+            return Some(Err(forbid(
+                "AuditEvents are written by Carnet and by backend services only",
+            )));
+        }
+        None
+    }
+}

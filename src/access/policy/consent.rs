@@ -1,0 +1,74 @@
+//! consent: the patient's rules themselves. A privacy Consent must follow Carnet's Consent
+//! profile; the rules are written by the patient or their legal representative (a backend
+//! service records legal representatives only), never by professionals; and a block or an
+//! objection is lifted by the patient in Carnet itself, not through an app.
+
+use super::base::{forbid, Policy, Write};
+use crate::auth::Actor;
+use crate::consent::{profile, Rule};
+use crate::error::FhirError;
+use serde_json::Value;
+
+pub(super) struct Consents;
+
+/// Whether a Consent (or its absence) records legal representatives only.
+fn guardianship_only(v: Option<&Value>) -> bool {
+    v.is_none_or(|v| {
+        if !profile::is_privacy(v) {
+            return true;
+        }
+        let p = profile::stated(v);
+        !p.is_empty() && p.iter().all(|p| matches!(p.rule, Rule::Guardian { .. }))
+    })
+}
+
+impl Policy for Consents {
+    fn write_first(&self, w: &Write) -> Option<Result<(), FhirError>> {
+        if let Some(new) = w.new.filter(|n| profile::is_privacy(n)) {
+            if let Err(why) = profile::check(new) {
+                return Some(Err(FhirError::Unprocessable(format!(
+                    "this Consent does not follow Carnet's Consent profile: {why}"
+                ))));
+            }
+        }
+        match w.ctx.actor() {
+            Actor::Practitioner(_) => Some(Err(forbid(
+                "a patient's rules (Consents) are written by the patient or their legal \
+                 representative only",
+            ))),
+            Actor::System(_)
+                if !(guardianship_only(w.new) && guardianship_only(w.current_value)) =>
+            {
+                Some(Err(forbid(
+                    "a backend service may record legal representatives only; the patient's \
+                     privacy rules are theirs to write",
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    fn patient_write(&self, w: &Write) -> Result<(), FhirError> {
+        if w.ctx.first_party() || w.interaction == super::base::Interaction::Create {
+            return Ok(());
+        }
+        // "No professional or app can lift a block or unmask": a third-party app acting for
+        // the patient adds rules and masks, never the reverse.
+        let restrictive = w.current_value.is_some_and(|v| {
+            profile::is_privacy(v)
+                && profile::stated(v).iter().any(|p| {
+                    matches!(
+                        p.rule,
+                        Rule::Block { .. } | Rule::ObjectEmergency | Rule::ObjectRegulation
+                    )
+                })
+        });
+        if restrictive {
+            return Err(forbid(
+                "a block or an objection is lifted by the patient in Carnet itself, not through \
+                 an app",
+            ));
+        }
+        Ok(())
+    }
+}

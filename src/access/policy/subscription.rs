@@ -1,0 +1,61 @@
+//! subscription: a Subscription is its owner's (its headers may hold the subscriber's
+//! secret) and backend services'; to anyone else it does not exist. It is in no record.
+
+use serde_json::Value;
+
+use super::base::{Policy, Seen, Write};
+use crate::auth::Actor;
+use crate::error::FhirError;
+
+pub(super) struct Subscriptions;
+
+/// `meta.tag` system naming a Subscription's owner.
+pub const SUBSCRIPTION_OWNER: &str = "urn:carnet:subscription-owner";
+
+/// The owner a Subscription's `meta.tag` names (`Patient/X`, `Practitioner/X`,
+/// `client/C`): Carnet sets it when the Subscription is written.
+pub fn subscription_owner(resource: &Value) -> Option<&str> {
+    resource
+        .pointer("/meta/tag")?
+        .as_array()?
+        .iter()
+        .find(|t| t.get("system").and_then(Value::as_str) == Some(SUBSCRIPTION_OWNER))?
+        .get("code")?
+        .as_str()
+}
+
+/// Whether `subject` owns the Subscription `value` (as tagged when it was written).
+fn owned_by(value: &Value, subject: &str) -> bool {
+    subscription_owner(value) == Some(subject)
+}
+
+impl Policy for Subscriptions {
+    fn within_patient(&self, _: &str, _: &Value, _: &str, _: &str) -> bool {
+        // Its owner's, checked by `read_of_its_own`; in no record.
+        true
+    }
+
+    fn writable_by_patient(&self, _: &str, _: &Value, _: &str, _: &str) -> bool {
+        true
+    }
+
+    fn read_of_its_own(&self, seen: &Seen) -> Option<Option<&'static str>> {
+        let mine = matches!(seen.ctx.actor(), Actor::System(_))
+            || seen
+                .value
+                .is_some_and(|v| owned_by(v, seen.ctx.subject().as_str()));
+        Some((!mine).then_some("another's subscription"))
+    }
+
+    fn write_first(&self, w: &Write) -> Option<Result<(), FhirError>> {
+        if let Some(cur) = w.current_value {
+            if !matches!(w.ctx.actor(), Actor::System(_))
+                && !owned_by(cur, w.ctx.subject().as_str())
+            {
+                let id = w.current.map(|c| c.id.as_str()).unwrap_or_default();
+                return Some(Err(FhirError::hidden("Subscription", id)));
+            }
+        }
+        Some(Ok(()))
+    }
+}

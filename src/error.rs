@@ -130,7 +130,8 @@ impl FhirError {
         }
     }
 
-    /// What a resource the requester may not see answers: exactly what an absent one does.
+    /// What a resource the requester may not see answers: exactly what an absent one does
+    /// (the one place this answer is worded; `id` may be `id/_history/vid`).
     pub fn hidden(resource_type: &str, id: &str) -> FhirError {
         FhirError::NotFound(format!("{resource_type}/{id} is not known"))
     }

@@ -76,7 +76,7 @@ impl Refusal {
     pub fn into_error(self, resource_type: &str, id: &str) -> FhirError {
         match self {
             Refusal::Forbidden(why) => FhirError::Forbidden(why),
-            Refusal::Hidden => FhirError::NotFound(format!("{resource_type}/{id} is not known")),
+            Refusal::Hidden => FhirError::hidden(resource_type, id),
         }
     }
 }

@@ -66,7 +66,7 @@ impl Repository {
         check_id(rtype, id)?;
         self.access.check_type(ctx, rtype, Permission::Read)?;
         // One answer for an absent resource, an absent version and a hidden one.
-        let missing = || FhirError::NotFound(format!("{rtype}/{id}/_history/{vid} is not known"));
+        let missing = || FhirError::hidden(rtype, &format!("{id}/_history/{vid}"));
         let v: i64 = vid.parse().map_err(|_| missing())?;
         let row = from_version(storage::version(conn, rtype, id, v)?.ok_or_else(missing)?);
         let visible = self

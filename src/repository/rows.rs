@@ -50,7 +50,7 @@ pub(crate) fn new_id() -> String {
 }
 
 pub(super) fn not_found(rtype: &str, id: &str) -> FhirError {
-    FhirError::NotFound(format!("{rtype}/{id} is not known"))
+    FhirError::hidden(rtype, id)
 }
 
 pub(super) fn lost_race(rtype: &str, id: &str, if_match: Option<i64>) -> FhirError {

@@ -452,4 +452,66 @@ fn the_layout_check_sees_a_planted_circle_and_paths_in_use_trees() {
         "a visibility is no import"
     );
     assert!(!code_of("// crate::not::this").contains("crate"));
+    assert!(builds_literal(
+        "let c = RequestContext { actor, client_id: x };",
+        "RequestContext"
+    ));
+    assert!(!builds_literal(
+        "impl FromRequest for RequestContext {\n    type Error = E;",
+        "RequestContext"
+    ));
+}
+
+/// Every file of `src/` with its module path and code (comments and strings removed).
+fn sources() -> Vec<(Module, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = BTreeMap::new();
+    module_files(&src, &Vec::new(), &mut files);
+    files
+        .into_iter()
+        .map(|(m, p)| (m, code_of(&std::fs::read_to_string(p).unwrap())))
+        .collect()
+}
+
+#[test]
+fn only_the_access_point_makes_a_visible_and_only_auth_builds_a_context() {
+    let mut doors = Vec::new();
+    for (module, code) in sources() {
+        let top = module.first().map(String::as_str).unwrap_or("");
+        if top != "access" && code.contains("Visible(") {
+            doors.push(format!("{} makes a Visible", name(&module)));
+        }
+        if top != "access" && builds_literal(&code, "WriteReceipt") {
+            doors.push(format!("{} makes a WriteReceipt", name(&module)));
+        }
+        if top != "auth"
+            && (builds_literal(&code, "RequestContext") || code.contains("from_claims("))
+        {
+            doors.push(format!("{} builds a RequestContext", name(&module)));
+        }
+        // Carnet's own contexts, each from the one place that needs it.
+        let allowed: &[(&str, &str)] = &[
+            ("RequestContext::service(", "oauth::authorize"),
+            ("of_subscription_owner(", "repository::subscriptions"),
+        ];
+        for (ctor, place) in allowed {
+            if top != "auth" && code.contains(ctor) && name(&module) != *place {
+                doors.push(format!("{} calls {ctor}", name(&module)));
+            }
+        }
+    }
+    assert!(doors.is_empty(), "back doors of the seam: {doors:#?}");
+}
+
+/// Whether `code` builds a `ty { field: … }` literal (not `impl … for ty {`).
+fn builds_literal(code: &str, ty: &str) -> bool {
+    let pat = format!("{ty} {{");
+    code.match_indices(&pat).any(|(i, _)| {
+        let after = code[i + pat.len()..].trim_start();
+        let field: String = after.chars().take_while(|c| is_ident(*c)).collect();
+        !field.is_empty()
+            && after[field.len()..]
+                .trim_start()
+                .starts_with([':', ',', '}'])
+    })
 }

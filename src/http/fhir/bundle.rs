@@ -2,10 +2,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::RequestContext;
-use crate::fhir::instant;
+use crate::fhir::bundle::Answered;
 use crate::http::extract::*;
 use crate::http::reply::respond;
 use crate::http::response::{Body, FhirResponse};
@@ -48,52 +48,29 @@ pub async fn bundle(
             ),
         };
         let representation = prefer(&req)? != Prefer::Minimal;
-        let mut entries = Vec::with_capacity(results.len());
-        for result in &results {
-            let mut response = json!({"status": result.status_line()});
-            let mut entry = json!({});
-            match result {
-                EntryResult::Written(w) => {
-                    let r = &w.resource;
-                    if matches!(
+        let lines: Vec<String> = results.iter().map(EntryResult::status_line).collect();
+        let answers: Vec<Answered> = results
+            .iter()
+            .zip(&lines)
+            .map(|(result, line)| match result {
+                EntryResult::Written(w) => Answered::Written(
+                    line,
+                    matches!(
                         w.status,
                         WriteStatus::Created | WriteStatus::Updated | WriteStatus::Existing
-                    ) {
-                        response["location"] = json!(r.location());
-                        response["etag"] = json!(r.etag());
-                        response["lastModified"] = json!(instant::format_us(r.last_updated_us));
-                        entry["fullUrl"] = json!(format!(
-                            "{}/{}/{}",
-                            state.settings.base_url, r.resource_type, r.id
-                        ));
-                        if representation {
-                            entry["resource"] = r.json()?;
-                        }
-                    }
-                }
-                EntryResult::Read(r) => {
-                    response["etag"] = json!(r.etag());
-                    response["lastModified"] = json!(instant::format_us(r.last_updated_us));
-                    entry["fullUrl"] = json!(format!(
-                        "{}/{}/{}",
-                        state.settings.base_url, r.resource_type, r.id
-                    ));
-                    entry["resource"] = r.json()?;
-                }
-                EntryResult::Failed(e) => response["outcome"] = e.outcome(),
-            }
-            entry["response"] = response;
-            entries.push(entry);
-        }
-        let mut bundle = json!({
-            "resourceType": "Bundle",
-            "id": uuid::Uuid::new_v4().to_string(),
-            "type": response_type,
-            "entry": entries,
-        });
-        if super::history::entries_is_empty(&bundle) {
-            bundle.as_object_mut().map(|o| o.remove("entry"));
-        }
+                    )
+                    .then(|| w.resource.get()),
+                ),
+                EntryResult::Read(r) => Answered::Read(line, r.get()),
+                EntryResult::Failed(e) => Answered::Failed(line, e.outcome()),
+            })
+            .collect();
+        let bundle = crate::fhir::bundle::response(
+            &state.settings.base_url,
+            response_type,
+            &answers,
+            representation,
+        )?;
         Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
     })
     .await

@@ -3,116 +3,44 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::RequestContext;
 use crate::error::FhirError;
+use crate::fhir::bundle::{self, Found, Paging, Shape};
 use crate::fhir::format::form_urlencoded;
-use crate::fhir::instant;
+use crate::fhir::params;
 use crate::http::extract::*;
 use crate::http::reply::respond;
 use crate::http::response::{Body, FhirResponse};
 use crate::http::state::AppState;
-use crate::repository::check_type;
+use crate::repository::{check_type, SearchPage};
 
 fn strict_handling(req: &HttpRequest) -> Result<bool, FhirError> {
     Ok(preferences(req)?.strict)
 }
 
-/// How a searchset is rendered: the parameters it ignored, whether it carries `total`,
-/// and what is kept of each match (`_summary`, `_elements`).
-struct Shape<'a> {
-    ignored: &'a [String],
-    with_total: bool,
-    subset: Option<&'a crate::fhir::subset::Subset>,
-}
-
-impl<'a> Shape<'a> {
-    fn of(search: &'a crate::fhir::search_query::SearchRequest, ignored: &'a [String]) -> Self {
-        Shape {
-            ignored,
-            with_total: search.total != crate::fhir::search_query::Total::None || search.count_only,
-            subset: search.subset.as_ref(),
-        }
-    }
-}
-
-/// A searchset Bundle for `page`, with paging links.
+/// The searchset Bundle of a page the repository returned.
 fn searchset(
     state: &AppState,
-    page: &crate::repository::SearchPage,
+    page: &SearchPage,
     self_url: String,
     shape: &Shape,
 ) -> Result<Value, FhirError> {
-    let base = &state.settings.base_url;
-    let mut links = vec![json!({"relation": "self", "url": self_url})];
-    if let Some(sid) = &page.snapshot {
-        let at = |offset: i64| {
-            format!(
-                "{base}?_getpages={sid}&_getpagesoffset={offset}&_count={}",
-                page.count
-            )
-        };
-        links.push(json!({"relation": "first", "url": at(0)}));
-        if page.offset + page.count < page.total {
-            links.push(json!({"relation": "next", "url": at(page.offset + page.count)}));
-        }
-        if page.offset > 0 {
-            links.push(
-                json!({"relation": "previous", "url": at((page.offset - page.count).max(0))}),
-            );
-        }
-    }
-    let mut entries = Vec::with_capacity(page.entries.len() + 1);
-    for r in &page.entries {
-        let resource = match shape.subset {
-            Some(subset) => crate::fhir::subset::apply(r.json()?, subset),
-            None => r.json()?,
-        };
-        entries.push(json!({
-            "fullUrl": format!("{base}/{}/{}", r.resource_type, r.id),
-            "resource": resource,
-            "search": {"mode": "match"},
-        }));
-    }
-    for r in &page.included {
-        entries.push(json!({
-            "fullUrl": format!("{base}/{}/{}", r.resource_type, r.id),
-            "resource": r.json()?,
-            "search": {"mode": "include"},
-        }));
-    }
-    let mut warnings: Vec<Value> = shape
-        .ignored
-        .iter()
-        .map(|m| json!({"severity": "warning", "code": "not-supported", "diagnostics": format!("ignored: {m}")}))
-        .collect();
-    if page.included_truncated {
-        warnings.push(json!({"severity": "warning", "code": "too-costly",
-            "diagnostics": format!("_include/_revinclude brought in at most {} resources for this page (limit max-included); narrow the search or page with a smaller _count",
-                state.settings.limits.max_included)}));
-    }
-    if !warnings.is_empty() {
-        entries.push(json!({
-            "resource": {"resourceType": "OperationOutcome", "issue": warnings},
-            "search": {"mode": "outcome"},
-        }));
-    }
-    let mut bundle = json!({
-        "resourceType": "Bundle",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "meta": {"lastUpdated": instant::format_us(instant::now_us())},
-        "type": "searchset",
-        "total": page.total,
-        "link": links,
-    });
-    if !shape.with_total {
-        bundle.as_object_mut().map(|o| o.remove("total"));
-    }
-    if !entries.is_empty() {
-        bundle["entry"] = json!(entries);
-    }
-    Ok(bundle)
+    let paging = Paging {
+        snapshot: page.snapshot.as_deref(),
+        offset: page.offset,
+        count: page.count,
+        total: page.total,
+    };
+    let found = Found {
+        matches: page.entries.iter().map(|v| v.get()).collect(),
+        included: page.included.iter().map(|v| v.get()).collect(),
+        included_cut_at: page
+            .included_truncated
+            .then_some(state.settings.limits.max_included),
+    };
+    bundle::searchset(&state.settings.base_url, self_url, &paging, &found, shape)
 }
 
 async fn run_search(
@@ -155,17 +83,6 @@ async fn execute_search(
     Ok(FhirResponse::new(StatusCode::OK, Body::Value(bundle)))
 }
 
-/// The types of a `_type` value, each once, in the order first named (a repeated type is
-/// searched once, not once per repetition).
-fn distinct_types(value: &str) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    value
-        .split(',')
-        .map(|t| t.trim().to_string())
-        .filter(|t| seen.insert(t.clone()))
-        .collect()
-}
-
 /// `GET /?_type=A,B&…`: a search over several types (all of them without `_type`); every
 /// parameter must be defined for every type searched.
 async fn system_search(
@@ -180,7 +97,7 @@ async fn system_search(
         ));
     }
     let types: Vec<String> = match pairs.iter().find(|(k, _)| k == "_type") {
-        Some((_, v)) => distinct_types(v)
+        Some((_, v)) => params::distinct_types(v)
             .into_iter()
             .filter(|t| !t.is_empty())
             .collect(),
@@ -239,11 +156,7 @@ async fn search_types(
     let page = web::block(move || repo.search_types(&ctx, &moved, count)).await??;
     let shape = match reqs.first().filter(|_| shaped_by_first) {
         Some(first) => Shape::of(first, &[]),
-        None => Shape {
-            ignored: &[],
-            with_total: true,
-            subset: None,
-        },
+        None => Shape::plain(),
     };
     Ok(FhirResponse::new(
         StatusCode::OK,
@@ -261,9 +174,7 @@ pub async fn compartment_search(
     let (owner_type, owner_id, rtype) = path.into_inner();
     respond(&req, |_| async {
         if !crate::fhir::resource_types::is_valid_id(&owner_id) {
-            return Err(FhirError::NotFound(format!(
-                "{owner_type}/{owner_id} is not known"
-            )));
+            return Err(FhirError::hidden(&owner_type, &owner_id));
         }
         if rtype == "$everything" && owner_type == "Patient" {
             return everything(&req, ctx, &state, &owner_id).await;
@@ -307,38 +218,12 @@ async fn everything(
 ) -> Result<FhirResponse, FhirError> {
     use crate::fhir::search_query;
     let settings = &state.settings;
-    let mut count = settings.default_page_size;
-    let mut since = None;
-    let mut only: Option<Vec<String>> = None;
-    for (k, v) in form_urlencoded(req.query_string())? {
-        match k.as_str() {
-            "_count" => {
-                count = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|c| *c >= 0)
-                    .ok_or_else(|| {
-                        FhirError::BadRequest(format!("_count '{v}' is not a number of entries"))
-                    })?
-                    .min(settings.max_page_size)
-            }
-            "_since" => {
-                instant::parse_us(&v).ok_or_else(|| {
-                    FhirError::BadRequest(format!(
-                        "_since '{v}' is not an instant such as 2026-01-31T12:00:00Z"
-                    ))
-                })?;
-                since = Some(v)
-            }
-            "_type" => only = Some(distinct_types(&v)),
-            "_format" | "_pretty" => {}
-            other => {
-                return Err(FhirError::BadRequest(format!(
-                    "$everything does not support the parameter '{other}' (supported: _count, _since, _type)"
-                )))
-            }
-        }
-    }
+    let asked = params::everything(
+        req.query_string(),
+        settings.default_page_size,
+        settings.max_page_size,
+    )?;
+    let (count, since, only) = (asked.count, asked.since, asked.types);
     let types: Vec<&str> = crate::fhir::resource_types::SUPPORTED
         .iter()
         .copied()
@@ -442,26 +327,8 @@ pub async fn search_page(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     respond(&req, |_| async {
-        let mut sid = None;
-        let mut offset = 0i64;
-        let mut count = None;
-        for (k, v) in form_urlencoded(req.query_string())? {
-            match k.as_str() {
-                "_getpages" => sid = Some(v),
-                "_getpagesoffset" => {
-                    offset = v.parse().map_err(|_| {
-                        FhirError::BadRequest("_getpagesoffset is not a number".into())
-                    })?
-                }
-                "_count" => {
-                    count = Some(
-                        v.parse::<i64>()
-                            .map_err(|_| FhirError::BadRequest("_count is not a number".into()))?,
-                    )
-                }
-                _ => {}
-            }
-        }
+        let asked = params::later_page(req.query_string())?;
+        let (sid, offset, count) = (asked.snapshot, asked.offset, asked.count);
         let Some(sid) = sid else {
             return system_search(&req, ctx, &state).await;
         };

@@ -82,14 +82,7 @@ impl Application {
         }
         let mut repo = Repository::open(&database_url, args.db_pool_size, access, &base_url)?
             .with_limits(limits);
-        // The features' write hooks, in the order they run: the patient's rules stamp,
-        // subscriptions (kept, then matched), the notice of a new document.
-        let mut hooks = crate::record::hooks();
-        hooks.insert(
-            1,
-            std::sync::Arc::new(crate::subscriptions::Subscriptions::new(&base_url)),
-        );
-        for hook in hooks {
+        for hook in write_hooks(&base_url) {
             repo = repo.with_hook(hook);
         }
         if args.dev {
@@ -173,4 +166,16 @@ impl Application {
         worker.abort();
         result
     }
+}
+
+/// The features' write hooks, in the order they run: the patient's rules stamp first (the
+/// hooks after it judge accesses with the fresh rules), then subscriptions (kept, then
+/// matched), then the notice of a new document. Every repository that writes FHIR
+/// resources registers them all.
+pub fn write_hooks(base_url: &str) -> Vec<std::sync::Arc<dyn crate::repository::WriteHook>> {
+    vec![
+        std::sync::Arc::new(crate::record::rules::RulesStamp),
+        std::sync::Arc::new(crate::subscriptions::Subscriptions::new(base_url)),
+        std::sync::Arc::new(crate::record::documents::NewDocumentNotice),
+    ]
 }

@@ -1,10 +1,12 @@
 //! Carnet: a FHIR R4 server holding a person's health record (Mon espace santé style).
 //!
-//! Layers, top to bottom: `http` (actix-web handlers) → `repository` (FHIR interactions,
-//! with storage as a private child) → `access` (the one access-decision point). `fhir`
-//! holds FHIR semantics independent of both; `consent` the patient's rules (pure), which the
-//! access point asks; `auth` builds the request context; `oauth` is
-//! the authorization server, `identity` the relying party of the upstream login providers.
+//! Layers, top to bottom (docs/architecture.md is the map; `tests/api/layers.rs` checks
+//! that imports only point down): `http` → `oauth`, `identity` → `jobs` → features
+//! (`subscriptions`, `record`), which register write hooks with → `repository` (FHIR
+//! interactions; storage is its private child) → `access` (the one access-decision point,
+//! one policy per type) → `auth` (the only builder of a request context) → `consent` (the
+//! patient's rules, pure) → `config` → `fhir` (FHIR semantics, no HTTP, no SQL) →
+//! `resource` → `error`.
 
 pub mod access;
 pub mod app;

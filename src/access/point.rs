@@ -560,6 +560,7 @@ impl AccessPoint {
         ctx: &RequestContext,
         interaction: Interaction,
         resource_type: &str,
+        id: &str,
         new: Option<&Value>,
         current: Option<&StoredResource>,
         facts: &mut Facts,
@@ -569,14 +570,9 @@ impl AccessPoint {
         loading(facts, load, |facts| {
             self.consent_write(ctx, interaction, resource_type, new, current, facts)
         })??;
-        let id = current.map(|c| c.id.clone()).or_else(|| {
-            new.and_then(|n| n.get("id"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
         Ok(WriteReceipt {
             resource_type: resource_type.to_string(),
-            id: id.filter(|_| interaction != Interaction::Create),
+            id: id.to_string(),
         })
     }
 
@@ -666,12 +662,14 @@ impl AccessPoint {
                     && (removed(consent::MASQUE_PS) || removed(consent::MASQUE_PSOCIAL))
                 {
                     return forbid(
-                        "a document is unmasked by the patient in Carnet itself, not through                          an app",
+                        "a document is unmasked by the patient in Carnet itself, not through \
+                         an app",
                     );
                 }
                 if changed.iter().any(|c| *c == consent::INVISIBLE_PATIENT) {
                     return forbid(
-                        "INVISIBLE_PATIENT is set and lifted by the document's author (after                          the announcement consultation)",
+                        "INVISIBLE_PATIENT is set and lifted by the document's author (after \
+                         the announcement consultation)",
                     );
                 }
                 if representative

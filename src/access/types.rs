@@ -42,22 +42,19 @@ impl<T> std::ops::Deref for Visible<T> {
 #[must_use = "a write's receipt is how what it wrote is returned"]
 pub struct WriteReceipt {
     pub(super) resource_type: String,
-    /// The resource decided on, when its id was known (a create's id is given later).
-    pub(super) id: Option<String>,
+    /// The resource decided on (a create's id is chosen before it is decided).
+    pub(super) id: String,
 }
 
 impl WriteReceipt {
     /// What the decided write stored (or found): it may be returned to the requester. Any
     /// other resource is refused: a receipt is for the resource it was decided for.
-    pub fn admit(&self, resource: StoredResource) -> Result<Visible<StoredResource>, FhirError> {
-        let same_type = resource.resource_type == self.resource_type;
-        if !same_type || self.id.as_ref().is_some_and(|id| *id != resource.id) {
+    /// Used once: the receipt is spent when it admits.
+    pub fn admit(self, resource: StoredResource) -> Result<Visible<StoredResource>, FhirError> {
+        if resource.resource_type != self.resource_type || resource.id != self.id {
             return Err(FhirError::Internal(format!(
                 "a write receipt for {}/{} was shown {}/{}",
-                self.resource_type,
-                self.id.as_deref().unwrap_or("(new)"),
-                resource.resource_type,
-                resource.id
+                self.resource_type, self.id, resource.resource_type, resource.id
             )));
         }
         Ok(Visible(resource))

@@ -38,8 +38,13 @@ impl FromRequest for RequestContext {
             actix_web::error::InternalError::from_response(e.to_string(), error_response(neg, &e))
                 .into()
         };
-        let verified = header(req, "Authorization")
-            .and_then(|h| auth.verify(h.as_deref()).map_err(FhirError::from));
+        // Whatever is wrong with the header (absent, not text) is a missing token: 401 with
+        // the Bearer challenge, as RFC 6750 has it.
+        let authorization = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let verified = auth.verify(authorization).map_err(FhirError::from);
         let clock = req
             .headers()
             .get("X-Carnet-Now")

@@ -203,14 +203,20 @@ impl Repository {
         conn: &mut AnyConnection,
         ctx: &RequestContext,
         interaction: Interaction,
-        rtype: &str,
+        (rtype, id): (&str, &str),
         new: Option<&Value>,
         current: Option<&StoredResource>,
         facts: &mut Facts,
     ) -> Result<crate::access::WriteReceipt, FhirError> {
-        self.access
-            .check_write(ctx, interaction, rtype, new, current, facts, &mut |n, f| {
-                self.load_fact(conn, n, f)
-            })
+        self.access.check_write(
+            ctx,
+            interaction,
+            rtype,
+            id,
+            new,
+            current,
+            facts,
+            &mut |n, f| self.load_fact(conn, n, f),
+        )
     }
 }

@@ -23,7 +23,8 @@ pub struct Written<'a> {
     pub interaction: Interaction,
     /// The version written (a tombstone for a delete).
     pub resource: &'a StoredResource,
-    /// Its JSON (None for a delete).
+    /// Its JSON (None for a delete, but for a logical delete — a DocumentReference marked
+    /// entered-in-error — which is a new version with `Interaction::Delete`).
     pub value: Option<&'a Value>,
     /// The JSON text of the version before (None when there was none, or a deletion).
     pub previous: Option<&'a str>,

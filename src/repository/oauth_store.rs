@@ -143,6 +143,12 @@ impl Repository {
     }
 
     pub fn put_client(&self, row: &ClientRow) -> Result<(), FhirError> {
+        if row.client_id == crate::auth::SERVICE_CLIENT {
+            return Err(FhirError::BadRequest(format!(
+                "the client id '{}' is Carnet's own (its services act under it): choose another",
+                crate::auth::SERVICE_CLIENT
+            )));
+        }
         self.storage.write(|c| storage::clients::put(c, row))
     }
 

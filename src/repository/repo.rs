@@ -79,7 +79,9 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Opens the database (running its migrations) behind a new repository.
+    /// Opens the database (running its migrations) behind a new repository, with no write
+    /// hooks: a repository that writes FHIR resources must register the features' hooks
+    /// (`app::write_hooks`), or a patient's new rules would not reach the cached copies.
     pub fn open(
         database_url: &str,
         pool_size: u32,

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 /// The top-level modules of `src/`, lowest first.
 const LAYERS: &[&str] = &[
     "error",
-    "vocab",
     "resource",
     "fhir",
     "config",

@@ -985,7 +985,82 @@ async fn tokens_and_logins_stay_with_their_owner(backend: Backend) {
     assert_eq!(body["patient"], json!(env.alice));
 }
 
+/// Linking a login to its record is an access of Carnet's own, decided and traced in the
+/// patient's record: the patient sees when they logged in; their médecin traitant, who sees
+/// every other trace of the record, does not (it would tell them when the patient logs in).
+async fn a_login_is_traced_for_the_patient_alone(backend: Backend) {
+    let env = setup(backend).await;
+    let mut alice: Value = env.app.get_json(&format!("Patient/{}", env.alice)).await.1;
+    alice["generalPractitioner"] = json!([{"reference": format!("Practitioner/{}", env.house)}]);
+    let res = env.app.put(&format!("Patient/{}", env.alice), &alice).await;
+    assert_eq!(res.status(), 200);
+    let b = browser();
+    let p = pkce();
+    launch_as(
+        &env,
+        &b,
+        "alice",
+        "openid fhirUser launch/patient patient/*.rs",
+        &p,
+    )
+    .await;
+    let by_carnet = |bundle: &Value| -> usize {
+        bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e["resource"]["agent"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| {
+                        a["who"]["identifier"]["system"] == "urn:carnet:client"
+                            && a["who"]["identifier"]["value"] == "carnet"
+                    })
+            })
+            .count()
+    };
+    let query = format!("AuditEvent?patient={}&_count=100", env.alice);
+    let (status, all) = env.app.get_json(&query).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(by_carnet(&all), 1, "one trace of the login linking: {all}");
+    let data = &env.app.args.data_dir;
+    let holder = client_with(&dev_token(
+        data,
+        &carnet::auth::DevSubject::Patient(env.alice.clone()),
+        None,
+    ));
+    let mine: Value = holder
+        .get(format!("{}/{query}", env.app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_carnet(&mine), 1, "the patient sees it: {mine}");
+    let mt = client_with(&dev_token(
+        data,
+        &carnet::auth::DevSubject::Practitioner(env.house.clone()),
+        None,
+    ));
+    let res = mt
+        .get(format!("{}/{query}", env.app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let theirs: Value = res.json().await.unwrap();
+    assert!(
+        theirs["total"].as_i64().unwrap_or(0) > 0,
+        "the médecin traitant sees the record's other traces: {theirs}"
+    );
+    assert_eq!(by_carnet(&theirs), 0, "but not the login's: {theirs}");
+}
+
 both_backends!(
+    a_login_is_traced_for_the_patient_alone,
     tokens_and_logins_stay_with_their_owner,
     a_patient_launches_an_app_end_to_end,
     a_professional_logs_in_with_the_second_provider,

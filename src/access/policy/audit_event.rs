@@ -36,6 +36,14 @@ impl Policy for AuditEvents {
         subject: &Subject,
     ) -> Decision {
         let now = seen.ctx.now_us();
+        // Carnet's own accesses (the login linking finding the record of someone logging
+        // in) are the holder's business only: they tell when the patient logs in.
+        if by_carnet(seen.value) && !matches!(viewer, Viewer::Holder { .. }) {
+            return Decision::Refused {
+                why: "Carnet's own access".into(),
+                hidden: true,
+            };
+        }
         let Viewer::Professional { id, .. } = viewer else {
             return consent::decide(viewer, rules, subject, consent::Matrix::builtin(), now);
         };
@@ -66,4 +74,19 @@ impl Policy for AuditEvents {
         }
         None
     }
+}
+
+/// Whether an AuditEvent traces one of Carnet's own services (its agent is the client
+/// `carnet`, `crate::auth::SERVICE_CLIENT`).
+fn by_carnet(event: Option<&Value>) -> bool {
+    event
+        .and_then(|e| e.get("agent"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.pointer("/who/identifier"))
+        .any(|i| {
+            i.get("system").and_then(Value::as_str) == Some("urn:carnet:client")
+                && i.get("value").and_then(Value::as_str) == Some(crate::auth::SERVICE_CLIENT)
+        })
 }

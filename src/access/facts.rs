@@ -57,6 +57,11 @@ pub struct Facts {
     pub(crate) current: HashMap<(String, String), Option<StoredResource>>,
     pub(crate) filed_at: HashMap<(String, String), Option<i64>>,
     pub trail: Vec<Decided>,
+    /// What the request asked (`Type/id`, `Type?query`), for the trace a refusal leaves
+    /// its requester.
+    pub asked: Option<String>,
+    /// Whether the request was answered (false: it failed, whatever the reason).
+    pub answered: bool,
 }
 
 impl Facts {

@@ -212,6 +212,17 @@ impl AccessPoint {
                 ));
             }
         }
+        // The trail answers for accesses, not for the records behind them: a chain or
+        // `_has` on AuditEvent would test a field of a Patient (`patient.birthdate`) through
+        // the traces its requester may see.
+        if rtype == "AuditEvent"
+            && !matches!(ctx.actor(), Actor::System(_))
+            && req.clauses.iter().any(|c| reaches_beyond(c, &[]))
+        {
+            return Err(FhirError::Forbidden(
+                "chained parameters and _has are not available on AuditEvent".into(),
+            ));
+        }
         let Some(patient) = bound else {
             return Ok(None);
         };

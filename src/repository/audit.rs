@@ -142,6 +142,49 @@ pub fn audit_event(
 /// from whoever the resource is hidden from (an INVISIBLE_PATIENT document's reads from the
 /// patient, a masked document's refusal from the professional refused).
 pub fn events_for(ctx: &RequestContext, interaction: &str, facts: &Facts) -> Vec<Value> {
+    let mut events = record_events(ctx, interaction, facts);
+    // Every request of a professional leaves them a trace of their own: what they asked and
+    // whether it was answered — the same whether it matched hidden resources or nothing, so
+    // that their trail is no oracle on a record they may not open. The record's own
+    // refusal traces (what matched, whose record) are hidden from them
+    // (`access::policy::audit_event`).
+    if matches!(ctx.actor(), Actor::Practitioner(_)) {
+        events.push(requester_event(
+            ctx,
+            interaction,
+            facts.asked.as_deref(),
+            facts.answered,
+        ));
+    }
+    events
+}
+
+/// The trace a refused request leaves its requester: the interaction and what they sent
+/// (`entity.name`, the entity a query: role 24), no reference to any resource or patient.
+fn requester_event(
+    ctx: &RequestContext,
+    interaction: &str,
+    asked: Option<&str>,
+    answered: bool,
+) -> Value {
+    let mut event = audit_event(ctx, interaction, "", &[], answered);
+    event["outcomeDesc"] = json!(if answered {
+        "answered (what it returned is traced in the records concerned)"
+    } else {
+        "refused"
+    });
+    let mut entity = json!({
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24"}});
+    if let Some(a) = asked {
+        entity["name"] = json!(a);
+    }
+    event["entity"] = json!([entity]);
+    event
+}
+
+/// The record-side AuditEvents of `facts`: one per patient, outcome and labels.
+pub(super) fn record_events(ctx: &RequestContext, interaction: &str, facts: &Facts) -> Vec<Value> {
     type Key = (String, bool, Vec<String>);
     let mut groups: BTreeMap<Key, Vec<&Decided>> = BTreeMap::new();
     for d in &facts.trail {
@@ -214,6 +257,7 @@ impl Repository {
         let mut conn = self.storage.conn()?;
         let mut facts = Facts::new();
         let result = f(&mut conn, &mut facts);
+        facts.answered = result.is_ok();
         self.trace(&mut conn, ctx, interaction, &facts)?;
         result
     }

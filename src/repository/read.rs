@@ -16,6 +16,7 @@ impl Repository {
         id: &str,
     ) -> Result<Visible<StoredResource>, FhirError> {
         self.audited_read(ctx, "read", |conn, facts| {
+            facts.asked = Some(format!("{rtype}/{id}"));
             self.read_in(conn, ctx, rtype, id, facts)
         })
     }
@@ -49,6 +50,7 @@ impl Repository {
         vid: &str,
     ) -> Result<Visible<StoredResource>, FhirError> {
         self.audited_read(ctx, "vread", |conn, facts| {
+            facts.asked = Some(format!("{rtype}/{id}/_history/{vid}"));
             self.vread_in(conn, ctx, rtype, id, vid, facts)
         })
     }
@@ -104,6 +106,11 @@ impl Repository {
             _ => "history-system",
         };
         self.audited_read(ctx, interaction, |conn, facts| {
+            facts.asked = Some(match (&req.resource_type, &req.id) {
+                (Some(t), Some(i)) => format!("{t}/{i}/_history"),
+                (Some(t), None) => format!("{t}/_history"),
+                _ => "_history".to_string(),
+            });
             self.history_in(conn, ctx, req, facts)
         })
     }

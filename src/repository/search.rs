@@ -43,6 +43,12 @@ impl Repository {
             }
         }
         self.audited_read(ctx, interaction, |conn, facts| {
+            facts.asked = Some(
+                reqs.iter()
+                    .map(|r| format!("{}?{}", r.resource_type, r.canonical_query))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
             self.search_in(conn, ctx, reqs, count, facts)
         })
     }

@@ -121,7 +121,7 @@ impl Repository {
                 super::audit::write_events(
                     conn,
                     &self.base_url,
-                    super::audit::events_for(&owner_ctx, "read", &facts),
+                    super::audit::record_events(&owner_ctx, "read", &facts),
                 )?;
                 notifications::queue_delivery(
                     conn,

@@ -84,10 +84,15 @@ impl Repository {
         let mut facts = Facts::new();
         let result = Storage::write_on(&mut conn, |c| {
             let out = f(c, &mut facts)?;
+            facts.answered = true;
             self.audit_in(c, ctx, interaction, &facts)?;
             Ok(out)
         });
-        if result.is_err() && facts.trail.iter().any(|d| !d.allowed) {
+        // A refused write is traced after the rollback (and a professional's failed request
+        // always leaves its requester the trace of what they asked).
+        let professional = matches!(ctx.actor(), crate::auth::Actor::Practitioner(_));
+        if result.is_err() && (professional || facts.trail.iter().any(|d| !d.allowed)) {
+            facts.answered = false;
             facts.trail.retain(|d| !d.allowed);
             self.trace(&mut conn, ctx, interaction, &facts)?;
         }
@@ -208,6 +213,10 @@ impl Repository {
         method: &str,
         facts: &mut Facts,
     ) -> Result<WriteOutcome, FhirError> {
+        facts.asked.get_or_insert_with(|| match method {
+            "POST" => rtype.to_string(),
+            _ => format!("{rtype}/{id}"),
+        });
         let current = storage::current(conn, rtype, id)?;
         let current_stored = current.clone().map(from_current);
         let interaction = match &current {
@@ -226,13 +235,14 @@ impl Repository {
             current_stored.as_ref(),
             facts,
         );
-        let decided = self.access.decided_write(
+        let mut decided = self.access.decided_write(
             rtype,
             id,
             Some(&resource),
             current_stored.as_ref(),
             decision.as_ref().err(),
         );
+        self.label_as_document(conn, rtype, Some(&resource), &mut decided)?;
         facts.trail.push(decided);
         let receipt = decision?;
         if let Some(expected) = if_match {
@@ -293,6 +303,50 @@ impl Repository {
             },
             resource: receipt.admit(written)?,
         })
+    }
+
+    /// A Binary filed with a document is traced in that document's record, with its
+    /// visibility labels (an INVISIBLE_PATIENT document's content is as hidden in the trail
+    /// as the document).
+    fn label_as_document(
+        &self,
+        conn: &mut AnyConnection,
+        rtype: &str,
+        binary: Option<&Value>,
+        decided: &mut crate::access::Decided,
+    ) -> Result<(), FhirError> {
+        let Some(doc) = binary
+            .filter(|_| rtype == "Binary")
+            .and_then(|b| b.pointer("/securityContext/reference"))
+            .and_then(Value::as_str)
+            .and_then(|r| r.rsplit_once("DocumentReference/"))
+            .map(|(_, id)| id.to_string())
+        else {
+            return Ok(());
+        };
+        let Some(row) = storage::current(conn, "DocumentReference", &doc)? else {
+            return Ok(());
+        };
+        if row.deleted {
+            return Ok(());
+        }
+        let value: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
+        // And it is in that document's record.
+        decided
+            .patients
+            .extend(self.access.patients_of("DocumentReference", &value));
+        decided.patients.sort();
+        decided.patients.dedup();
+        decided.labels.extend(
+            crate::consent::Subject::of("DocumentReference", &value)
+                .labels
+                .into_iter()
+                .filter(|(s, _)| s == crate::consent::TRE_A07)
+                .map(|(_, c)| c),
+        );
+        decided.labels.sort();
+        decided.labels.dedup();
+        Ok(())
     }
 
     /// Writes `resource` as the next version after `current` (a decided write).
@@ -407,6 +461,7 @@ impl Repository {
         facts: &mut Facts,
     ) -> Result<WriteOutcome, FhirError> {
         self.access.check_type(ctx, rtype, Permission::Delete)?;
+        facts.asked.get_or_insert_with(|| format!("{rtype}/{id}"));
         let current = storage::current(conn, rtype, id)?.ok_or_else(|| not_found(rtype, id))?;
         let current_stored = from_current(current.clone());
         let decision = self.decide_write(
@@ -418,13 +473,16 @@ impl Repository {
             Some(&current_stored),
             facts,
         );
-        facts.trail.push(self.access.decided_write(
+        let mut decided = self.access.decided_write(
             rtype,
             id,
             None,
             Some(&current_stored),
             decision.as_ref().err(),
-        ));
+        );
+        let old = current_stored.json().ok();
+        self.label_as_document(conn, rtype, old.as_ref(), &mut decided)?;
+        facts.trail.push(decided);
         let receipt = decision?;
         if rtype == "DocumentReference" && !current.deleted {
             // The DMP deletes logically: the document is marked entered-in-error and

@@ -24,3 +24,4 @@ mod round_trip;
 mod search;
 mod shutdown;
 mod smart_launch;
+mod trail;

@@ -47,7 +47,15 @@ impl Policy for AuditEvents {
         let Viewer::Professional { id, .. } = viewer else {
             return consent::decide(viewer, rules, subject, consent::Matrix::builtin(), now);
         };
-        let own = names_practitioner(seen.value, "agent", "/who/reference", id);
+        // Their own accesses, as far as they were allowed: a refusal's record-side trace
+        // lists what matched and whose record it is, which the refused may not learn (they
+        // see the trace of what they asked instead, below).
+        let refused = seen
+            .value
+            .and_then(|v| v.get("outcome"))
+            .and_then(Value::as_str)
+            .is_some_and(|o| o != "0");
+        let own = names_practitioner(seen.value, "agent", "/who/reference", id) && !refused;
         let privileged = rules.is_medecin_traitant(id) || rules.has_equivalent_rights(id, now);
         let masked = (subject.has(consent::MASQUE_PS) || subject.has(consent::MASQUE_PSOCIAL))
             && !privileged;
@@ -59,6 +67,26 @@ impl Policy for AuditEvents {
                 hidden: true,
             }
         }
+    }
+
+    /// A trace that concerns no record (the one a refused request leaves its requester:
+    /// what was asked, nothing of what matched) is its agent's, and backend services'.
+    fn read_of_its_own(&self, seen: &Seen) -> Option<Option<&'static str>> {
+        let value = seen.value?;
+        if !self.patients_of("AuditEvent", value, "").is_empty() {
+            return None;
+        }
+        let me = seen.ctx.subject();
+        let mine = matches!(seen.ctx.actor(), Actor::System(_))
+            || value
+                .get("agent")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|a| a.get("requestor").and_then(Value::as_bool) == Some(true))
+                .filter_map(|a| a.pointer("/who/reference").and_then(Value::as_str))
+                .any(|r| r == me);
+        Some((!mine).then_some("another's trace"))
     }
 
     fn write_first(&self, w: &Write) -> Option<Result<(), FhirError>> {

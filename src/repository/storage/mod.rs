@@ -316,6 +316,10 @@ impl Storage {
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(Duration::from_secs(15))
+            // No ping on every check-out (one statement per request saved): a connection
+            // the server closed fails its next statement, is answered 503 (`Classify`) and
+            // marked broken, and the pool drops it.
+            .test_on_check_out(false)
             .connection_customizer(Box::new(SqlitePragmas))
             .build(manager)
             .map_err(|e| format!("cannot connect to {}: {e}", redact_url(url)))?;

@@ -242,7 +242,7 @@ impl Repository {
             current_stored.as_ref(),
             decision.as_ref().err(),
         );
-        self.label_as_document(conn, rtype, Some(&resource), &mut decided)?;
+        self.label_as_document(conn, ctx, rtype, Some(&resource), &mut decided)?;
         facts.trail.push(decided);
         let receipt = decision?;
         if let Some(expected) = if_match {
@@ -311,6 +311,7 @@ impl Repository {
     fn label_as_document(
         &self,
         conn: &mut AnyConnection,
+        ctx: &RequestContext,
         rtype: &str,
         binary: Option<&Value>,
         decided: &mut crate::access::Decided,
@@ -328,6 +329,16 @@ impl Repository {
             return Ok(());
         };
         if row.deleted {
+            return Ok(());
+        }
+        // Only a document the writer may see: the write's trace, which its writer sees,
+        // must not tell whose record some other document is in. Decided aside (not traced).
+        let mut scratch = Facts::new();
+        let doc_row = from_current(row.clone());
+        if self
+            .decide_read(conn, ctx, Interaction::Read, doc_row, &mut scratch)?
+            .is_err()
+        {
             return Ok(());
         }
         let value: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
@@ -481,7 +492,7 @@ impl Repository {
             decision.as_ref().err(),
         );
         let old = current_stored.json().ok();
-        self.label_as_document(conn, rtype, old.as_ref(), &mut decided)?;
+        self.label_as_document(conn, ctx, rtype, old.as_ref(), &mut decided)?;
         facts.trail.push(decided);
         let receipt = decision?;
         if rtype == "DocumentReference" && !current.deleted {

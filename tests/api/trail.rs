@@ -228,6 +228,36 @@ async fn a_hidden_documents_binary_is_hidden_in_the_patients_history(backend: Ba
     );
 }
 
+/// Filing needs no authorisation, but filing a Binary for a document one may not see must
+/// not tell whose record that document is in.
+async fn filing_a_binary_for_a_hidden_document_tells_nothing(backend: Backend) {
+    let w = World::new(backend).await;
+    let dr = practitioner(&w.app, "10").await;
+    let doc = w.document(&w.mt, CONSULTATION, &[]).await;
+    w.rule(block(&dr)).await;
+    let pro = w.pro(&dr);
+    let (status, body) = pro
+        .post(
+            "Binary",
+            &json!({"resourceType": "Binary", "contentType": "application/pdf",
+                "securityContext": {"reference": format!("DocumentReference/{doc}")},
+                "data": "JVBERi0xLjQK"}),
+        )
+        .await;
+    assert!(
+        status == 201 || status == 404 || status == 403,
+        "{status} {body}"
+    );
+    let (_, mine) = pro
+        .get(&format!("AuditEvent?agent=Practitioner/{dr}&_count=100"))
+        .await;
+    let refs = entity_refs(&mine);
+    assert!(
+        !refs.contains(&format!("Patient/{}", w.patient)),
+        "their trail names the document's patient: {mine}"
+    );
+}
+
 /// The `carnet` binary serving `database_url` (with `--dev`, its files in `data_dir`); its
 /// address.
 fn start_carnet(data_dir: &std::path::Path, database_url: &str) -> (std::process::Child, String) {
@@ -307,4 +337,5 @@ both_backends!(
     a_refused_update_names_no_patient,
     a_hidden_documents_binary_is_hidden_in_the_patients_history,
     a_reads_trace_survives_a_crash,
+    filing_a_binary_for_a_hidden_document_tells_nothing,
 );

@@ -55,7 +55,15 @@ impl Policy for AuditEvents {
             .and_then(|v| v.get("outcome"))
             .and_then(Value::as_str)
             .is_some_and(|o| o != "0");
-        let own = names_practitioner(seen.value, "agent", "/who/reference", id) && !refused;
+        let named = names_practitioner(seen.value, "agent", "/who/reference", id);
+        if named && refused {
+            // Not even as the médecin traitant of this or another record it is in.
+            return Decision::Refused {
+                why: "a refusal's record-side trace".into(),
+                hidden: true,
+            };
+        }
+        let own = named;
         let privileged = rules.is_medecin_traitant(id) || rules.has_equivalent_rights(id, now);
         let masked = (subject.has(consent::MASQUE_PS) || subject.has(consent::MASQUE_PSOCIAL))
             && !privileged;
@@ -73,7 +81,15 @@ impl Policy for AuditEvents {
     /// what was asked, nothing of what matched) is its agent's, and backend services'.
     fn read_of_its_own(&self, seen: &Seen) -> Option<Option<&'static str>> {
         let value = seen.value?;
-        if !self.patients_of("AuditEvent", value, "").is_empty() {
+        // Only Carnet's own requester traces (their one entity a query, role 24): any other
+        // trace without a record stays closed as before.
+        let query_only = value
+            .get("entity")
+            .and_then(Value::as_array)
+            .is_some_and(|e| {
+                e.len() == 1 && e[0].pointer("/role/code").and_then(Value::as_str) == Some("24")
+            });
+        if !query_only || !self.patients_of("AuditEvent", value, "").is_empty() {
             return None;
         }
         let me = seen.ctx.subject();

@@ -50,9 +50,52 @@ pub struct RequestContext {
     first_party: bool,
     /// The grant the token was issued under (None for development tokens).
     grant: Option<String>,
+    /// Where the request's traces wait to be durable before its response leaves (None:
+    /// whoever traces waits for the commit itself).
+    pending: Option<PendingTraces>,
+}
+
+/// The answer of the access log's group commit for one request's traces: `Ok` once they
+/// are on disk.
+pub type TraceReceipt = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
+/// The traces of one HTTP request waiting for their commit: the HTTP layer holds the
+/// response until every one is durable (and answers 503 if one failed), so that waiting
+/// holds neither a pooled connection nor a blocking thread.
+#[derive(Clone, Default)]
+pub struct PendingTraces(std::sync::Arc<std::sync::Mutex<Vec<TraceReceipt>>>);
+
+impl PendingTraces {
+    pub fn push(&self, receipt: TraceReceipt) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(receipt);
+    }
+
+    pub fn take(&self) -> Vec<TraceReceipt> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl std::fmt::Debug for PendingTraces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingTraces")
+    }
 }
 
 impl RequestContext {
+    /// The same context, its traces awaited by the HTTP layer through `pending`.
+    pub fn awaited_by(mut self, pending: PendingTraces) -> RequestContext {
+        self.pending = Some(pending);
+        self
+    }
+
+    /// Where this request's traces wait for their commit, if the HTTP layer awaits them.
+    pub fn pending_traces(&self) -> Option<&PendingTraces> {
+        self.pending.as_ref()
+    }
+
     pub fn actor(&self) -> &Actor {
         &self.actor
     }
@@ -206,6 +249,7 @@ impl RequestContext {
             request_id,
             first_party,
             grant,
+            pending: None,
         })
     }
 }
@@ -270,6 +314,7 @@ impl RequestContext {
             request_id: request_id.to_string(),
             first_party: false,
             grant: None,
+            pending: None,
         }
     }
 }

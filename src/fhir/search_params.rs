@@ -53,6 +53,12 @@ pub struct SearchParam {
     pub targets: Vec<String>,
 }
 
+/// The parameters AuditEvents are searched by: the access log's columns (an AuditEvent is
+/// a trace of the log, not a resource of the generic store).
+pub const AUDIT_EVENT_PARAMS: &[&str] = &[
+    "patient", "agent", "entity", "date", "type", "subtype", "action", "outcome",
+];
+
 /// Parameters by resource type, then by code.
 pub struct Registry {
     pub by_type: HashMap<String, BTreeMap<String, SearchParam>>,
@@ -94,6 +100,17 @@ pub static REGISTRY: Lazy<Registry> = Lazy::new(|| {
                 b == rtype || *b == "Resource" || (*b == "DomainResource" && *rtype != "Binary")
             });
             if !applies {
+                continue;
+            }
+            if *rtype == "AuditEvent"
+                && !AUDIT_EVENT_PARAMS.contains(&code.as_str())
+                && !["_id", "_lastUpdated"].contains(&code.as_str())
+            {
+                unsupported.push((
+                    rtype.to_string(),
+                    code.clone(),
+                    "not kept by the access log".into(),
+                ));
                 continue;
             }
             let Some(kind) = sp["type"].as_str().and_then(ParamType::from_code) else {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::response::error_response;
 use super::state::AppState;
-use crate::auth::{Authenticator, RequestContext};
+use crate::auth::{Authenticator, PendingTraces, RequestContext};
 use crate::error::FhirError;
 use crate::fhir::format::{body_format, negotiate, parse_body, Negotiated};
 
@@ -33,8 +33,9 @@ impl FromRequest for RequestContext {
             .app_data::<web::Data<Authenticator>>()
             .expect("Authenticator is registered with the app")
             .clone();
+        let pending = req.extensions().get::<PendingTraces>().cloned();
         let neg = negotiated(req).unwrap_or_default();
-        let refuse = move |e: FhirError| {
+        let refuse = move |e: FhirError| -> actix_web::Error {
             actix_web::error::InternalError::from_response(e.to_string(), error_response(neg, &e))
                 .into()
         };
@@ -63,8 +64,15 @@ impl FromRequest for RequestContext {
             } else {
                 verified
             };
-            auth.context(verified, request_id, clock)
-                .map_err(|e| refuse(e.into()))
+            let ctx = auth
+                .context(verified, request_id, clock)
+                .map_err(|e| refuse(e.into()))?;
+            // The response waits for the request's traces (`routes::app`), not the
+            // blocking thread that wrote them.
+            Ok(match pending {
+                Some(p) => ctx.awaited_by(p),
+                None => ctx,
+            })
         })
     }
 }

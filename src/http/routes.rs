@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::extract::RequestId;
 use super::reply::{method_not_allowed, not_found};
 use super::state::AppState;
+use crate::auth::PendingTraces;
 
 /// The FHIR routes, mounted under the configured base path.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -111,13 +112,32 @@ pub fn app(
             let start = Instant::now();
             let id = request_id(&req);
             req.extensions_mut().insert(RequestId(id.clone()));
+            // Every trace the request leaves is durable before its response leaves.
+            let pending = PendingTraces::default();
+            req.extensions_mut().insert(pending.clone());
             let method = req.method().to_string();
             // The route template (`/fhir/{type}/{id}`), never the concrete path: ids
             // and query strings can carry health data.
             let route = req.match_pattern().unwrap_or_else(|| "(unmatched)".into());
             let fut = srv.call(req);
             async move {
-                let mut res = fut.await?;
+                let res = fut.await;
+                let mut traced = true;
+                for receipt in pending.take() {
+                    traced &= matches!(receipt.await, Ok(Ok(())));
+                }
+                let mut res = res?;
+                if !traced {
+                    let e = crate::error::FhirError::Unavailable(
+                        "the access could not be traced; retry".into(),
+                    );
+                    let neg = super::extract::negotiated(res.request()).unwrap_or_default();
+                    let (req, _) = res.into_parts();
+                    res = actix_web::dev::ServiceResponse::new(
+                        req,
+                        super::response::error_response(neg, &e),
+                    );
+                }
                 let status = res.status().as_u16();
                 if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
                     res.headers_mut().insert(

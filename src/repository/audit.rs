@@ -1,27 +1,28 @@
-//! audit: an AuditEvent for every access to patient data, allowed or refused — one per
-//! request and patient record touched, naming the agent (and the app), the patient, the
-//! resources, the action, the outcome, the purpose of use and its reason.
+//! audit: a trace in the access log for every access to patient data, allowed or refused —
+//! one per request, patient record touched, outcome and visibility labels, naming the agent
+//! (and the app), the patient, the resources, the action, the outcome, the purpose of use
+//! and its reason. Served as AuditEvents (`trace::Trace::to_fhir`).
 //!
-//! A write's AuditEvents are written in the write's own transaction. A read's are durable
-//! before its response leaves: requests hand their records to a [`Queue`], and whichever
-//! request finds no commit under way writes everything pending in one transaction on the
-//! connection it already holds (group commit: on SQLite's single writer, N concurrent reads
-//! cost one commit, not N). AuditEvents are never updated or deleted (the access point
-//! refuses it on every path).
+//! A write's traces are written in the write's own transaction. A read's are durable
+//! before its response leaves: requests hand them to the log's one writer
+//! (`group_commit`), which commits whatever is waiting in one transaction (N concurrent
+//! reads cost one commit, not N) while the request holds no connection. Traces are never
+//! updated or deleted (the access point refuses it on every path, and nothing in Carnet
+//! writes to the log but appends).
 
-use super::group_commit::Records;
+use super::group_commit::{Records, Writer};
 use super::repo::Repository;
-use super::rows::{new_id, stamp};
-use super::storage::{self, AnyConnection, Conn, WriteVersion};
+use super::rows::new_id;
+use super::storage::{access_log, AnyConnection, Conn, Storage};
+use super::trace::Trace;
 use crate::access::{Decided, Facts};
 use crate::auth::{Actor, RequestContext};
-use crate::consent::{Basis, Purpose, ACT_REASON};
+use crate::consent::{Basis, Purpose};
 use crate::error::FhirError;
 use crate::fhir::instant;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// At most this many resources are listed in one AuditEvent (the count is in the text).
+/// At most this many resources are listed in one trace (the count is in the text).
 const MAX_ENTITIES: usize = 50;
 
 /// The FHIR interaction an AuditEvent records (`restful-interaction` code) and its action.
@@ -35,8 +36,8 @@ fn action_of(interaction: &str) -> &'static str {
     }
 }
 
-fn purpose_of(ctx: &RequestContext) -> Option<Value> {
-    let (code, text) = match (ctx.actor(), ctx.purpose()) {
+fn purpose_of(ctx: &RequestContext) -> (&'static str, Option<String>) {
+    match (ctx.actor(), ctx.purpose()) {
         (Actor::Practitioner(_), Purpose::Emergency { reason, .. }) => {
             ("BTG", Some(reason.clone()))
         }
@@ -45,60 +46,37 @@ fn purpose_of(ctx: &RequestContext) -> Option<Value> {
         (Actor::Practitioner(_), Purpose::Normal) => ("TREAT", None),
         (Actor::Patient(_), _) => ("PATRQT", None),
         (Actor::System(_), _) => ("HOPERAT", None),
-    };
-    let mut cc = json!({"coding": [{"system": ACT_REASON, "code": code}]});
-    if let Some(t) = text {
-        cc["text"] = json!(t);
     }
-    Some(cc)
 }
 
-/// The AuditEvent of `ctx` doing `interaction` on `patient`'s record, for `decided`.
-pub fn audit_event(
+/// The trace of `ctx` doing `interaction` on `patient`'s record (None: the requester's
+/// own trace), for `decided`.
+pub fn trace_of(
     ctx: &RequestContext,
     interaction: &str,
-    patient: &str,
+    patient: Option<&str>,
     decided: &[&Decided],
     allowed: bool,
-) -> Value {
-    let who = match ctx.actor() {
-        Actor::Patient(id) => json!({"reference": format!("Patient/{id}")}),
-        Actor::Practitioner(id) => json!({"reference": format!("Practitioner/{id}")}),
-        Actor::System(client) => {
-            json!({"identifier": {"system": "urn:carnet:client", "value": client}})
-        }
+) -> Trace {
+    let agent = match ctx.actor() {
+        Actor::Patient(id) => Some(format!("Patient/{id}")),
+        Actor::Practitioner(id) => Some(format!("Practitioner/{id}")),
+        Actor::System(_) => None,
     };
-    let purpose = purpose_of(ctx);
-    let mut requestor = json!({"who": who, "requestor": true});
-    if let Some(p) = &purpose {
-        requestor["purposeOfUse"] = json!([p]);
-    }
-    if ctx.acting_for().is_some() {
-        requestor["role"] = json!([{"coding": [{"system":
-            "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "GUARD"}]}]);
-    }
-    let mut agents = vec![requestor];
-    if !matches!(ctx.actor(), Actor::System(_)) {
-        agents.push(json!({"who": {"identifier": {"system": "urn:carnet:client",
-            "value": ctx.client_id()}}, "requestor": false,
-            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM",
-                "code": "110150", "display": "Application"}]}}));
-    }
-    let mut entities = vec![json!({"what": {"reference": format!("Patient/{patient}")},
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
-        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}})];
-    let mut listed = 0;
+    let client = match ctx.actor() {
+        Actor::System(client) => client.clone(),
+        _ => ctx.client_id().to_string(),
+    };
+    let (purpose, reason) = purpose_of(ctx);
+    let mut entities = Vec::new();
     for d in decided {
-        if d.resource_type == "Patient" && d.id == patient {
+        if d.resource_type == "Patient" && Some(d.id.as_str()) == patient {
             continue;
         }
-        if listed == MAX_ENTITIES {
+        if entities.len() == MAX_ENTITIES {
             break;
         }
-        listed += 1;
-        entities.push(json!({"what": {"reference": format!("{}/{}", d.resource_type, d.id)},
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4"}}));
+        entities.push(format!("{}/{}", d.resource_type, d.id));
     }
     let mut bases: Vec<Basis> = decided
         .iter()
@@ -106,7 +84,7 @@ pub fn audit_event(
         .collect();
     bases.sort();
     bases.dedup();
-    let mut desc = if allowed {
+    let mut description = if allowed {
         format!("{} resource(s) of this record", decided.len())
     } else {
         let why = decided
@@ -116,40 +94,45 @@ pub fn audit_event(
         format!("refused: {why}")
     };
     if !bases.is_empty() {
-        desc.push_str(&format!(" (grounds: {bases:?})"));
+        description.push_str(&format!(" (grounds: {bases:?})"));
     }
-    json!({
-        "resourceType": "AuditEvent",
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-            "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
-        "action": action_of(interaction),
-        "recorded": instant::format_us(instant::now_us()),
-        "outcome": if allowed { "0" } else { "4" },
-        "outcomeDesc": desc,
-        "purposeOfEvent": purpose.into_iter().collect::<Vec<_>>(),
-        "agent": agents,
-        "source": {"site": ctx.request_id(), "observer": {"display": "Carnet"},
-            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type",
-                "code": "4", "display": "Application Server"}]},
-        "entity": entities,
-    })
+    Trace {
+        id: new_id(),
+        recorded: instant::now_us(),
+        patient: patient.map(str::to_string),
+        agent,
+        client,
+        establishment: None,
+        guardian: ctx.acting_for().is_some(),
+        purpose: Some(purpose.to_string()),
+        reason,
+        event_type: "rest".into(),
+        interaction: interaction.to_string(),
+        action: action_of(interaction).to_string(),
+        outcome: if allowed { "0" } else { "4" }.to_string(),
+        description,
+        site: ctx.request_id().to_string(),
+        entities,
+        asked: None,
+        labels: Vec::new(),
+        content: None,
+    }
 }
 
-/// The AuditEvents for what `facts` recorded: one per patient and outcome.
-/// A trace is as hidden as what it lists: the events are grouped by the visibility labels of
-/// their resources and carry them in `meta.security`, so the access point hides a trace
-/// from whoever the resource is hidden from (an INVISIBLE_PATIENT document's reads from the
-/// patient, a masked document's refusal from the professional refused).
-pub fn events_for(ctx: &RequestContext, interaction: &str, facts: &Facts) -> Vec<Value> {
-    let mut events = record_events(ctx, interaction, facts);
+/// The traces of what `facts` recorded: one per patient, outcome and labels.
+/// A trace is as hidden as what it lists: the traces are grouped by the visibility labels of
+/// their resources and carry them (`meta.security` of the AuditEvent), so the access point
+/// hides a trace from whoever the resource is hidden from (an INVISIBLE_PATIENT document's
+/// reads from the patient, a masked document's refusal from the professional refused).
+pub fn traces_for(ctx: &RequestContext, interaction: &str, facts: &Facts) -> Vec<Trace> {
+    let mut events = record_traces(ctx, interaction, facts);
     // Every request of a professional leaves them a trace of their own: what they asked and
     // whether it was answered — the same whether it matched hidden resources or nothing, so
     // that their trail is no oracle on a record they may not open. The record's own
     // refusal traces (what matched, whose record) are hidden from them
     // (`access::policy::audit_event`).
     if matches!(ctx.actor(), Actor::Practitioner(_)) {
-        events.push(requester_event(
+        events.push(requester_trace(
             ctx,
             interaction,
             facts.asked.as_deref(),
@@ -159,32 +142,27 @@ pub fn events_for(ctx: &RequestContext, interaction: &str, facts: &Facts) -> Vec
     events
 }
 
-/// The trace a refused request leaves its requester: the interaction and what they sent
+/// The trace a request leaves its requester: the interaction and what they sent
 /// (`entity.name`, the entity a query: role 24), no reference to any resource or patient.
-fn requester_event(
+fn requester_trace(
     ctx: &RequestContext,
     interaction: &str,
     asked: Option<&str>,
     answered: bool,
-) -> Value {
-    let mut event = audit_event(ctx, interaction, "", &[], answered);
-    event["outcomeDesc"] = json!(if answered {
+) -> Trace {
+    let mut trace = trace_of(ctx, interaction, None, &[], answered);
+    trace.description = if answered {
         "answered (what it returned is traced in the records concerned)"
     } else {
         "refused"
-    });
-    let mut entity = json!({
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24"}});
-    if let Some(a) = asked {
-        entity["name"] = json!(a);
     }
-    event["entity"] = json!([entity]);
-    event
+    .to_string();
+    trace.asked = asked.map(str::to_string);
+    trace
 }
 
-/// The record-side AuditEvents of `facts`: one per patient, outcome and labels.
-pub(super) fn record_events(ctx: &RequestContext, interaction: &str, facts: &Facts) -> Vec<Value> {
+/// The record-side traces of `facts`: one per patient, outcome and labels.
+pub(super) fn record_traces(ctx: &RequestContext, interaction: &str, facts: &Facts) -> Vec<Trace> {
     type Key = (String, bool, Vec<String>);
     let mut groups: BTreeMap<Key, Vec<&Decided>> = BTreeMap::new();
     for d in &facts.trail {
@@ -201,48 +179,21 @@ pub(super) fn record_events(ctx: &RequestContext, interaction: &str, facts: &Fac
     groups
         .into_iter()
         .map(|((patient, allowed, labels), ds)| {
-            let mut event = audit_event(ctx, interaction, &patient, &ds, allowed);
-            if !labels.is_empty() {
-                let security: Vec<Value> = labels
-                    .iter()
-                    .map(|c| json!({"system": crate::consent::TRE_A07, "code": c}))
-                    .collect();
-                event["meta"] = json!({"security": security});
-            }
-            event
+            let mut trace = trace_of(ctx, interaction, Some(&patient), &ds, allowed);
+            trace.labels = labels;
+            trace
         })
         .collect()
 }
 
-/// Writes AuditEvents inside the caller's transaction.
-pub fn write_events(
+/// Appends traces inside the caller's transaction.
+pub fn write_traces(
+    storage: &Storage,
     conn: &mut AnyConnection,
-    base_url: &str,
-    events: Vec<Value>,
+    traces: &[Trace],
 ) -> Result<(), FhirError> {
-    for mut event in events {
-        let id = new_id();
-        let now = instant::now_us();
-        stamp(&mut event, &id, 1, now);
-        let content = serde_json::to_string(&event)
-            .map_err(|e| FhirError::Internal(format!("serialising an AuditEvent: {e}")))?;
-        let index = crate::fhir::index::index_rows("AuditEvent", &event, base_url);
-        storage::put_version(
-            conn,
-            &WriteVersion {
-                resource_type: "AuditEvent",
-                id: &id,
-                version_id: 1,
-                last_updated: now,
-                deleted: false,
-                method: "POST",
-                content: &content,
-                index: &index,
-            },
-            None,
-        )?;
-    }
-    Ok(())
+    storage.note_trail(traces.len() as u64);
+    access_log::insert(conn, traces)
 }
 
 impl Repository {
@@ -257,33 +208,82 @@ impl Repository {
         let mut conn = self.storage.conn()?;
         let mut facts = Facts::new();
         let result = f(&mut conn, &mut facts);
+        drop(conn);
         facts.answered = result.is_ok();
-        self.trace(&mut conn, ctx, interaction, &facts)?;
+        self.trace(ctx, interaction, &facts)?;
         result
     }
 
-    /// Writes the AuditEvents of `facts` durably (group commit), outside any transaction.
+    /// Hands the traces of `facts` to the log's writer: durable before the response
+    /// leaves (the HTTP layer awaits them), or before this returns when no HTTP request
+    /// awaits them.
     pub(super) fn trace(
         &self,
-        conn: &mut Conn,
         ctx: &RequestContext,
         interaction: &str,
         facts: &Facts,
     ) -> Result<(), FhirError> {
         let records = Records {
-            events: events_for(ctx, interaction, facts),
+            traces: traces_for(ctx, interaction, facts),
             notices: super::notices::for_accesses(ctx, facts, false),
         };
-        self.audit.submit(
-            conn,
-            records,
-            |c, batch| {
-                self.storage.note_written(batch.events.len() as u64);
-                write_events(c, &self.base_url, batch.events)?;
-                self.write_notices(c, batch.notices, instant::now_us())
-            },
-            |keys| self.remember_notices(&keys),
-        )
+        if records.is_empty() {
+            return Ok(());
+        }
+        let pending = ctx.pending_traces();
+        if pending.is_none() && super::storage::in_write() {
+            // Waiting here for the writer would wait for this thread's own turn to end.
+            tracing::warn!("a read traced inside a write transaction is not awaited");
+            let detached = crate::auth::PendingTraces::default();
+            return self.writer()?.submit(records, Some(&detached));
+        }
+        self.writer()?.submit(records, pending)
+    }
+
+    /// The log's writer, started with the first trace (by then the features' hooks are
+    /// registered: a notice it writes is a resource like any other).
+    fn writer(&self) -> Result<&Writer, FhirError> {
+        if let Some(w) = self.audit.get() {
+            return Ok(w);
+        }
+        let repo = self.clone();
+        let mut conn: Option<AnyConnection> = None;
+        let writer = Writer::start(move |batch| repo.commit_trail(&mut conn, batch))?;
+        let _ = self.audit.set(writer);
+        Ok(self.audit.get().expect("set just now"))
+    }
+
+    /// Commits one batch of the log on the writer's own connection (opened again, and
+    /// the batch retried once, when the database dropped it).
+    fn commit_trail(
+        &self,
+        conn: &mut Option<AnyConnection>,
+        batch: Records,
+    ) -> Result<(), FhirError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if conn.is_none() {
+                *conn = Some(self.storage.dedicated()?);
+            }
+            let c = conn.as_mut().expect("opened above");
+            let result = Storage::write_in(c, |c| {
+                write_traces(&self.storage, c, &batch.traces)?;
+                self.write_notices(c, batch.notices.clone(), instant::now_us())
+            });
+            match result {
+                Ok(keys) => {
+                    self.remember_notices(&keys);
+                    return Ok(());
+                }
+                Err(e) => {
+                    *conn = None;
+                    if attempt >= 2 || !matches!(e, FhirError::Unavailable(_)) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
     }
 
     /// Traces a write inside its transaction.
@@ -294,9 +294,7 @@ impl Repository {
         interaction: &str,
         facts: &Facts,
     ) -> Result<(), FhirError> {
-        let events = events_for(ctx, interaction, facts);
-        self.storage.note_written(events.len() as u64);
-        write_events(conn, &self.base_url, events)?;
+        write_traces(&self.storage, conn, &traces_for(ctx, interaction, facts))?;
         // An emergency access through a write path (a transaction's GET, a PATCH) is told
         // like any other.
         let notices = super::notices::for_accesses(ctx, facts, true);

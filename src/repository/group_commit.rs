@@ -1,119 +1,131 @@
-//! group_commit: many requests' AuditEvents and notices committed in one transaction (one
-//! fsync), each request returning once its own records are durable.
+//! group_commit: the access log's one writer. Requests hand their traces (and the notices
+//! they call for) to a channel and go on; one thread, on a connection of its own (not the
+//! pool's), writes everything that is waiting in one transaction — one fsync for however
+//! many requests queued while the previous commit ran — and then tells each request that
+//! its traces are durable. A request's response waits for that answer without holding a
+//! pooled connection or a blocking thread (`auth::PendingTraces`, awaited by the HTTP layer).
 
-use serde_json::Value;
-use std::sync::{Condvar, Mutex};
+use std::sync::mpsc;
 
 use super::notices::Notice;
-use super::storage::{AnyConnection, Conn, Storage};
+use super::trace::Trace;
+use crate::auth::{PendingTraces, TraceReceipt};
 use crate::error::FhirError;
 
-/// What a request hands to the group commit: its AuditEvents and the notices they call for.
-#[derive(Default)]
+/// At most this many requests' records per commit.
+const MAX_BATCH: usize = 4096;
+
+/// What a request hands to the group commit: its traces and the notices they call for.
+#[derive(Default, Clone)]
 pub struct Records {
-    pub events: Vec<Value>,
+    pub traces: Vec<Trace>,
     pub notices: Vec<Notice>,
 }
 
 impl Records {
     pub(super) fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.notices.is_empty()
-    }
-
-    fn extend(&mut self, other: Records) {
-        self.events.extend(other.events);
-        self.notices.extend(other.notices);
+        self.traces.is_empty() && self.notices.is_empty()
     }
 }
 
-#[derive(Default)]
-struct State {
-    pending: Records,
-    /// The batch the pending events will be committed in.
-    next_batch: u64,
-    /// Every batch up to this one is finished.
-    committed: u64,
-    writing: bool,
-    /// Batches that failed (pruned once far behind: every waiter of a batch has long read
-    /// it by then).
-    failed: std::collections::BTreeSet<u64>,
+enum Reply {
+    /// Awaited by the HTTP layer.
+    Async(tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Waited for by the thread that traced (Carnet's own services, outside HTTP).
+    Blocking(mpsc::Sender<Result<(), String>>),
 }
 
-/// Clears `writing` and wakes the waiters even if the writer panics (else every later
-/// read would wait for ever).
-struct Writing<'a>(&'a Queue, Option<(u64, bool)>);
+struct Job {
+    records: Records,
+    reply: Reply,
+}
 
-impl Drop for Writing<'_> {
-    fn drop(&mut self) {
-        let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (number, ok) = self.1.unwrap_or((st.next_batch - 1, false));
-        st.committed = st.committed.max(number);
-        st.writing = false;
-        if !ok {
-            st.failed.insert(number);
-        }
-        let horizon = st.committed.saturating_sub(100_000);
-        st.failed = st.failed.split_off(&horizon);
-        self.0.done.notify_all();
+/// The handle requests submit to; the writer thread lives as long as the process.
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread. `commit` writes one batch in one transaction (it keeps
+    /// its own connection between batches).
+    pub fn start(
+        mut commit: impl FnMut(Records) -> Result<(), FhirError> + Send + 'static,
+    ) -> Result<Writer, FhirError> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("carnet-trail".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(j) => jobs.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    let mut batch = Records::default();
+                    let mut replies = Vec::with_capacity(jobs.len());
+                    for j in jobs {
+                        batch.traces.extend(j.records.traces);
+                        batch.notices.extend(j.records.notices);
+                        replies.push(j.reply);
+                    }
+                    let result = commit(batch).map_err(|e| {
+                        tracing::error!(error = %e, "writing the access log failed");
+                        e.to_string()
+                    });
+                    for r in replies {
+                        match r {
+                            Reply::Async(s) => {
+                                let _ = s.send(result.clone());
+                            }
+                            Reply::Blocking(s) => {
+                                let _ = s.send(result.clone());
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| FhirError::Unavailable(format!("cannot start the trail's writer: {e}")))?;
+        Ok(Writer { jobs: tx })
     }
-}
 
-/// The group commit of reads' AuditEvents.
-#[derive(Default)]
-pub struct Queue {
-    state: Mutex<State>,
-    done: Condvar,
-}
-
-impl Queue {
-    /// Returns once `records` are committed (or their batch failed). `write` writes a
-    /// batch in a transaction (returning what to do once it is committed).
-    pub fn submit<T>(
+    /// Hands `records` to the writer. With `pending`, the HTTP layer awaits the commit
+    /// before the response leaves; without, this waits for it.
+    pub fn submit(
         &self,
-        conn: &mut Conn,
         records: Records,
-        write: impl Fn(&mut AnyConnection, Records) -> Result<T, FhirError>,
-        committed: impl Fn(T),
+        pending: Option<&PendingTraces>,
     ) -> Result<(), FhirError> {
         if records.is_empty() {
             return Ok(());
         }
-        let lock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut st = lock();
-        if st.next_batch == 0 {
-            st.next_batch = 1;
-        }
-        st.pending.extend(records);
-        let mine = st.next_batch;
-        loop {
-            if st.committed >= mine {
-                return if st.failed.contains(&mine) {
-                    Err(FhirError::Unavailable(
-                        "the access could not be traced; retry".into(),
-                    ))
-                } else {
-                    Ok(())
-                };
+        let lost = || FhirError::Unavailable("the access could not be traced; retry".into());
+        match pending {
+            Some(p) => {
+                let (tx, rx): (_, TraceReceipt) = tokio::sync::oneshot::channel();
+                self.jobs
+                    .send(Job {
+                        records,
+                        reply: Reply::Async(tx),
+                    })
+                    .map_err(|_| lost())?;
+                p.push(rx);
+                Ok(())
             }
-            if !st.writing {
-                st.writing = true;
-                let batch = std::mem::take(&mut st.pending);
-                let number = st.next_batch;
-                st.next_batch += 1;
-                drop(st);
-                let mut guard = Writing(self, None);
-                let result = Storage::write_on(conn, |c| write(c, batch));
-                let ok = result.is_ok();
-                match result {
-                    Ok(done) => committed(done),
-                    Err(e) => tracing::error!(error = %e, "writing AuditEvents failed"),
+            None => {
+                let (tx, rx) = mpsc::channel();
+                self.jobs
+                    .send(Job {
+                        records,
+                        reply: Reply::Blocking(tx),
+                    })
+                    .map_err(|_| lost())?;
+                match rx.recv() {
+                    Ok(Ok(())) => Ok(()),
+                    _ => Err(lost()),
                 }
-                guard.1 = Some((number, ok));
-                drop(guard);
-                st = lock();
-                continue;
             }
-            st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
         }
     }
 }

@@ -22,6 +22,7 @@ mod rows;
 mod search;
 mod storage;
 pub mod subscriptions;
+mod trace;
 pub mod transaction;
 mod write;
 

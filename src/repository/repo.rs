@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::caches::{Recorded, RulesCache};
-use super::group_commit::Queue;
+use super::group_commit::Writer;
 use super::hooks::{Hooks, WriteHook};
 use super::storage::{Backend, Storage};
 use crate::access::{AccessPoint, Visible};
@@ -64,8 +64,9 @@ pub struct HistoryRequest {
 pub struct Repository {
     pub(super) storage: Storage,
     pub(super) access: AccessPoint,
-    /// The group commit of reads' AuditEvents.
-    pub(super) audit: Arc<Queue>,
+    /// The access log's one writer (the group commit of reads' traces), started with the
+    /// first trace.
+    pub(super) audit: Arc<std::sync::OnceLock<Writer>>,
     /// Notices known recorded (a professional's first access is recorded once).
     pub(super) notified: Arc<Recorded>,
     /// Patients' rules as last read (checked against their stamp on every use).

@@ -118,10 +118,10 @@ impl Repository {
             if seen.is_ok() {
                 // Only what the owner hears of is traced (a refusal here is no request of
                 // theirs: tracing it would tell a blocked professional of the write).
-                super::audit::write_events(
+                super::audit::write_traces(
+                    &self.storage,
                     conn,
-                    &self.base_url,
-                    super::audit::record_events(&owner_ctx, "read", &facts),
+                    &super::audit::record_traces(&owner_ctx, "read", &facts),
                 )?;
                 notifications::queue_delivery(
                     conn,

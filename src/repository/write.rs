@@ -94,7 +94,8 @@ impl Repository {
         if result.is_err() && (professional || facts.trail.iter().any(|d| !d.allowed)) {
             facts.answered = false;
             facts.trail.retain(|d| !d.allowed);
-            self.trace(&mut conn, ctx, interaction, &facts)?;
+            drop(conn);
+            self.trace(ctx, interaction, &facts)?;
         }
         result
     }

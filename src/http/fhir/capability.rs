@@ -87,6 +87,9 @@ pub fn capability_statement(
                 "conditionalDelete": "not-supported",
                 "searchParam": search_params(t),
             });
+            if *t == "AuditEvent" {
+                entry["documentation"] = json!("The access trail, served from Carnet's access log: every access to patient data, allowed or refused, one AuditEvent per request, record, outcome and labels (and for a professional, one of what they asked), durable before the response. Append-only; created only by Carnet and by backend services (kept as posted). Seen by the patient (and representatives), the médecin traitant, and each professional for their own accesses, never telling more than its viewer may see. Searched by the parameters listed (no chains, no _include); newest first unless _sort says otherwise; not part of the system history.");
+            }
             if *t == "Patient" {
                 entry["operation"] = json!([{"name": "everything",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",

@@ -4,15 +4,23 @@
 //! child of `repository`, so nothing outside the repository can reach stored data without
 //! going through the access-decision point. SQL and backend differences stay in here.
 
+pub mod access_log;
 pub mod authorizations;
 pub mod clients;
 mod connection;
+mod failure;
 pub mod notifications;
+mod rows;
 mod schema;
 pub mod search;
+mod sql;
 mod statistics;
+mod write_lock;
+pub use write_lock::held as in_write;
 
 pub use connection::{AnyConnection, Conn};
+pub(crate) use failure::db_err;
+pub use rows::{CurrentRow, HistoryQuery, VersionRow};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
@@ -43,32 +51,6 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
-}
-
-/// The current version of a resource (the `resources` table).
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = resources)]
-pub struct CurrentRow {
-    pub resource_type: String,
-    pub id: String,
-    pub version_id: i64,
-    pub last_updated: i64,
-    pub deleted: bool,
-    pub content: String,
-}
-
-/// One version in the history (the `resource_versions` table).
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = resource_versions)]
-pub struct VersionRow {
-    pub seq: i64,
-    pub resource_type: String,
-    pub id: String,
-    pub version_id: i64,
-    pub last_updated: i64,
-    pub deleted: bool,
-    pub method: String,
-    pub content: String,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -137,17 +119,6 @@ pub struct WriteVersion<'a> {
     pub index: &'a IndexRows,
 }
 
-/// Which slice of the history to list, newest first.
-#[derive(Debug, Clone)]
-pub struct HistoryQuery {
-    pub resource_type: Option<String>,
-    pub id: Option<String>,
-    pub since_us: Option<i64>,
-    /// Only versions with `seq` below this (keyset paging).
-    pub before_seq: Option<i64>,
-    pub limit: i64,
-}
-
 #[derive(Debug)]
 struct SqlitePragmas;
 
@@ -178,111 +149,10 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
 #[derive(Clone)]
 pub struct Storage {
     pool: Pool<ConnectionManager<AnyConnection>>,
+    /// What the pool connects to (for the access log's writer, which keeps its own).
+    conn_url: String,
     backend: Backend,
     statistics: std::sync::Arc<statistics::Statistics>,
-}
-
-/// How a database failure is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// A deadlock or a serialisation failure: the client retries (409).
-    Conflict,
-    /// A lock or pool timeout, a lost connection, a server shutting down or starting up:
-    /// the database is away for now (503 with Retry-After).
-    Unavailable,
-    /// Anything else is a bug (500, the cause in the log).
-    Bug,
-}
-
-/// What a database failure is, by the driver's error kind; where the driver names no
-/// kind (diesel reports PostgreSQL's 40P01 deadlock, 57P01/57P03 shutdown and start-up,
-/// and SQLite's SQLITE_BUSY as `Unknown`), by the server's own message for those few.
-pub(crate) trait Classify: std::fmt::Display {
-    fn failure(&self) -> Failure;
-}
-
-fn failure_of_message(text: &str) -> Failure {
-    const CONFLICT: [&str; 2] = ["deadlock detected", "could not serialize access"];
-    const AWAY: [&str; 9] = [
-        "database is locked",
-        "terminating connection due to administrator command",
-        "the database system is shutting down",
-        "the database system is starting up",
-        "the database system is in recovery mode",
-        "server closed the connection unexpectedly",
-        "no connection to the server",
-        "could not connect to server",
-        "connection to server",
-    ];
-    if CONFLICT.iter().any(|m| text.contains(m)) {
-        Failure::Conflict
-    } else if AWAY.iter().any(|m| text.contains(m)) {
-        Failure::Unavailable
-    } else {
-        Failure::Bug
-    }
-}
-
-impl Classify for diesel::result::Error {
-    fn failure(&self) -> Failure {
-        use diesel::result::{DatabaseErrorKind as K, Error as E};
-        match self {
-            // A unique violation the code did not expect is a concurrent insert of the
-            // same row (two creates of one id): the loser retries.
-            E::DatabaseError(K::SerializationFailure | K::UniqueViolation, _) => Failure::Conflict,
-            E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, _)
-            | E::DatabaseError(K::ReadOnlyTransaction, _)
-            | E::BrokenTransactionManager => Failure::Unavailable,
-            E::DatabaseError(_, info) => failure_of_message(info.message()),
-            E::RollbackErrorOnCommit {
-                commit_error,
-                rollback_error,
-            } => match commit_error.failure() {
-                Failure::Bug => rollback_error.failure(),
-                f => f,
-            },
-            _ => failure_of_message(&self.to_string()),
-        }
-    }
-}
-
-impl Classify for diesel::r2d2::PoolError {
-    /// No connection could be had in time (the pool is exhausted or the database cannot
-    /// be reached): the database is away for now.
-    fn failure(&self) -> Failure {
-        Failure::Unavailable
-    }
-}
-
-impl Classify for diesel::r2d2::Error {
-    fn failure(&self) -> Failure {
-        match self {
-            diesel::r2d2::Error::QueryError(e) => e.failure(),
-            diesel::r2d2::Error::ConnectionError(_) => Failure::Unavailable,
-        }
-    }
-}
-
-impl Classify for String {
-    fn failure(&self) -> Failure {
-        failure_of_message(self)
-    }
-}
-
-/// Maps a database failure to the client's answer (see [`Failure`]).
-pub(crate) fn db_err(e: impl Classify) -> FhirError {
-    let text = e.to_string();
-    match e.failure() {
-        Failure::Conflict => {
-            tracing::warn!(cause = %text, "write conflict");
-            FhirError::Conflict("the write conflicted with a concurrent one; retry".into())
-        }
-        Failure::Unavailable => {
-            tracing::warn!(cause = %text, "database unavailable");
-            FhirError::Unavailable("the database is busy or unreachable; retry shortly".into())
-        }
-        Failure::Bug => FhirError::Internal(format!("database: {text}")),
-    }
 }
 
 impl Storage {
@@ -312,7 +182,7 @@ impl Storage {
             c.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL;")
                 .map_err(|e| format!("cannot set WAL mode on {conn_url}: {e}"))?;
         }
-        let manager = ConnectionManager::<AnyConnection>::new(conn_url);
+        let manager = ConnectionManager::<AnyConnection>::new(conn_url.clone());
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(Duration::from_secs(15))
@@ -325,6 +195,7 @@ impl Storage {
             .map_err(|e| format!("cannot connect to {}: {e}", redact_url(url)))?;
         let storage = Storage {
             pool,
+            conn_url,
             backend,
             statistics: Default::default(),
         };
@@ -364,6 +235,23 @@ impl Storage {
         self.pool.get().map_err(db_err)
     }
 
+    /// A connection of its own, outside the pool (the access log's writer keeps one).
+    pub fn dedicated(&self) -> Result<AnyConnection, FhirError> {
+        let mut conn = AnyConnection::establish(&self.conn_url).map_err(|e| {
+            tracing::warn!(error = %e, "cannot open the access log's connection");
+            FhirError::Unavailable("the database is unreachable; retry shortly".into())
+        })?;
+        SqlitePragmas
+            .on_acquire(&mut conn)
+            .map_err(|e| FhirError::Unavailable(format!("the database: {e}")))?;
+        Ok(conn)
+    }
+
+    /// Counts traces appended to the access log (statistics only).
+    pub fn note_trail(&self, traces: u64) {
+        let _ = traces;
+    }
+
     /// Runs `f` in one database transaction. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so that writers queue instead of failing on a lock upgrade.
     pub fn write<T>(
@@ -383,10 +271,25 @@ impl Storage {
         conn: &mut Conn,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, FhirError>,
     ) -> Result<T, FhirError> {
+        Self::write_in(conn, f)
+    }
+
+    /// [`Storage::write_on`] on any connection (the access log's writer has its own). On
+    /// SQLite, Carnet's writers take turns in arrival order (`write_lock`) before asking
+    /// for the database's write lock, so that none of them ever sleeps in SQLite's busy
+    /// handler waiting for another of this process.
+    pub fn write_in<T>(
+        conn: &mut AnyConnection,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
+        let _turn = match conn {
+            AnyConnection::Sqlite(_) => Some(write_lock::turn()),
+            AnyConnection::Postgresql(_) => None,
+        };
         // Through diesel's transaction manager (on the inner connection), so that diesel
         // knows a transaction is open: its own nested ones become savepoints, and a failed
         // COMMIT or ROLLBACK marks the connection broken instead of pooling it mid-transaction.
-        match &mut **conn {
+        match conn {
             AnyConnection::Sqlite(c) => {
                 AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
             }
@@ -394,7 +297,7 @@ impl Storage {
         }
         .map_err(db_err)?;
         let result = f(conn);
-        let end = match (&result, &mut **conn) {
+        let end = match (&result, conn) {
             (Ok(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
             (Ok(_), AnyConnection::Postgresql(c)) => AnsiTransactionManager::commit_transaction(c),
             (Err(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
@@ -439,6 +342,9 @@ pub fn current(
     rtype: &str,
     rid: &str,
 ) -> Result<Option<CurrentRow>, FhirError> {
+    if rtype == access_log::TYPE {
+        return access_log::current(conn, rid);
+    }
     resources::table
         .filter(resources::resource_type.eq(rtype))
         .filter(resources::id.eq(rid))
@@ -455,6 +361,9 @@ pub fn version(
     rid: &str,
     vid: i64,
 ) -> Result<Option<VersionRow>, FhirError> {
+    if rtype == access_log::TYPE {
+        return access_log::version(conn, rid, vid);
+    }
     resource_versions::table
         .filter(resource_versions::resource_type.eq(rtype))
         .filter(resource_versions::id.eq(rid))
@@ -475,6 +384,20 @@ pub fn put_version(
     v: &WriteVersion<'_>,
     expected_previous: Option<i64>,
 ) -> Result<bool, FhirError> {
+    // An AuditEvent a backend service posts joins the access log (append-only: the access
+    // point refuses updates and deletes on every path).
+    if v.resource_type == access_log::TYPE {
+        if expected_previous.is_some() || v.deleted {
+            return Err(FhirError::MethodNotAllowed(
+                "AuditEvents are append-only: they cannot be changed or deleted".into(),
+            ));
+        }
+        let event: serde_json::Value = serde_json::from_str(v.content)
+            .map_err(|e| FhirError::Internal(format!("an AuditEvent to log: {e}")))?;
+        let trace = crate::repository::trace::Trace::external(&event, v.id, v.last_updated);
+        access_log::insert(conn, &[trace])?;
+        return Ok(true);
+    }
     let swapped = match expected_previous {
         None => {
             let row = CurrentRow {
@@ -647,6 +570,11 @@ pub fn lock_criteria(conn: &mut AnyConnection, key: &str) -> Result<(), FhirErro
 
 /// A page of history, newest first.
 pub fn history(conn: &mut AnyConnection, q: &HistoryQuery) -> Result<Vec<VersionRow>, FhirError> {
+    // The access log is its own history (AuditEvents have one version each); the history
+    // of the whole server is the resources' (traces are no resources of a record).
+    if q.resource_type.as_deref() == Some(access_log::TYPE) {
+        return access_log::history(conn, q);
+    }
     let mut query = resource_versions::table
         .select(VersionRow::as_select())
         .order(resource_versions::seq.desc())

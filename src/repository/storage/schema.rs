@@ -191,3 +191,30 @@ diesel::table! {
         stamp -> Text,
     }
 }
+
+diesel::table! {
+    access_log (seq) {
+        seq -> BigInt,
+        id -> Text,
+        recorded -> BigInt,
+        patient -> Nullable<Text>,
+        agent -> Nullable<Text>,
+        client -> Text,
+        establishment -> Nullable<Text>,
+        event_type -> Text,
+        interaction -> Text,
+        action -> Text,
+        outcome -> Text,
+        entities -> Text,
+        detail -> Text,
+        labels -> Text,
+        content -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    access_log_entity (reference, id) {
+        reference -> Text,
+        id -> Text,
+    }
+}

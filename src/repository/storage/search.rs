@@ -5,48 +5,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use super::schema::{resources, search_snapshot};
+use super::sql::{date_condition, Bind, IdRow, Sql};
 use super::{db_err, AnyConnection, CurrentRow};
 use crate::error::FhirError;
 use crate::fhir::search_params::{ParamType, REGISTRY};
-use crate::fhir::search_query::{Clause, Kind, Prefix, SearchRequest, SortKey, Value};
-
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-/// Builds SQL text with the placeholders of one backend.
-struct Sql {
-    text: String,
-    binds: Vec<Bind>,
-    postgres: bool,
-}
-
-impl Sql {
-    /// A numbered placeholder (`$n` on PostgreSQL, `?n` on SQLite), so that conditions
-    /// can be written in any order relative to their binds.
-    fn ph(&mut self, b: Bind) -> String {
-        self.binds.push(b);
-        let n = self.binds.len();
-        if self.postgres {
-            format!("${n}")
-        } else {
-            format!("?{n}")
-        }
-    }
-    fn text(&mut self, s: &str) -> String {
-        self.ph(Bind::Text(s.to_string()))
-    }
-    fn int(&mut self, i: i64) -> String {
-        self.ph(Bind::Int(i))
-    }
-}
-
-#[derive(QueryableByName)]
-struct IdRow {
-    #[diesel(sql_type = Text)]
-    id: String,
-}
+use crate::fhir::search_query::{Clause, Kind, SearchRequest, SortKey, Value};
 
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -67,47 +30,6 @@ fn table_of(rtype: &str, param: &str) -> &'static str {
         Some(ParamType::Date) => "search_date",
         Some(ParamType::Reference) => "search_reference",
         _ => "search_token",
-    }
-}
-
-fn date_condition(
-    sql: &mut Sql,
-    start_col: &str,
-    end_col: &str,
-    prefix: Prefix,
-    vs: i64,
-    ve: i64,
-) -> String {
-    let (s, e) = (start_col, end_col);
-    let within = |sql: &mut Sql| {
-        let a = sql.int(vs);
-        let b = sql.int(ve);
-        // `{s} < b` is implied (a range ends after it starts) and lets the index bound it.
-        format!("({s} >= {a} AND {s} < {b} AND {e} <= {b})")
-    };
-    match prefix {
-        Prefix::Eq => within(sql),
-        Prefix::Ne => format!("NOT {}", within(sql)),
-        Prefix::Gt => format!("{e} > {}", sql.int(ve)),
-        Prefix::Lt => format!("{s} < {}", sql.int(vs)),
-        Prefix::Ge => {
-            let w = within(sql);
-            format!("({e} > {} OR {w})", sql.int(ve))
-        }
-        Prefix::Le => {
-            let w = within(sql);
-            format!("({s} < {} OR {w})", sql.int(vs))
-        }
-        Prefix::Sa => format!("{s} >= {}", sql.int(ve)),
-        Prefix::Eb => format!("{e} <= {}", sql.int(vs)),
-        Prefix::Ap => {
-            // Approximately: the value widened by 10% of its distance from now.
-            let now = crate::fhir::instant::now_us();
-            let margin = ((now - vs).abs() / 10).max(ve - vs);
-            let a = sql.int(ve.saturating_add(margin));
-            let b = sql.int(vs.saturating_sub(margin));
-            format!("({s} < {a} AND {e} > {b})")
-        }
     }
 }
 
@@ -309,6 +231,9 @@ pub fn matching_ids(
     conn: &mut AnyConnection,
     req: &SearchRequest,
 ) -> Result<Vec<String>, FhirError> {
+    if req.resource_type == super::access_log::TYPE {
+        return super::access_log::matching_ids(conn, req);
+    }
     let mut sql = Sql {
         text: String::new(),
         binds: Vec::new(),
@@ -389,6 +314,9 @@ pub fn current_rows(
     rtype: &str,
     ids: &[String],
 ) -> Result<Vec<CurrentRow>, FhirError> {
+    if rtype == super::access_log::TYPE {
+        return super::access_log::current_rows(conn, ids);
+    }
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let rows: Vec<CurrentRow> = resources::table

@@ -45,6 +45,17 @@ const CONTACT_SYSTEMS: &[&str] = &["phone", "fax", "email", "pager", "url", "sms
 /// Absolute references under `base_url` (this server) are indexed as local ones; other
 /// absolute references keep their URL only, and never match a local `Type/id`.
 pub fn index_rows(rtype: &str, resource: &Value, base_url: &str) -> IndexRows {
+    index_rows_of(rtype, resource, base_url, None)
+}
+
+/// The index rows of the parameters `only` (all of them with None): the access point asks
+/// for a resource's patient references on every decision, not for its whole index.
+pub fn index_rows_of(
+    rtype: &str,
+    resource: &Value,
+    base_url: &str,
+    only: Option<&[String]>,
+) -> IndexRows {
     let mut rows = IndexRows::default();
     let Some(params) = REGISTRY.by_type.get(rtype) else {
         return rows;
@@ -52,6 +63,9 @@ pub fn index_rows(rtype: &str, resource: &Value, base_url: &str) -> IndexRows {
     for (code, param) in params {
         // _id and _lastUpdated are columns of the resource itself.
         if code == "_id" || code == "_lastUpdated" {
+            continue;
+        }
+        if only.is_some_and(|o| !o.contains(code)) {
             continue;
         }
         for expr in &param.exprs {

@@ -133,6 +133,11 @@ fn include(name: &str, raw: &str) -> Result<Include, FhirError> {
         )));
     };
     let target = parts.next().map(str::to_string);
+    if source == "AuditEvent" || target.as_deref() == Some("AuditEvent") {
+        return Err(FhirError::BadRequest(format!(
+            "{name}={raw}: AuditEvents are not included (the access log is searched on its own)"
+        )));
+    }
     if REGISTRY.get(source, param).map(|p| p.kind) != Some(ParamType::Reference) {
         return Err(FhirError::NotImplemented(format!(
             "{name}={raw}: '{param}' is not a reference parameter of {source}"
@@ -314,6 +319,11 @@ fn clause(rtype: &str, name: &str, raw: &str, base_url: &str) -> Result<Clause, 
             return Err(FhirError::NotImplemented(format!(
                 "_has: type '{source}' is not supported"
             )));
+        }
+        if source == "AuditEvent" {
+            return Err(FhirError::BadRequest(
+                "_has:AuditEvent is not available: the access log is searched on its own".into(),
+            ));
         }
         if REGISTRY.get(source, ref_param).map(|p| p.kind) != Some(ParamType::Reference) {
             return Err(FhirError::NotImplemented(format!(

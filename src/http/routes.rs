@@ -124,7 +124,9 @@ pub fn app(
                 let res = fut.await;
                 let mut traced = true;
                 for receipt in pending.take() {
-                    traced &= matches!(receipt.await, Ok(Ok(())));
+                    let answer =
+                        tokio::time::timeout(crate::repository::TRACE_WAIT_LIMIT, receipt).await;
+                    traced &= matches!(answer, Ok(Ok(Ok(()))));
                 }
                 let mut res = res?;
                 if !traced {

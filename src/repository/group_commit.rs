@@ -12,6 +12,9 @@ use super::trace::Trace;
 use crate::auth::{PendingTraces, TraceReceipt};
 use crate::error::FhirError;
 
+/// How long a request waits for its traces to be durable before it is answered 503.
+pub const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// At most this many requests' records per commit.
 const MAX_BATCH: usize = 4096;
 
@@ -70,10 +73,22 @@ impl Writer {
                         batch.notices.extend(j.records.notices);
                         replies.push(j.reply);
                     }
-                    let result = commit(batch).map_err(|e| {
-                        tracing::error!(error = %e, "writing the access log failed");
-                        e.to_string()
-                    });
+                    // A panic in what a commit runs (a notice's write hooks) fails this
+                    // batch, never the writer: every later request still gets its answer.
+                    let result =
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            commit(batch)
+                        })) {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(e)) => {
+                                tracing::error!(error = %e, "writing the access log failed");
+                                Err(e.to_string())
+                            }
+                            Err(_) => {
+                                tracing::error!("writing the access log panicked");
+                                Err("the access log's writer failed".to_string())
+                            }
+                        };
                     for r in replies {
                         match r {
                             Reply::Async(s) => {
@@ -121,7 +136,7 @@ impl Writer {
                         reply: Reply::Blocking(tx),
                     })
                     .map_err(|_| lost())?;
-                match rx.recv() {
+                match rx.recv_timeout(WAIT_LIMIT) {
                     Ok(Ok(())) => Ok(()),
                     _ => Err(lost()),
                 }

@@ -331,7 +331,215 @@ async fn a_reads_trace_survives_a_crash(backend: Backend) {
     assert_eq!(reads, 1, "the read's trace survived: {bundle}");
 }
 
+/// The patient's access history is the log, searched like any FHIR resource: by outcome,
+/// interaction, entity and date, newest first unless sorted, paged with links and a total
+/// that counts what the viewer sees.
+async fn the_access_history_is_searched_by_its_fields(backend: Backend) {
+    let w = World::new(backend).await;
+    let dr = practitioner(&w.app, "10").await;
+    let other = practitioner(&w.app, "10").await;
+    w.rule(authorise(&dr)).await;
+    let doc = w.document(&w.mt, CONSULTATION, &[]).await;
+    let allowed = w.pro(&dr);
+    for _ in 0..3 {
+        let (status, _) = allowed.get(&format!("DocumentReference/{doc}")).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = w.pro(&other).get(&format!("DocumentReference/{doc}")).await;
+    assert!(status == 403 || status == 404, "never authorised: {status}");
+    let holder = w.holder();
+    let p = &w.patient;
+    let ids = |b: &Value| -> Vec<String> {
+        traces(b)
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, reads) = holder
+        .get(&format!(
+            "AuditEvent?patient={p}&entity=DocumentReference/{doc}&subtype=read&outcome=0"
+        ))
+        .await;
+    assert_eq!(status, 200, "{reads}");
+    let reads_of_dr = traces(&reads)
+        .iter()
+        .filter(|t| t["agent"][0]["who"]["reference"] == json!(format!("Practitioner/{dr}")))
+        .count();
+    assert_eq!(reads_of_dr, 3, "three reads answered: {reads}");
+    assert!(traces(&reads).iter().all(|t| t["outcome"] == "0"));
+    let (_, refused) = holder
+        .get(&format!("AuditEvent?patient={p}&outcome=4"))
+        .await;
+    assert!(
+        traces(&refused)
+            .iter()
+            .any(
+                |t| t["agent"][0]["who"]["reference"] == json!(format!("Practitioner/{other}"))
+                    && entity_refs(&json!({"entry": [{"resource": t}]}))
+                        .contains(&format!("DocumentReference/{doc}"))
+            ),
+        "the refusal is in the patient's history: {refused}"
+    );
+    assert!(traces(&refused).iter().all(|t| t["outcome"] == "4"));
+    let (_, by_agent) = holder
+        .get(&format!(
+            "AuditEvent?patient={p}&agent=Practitioner/{other}"
+        ))
+        .await;
+    assert!(!traces(&by_agent).is_empty());
+    assert!(traces(&by_agent)
+        .iter()
+        .all(|t| t["agent"][0]["who"]["reference"] == json!(format!("Practitioner/{other}"))));
+    // Newest first by default, oldest first when asked.
+    let (_, newest) = holder
+        .get(&format!("AuditEvent?patient={p}&_count=100"))
+        .await;
+    let (_, oldest) = holder
+        .get(&format!("AuditEvent?patient={p}&_count=100&_sort=date"))
+        .await;
+    let recorded = |b: &Value| -> Vec<String> {
+        traces(b)
+            .iter()
+            .map(|t| t["recorded"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut sorted = recorded(&newest);
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(recorded(&newest), sorted, "newest first");
+    // (Each search of the history is itself an access to the record: later ones find the
+    // traces of earlier ones.)
+    let mut asc = ids(&newest);
+    asc.reverse();
+    assert_eq!(
+        ids(&oldest)[..asc.len()],
+        asc[..],
+        "_sort=date: oldest first"
+    );
+    // Dates.
+    let (_, none) = holder
+        .get(&format!("AuditEvent?patient={p}&date=lt2000-01-01"))
+        .await;
+    assert_eq!(none["total"], 0);
+    let (_, all) = holder
+        .get(&format!(
+            "AuditEvent?patient={p}&date=ge2000-01-01&_count=100"
+        ))
+        .await;
+    assert!(all["total"].as_i64() > newest["total"].as_i64(), "{all}");
+    // Paging: every trace once, the total the same on every page.
+    assert!(newest["total"].as_i64().unwrap() >= 5, "{newest}");
+    let mut seen = Vec::new();
+    let (_, mut page) = holder
+        .get(&format!("AuditEvent?patient={p}&_count=2"))
+        .await;
+    let total = page["total"].as_i64().unwrap();
+    loop {
+        assert_eq!(page["total"].as_i64(), Some(total), "{page}");
+        seen.extend(ids(&page));
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string());
+        match next {
+            Some(url) => {
+                let (status, body) = holder.send(holder.client.get(&url)).await;
+                assert_eq!(status, 200);
+                page = body;
+            }
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no trace twice: {seen:?}");
+    assert_eq!(
+        seen.len() as i64,
+        total,
+        "the pages together are the search"
+    );
+    assert!(
+        ids(&newest).iter().all(|id| seen.contains(id)),
+        "every earlier trace is on a page"
+    );
+    // The log answers what it keeps, and says what it does not.
+    let (status, body) = holder
+        .send(
+            holder
+                .client
+                .get(holder.url(&format!("AuditEvent?patient={p}&entity-name=x")))
+                .header("Prefer", "handling=strict"),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+}
+
+/// A backend service's AuditEvent joins the log as posted: read back the same, found by
+/// what it names, and never changed or deleted afterwards.
+async fn a_posted_audit_event_is_kept_as_posted(backend: Backend) {
+    let w = World::new(backend).await;
+    let system = w.system();
+    let event = json!({"resourceType": "AuditEvent",
+        "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},
+        "action": "R", "recorded": "2026-11-30T10:00:00Z", "outcome": "0",
+        "agent": [{"requestor": true, "who": {"display": "Système du CH"}}],
+        "source": {"observer": {"display": "CH de Test"}},
+        "entity": [{"what": {"reference": format!("Patient/{}", w.patient)}}]});
+    let (status, created) = system.post("AuditEvent", &event).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (status, read) = system.get(&format!("AuditEvent/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(read["source"]["observer"]["display"], "CH de Test");
+    assert_eq!(read["type"]["code"], "110110");
+    assert_eq!(read["meta"]["versionId"], "1");
+    let (_, v1) = system.get(&format!("AuditEvent/{id}/_history/1")).await;
+    assert_eq!(v1["id"], json!(id));
+    let (status, _) = system.get(&format!("AuditEvent/{id}/_history/2")).await;
+    assert_eq!(status, 404);
+    let (_, found) = system
+        .get(&format!(
+            "AuditEvent?entity=Patient/{}&type=110110",
+            w.patient
+        ))
+        .await;
+    assert_eq!(
+        traces(&found)
+            .iter()
+            .map(|t| t["id"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(id)],
+        "{found}"
+    );
+    let (_, in_history) = w
+        .holder()
+        .get(&format!("AuditEvent?patient={}&date=2026-11-30", w.patient))
+        .await;
+    assert!(
+        traces(&in_history).iter().any(|t| t["id"] == json!(id)),
+        "{in_history}"
+    );
+    let mut changed = read.clone();
+    changed["outcome"] = json!("4");
+    let (status, _) = system.put(&format!("AuditEvent/{id}"), &changed).await;
+    assert_eq!(status, 405);
+    let (status, _) = system.delete(&format!("AuditEvent/{id}")).await;
+    assert_eq!(status, 405);
+    let (_, after) = system.get(&format!("AuditEvent/{id}")).await;
+    assert_eq!(after["outcome"], "0", "unchanged");
+    // A professional may not write the trail.
+    let dr = practitioner(&w.app, "10").await;
+    let (status, _) = w.pro(&dr).post("AuditEvent", &event).await;
+    assert_eq!(status, 403);
+}
+
 both_backends!(
+    the_access_history_is_searched_by_its_fields,
+    a_posted_audit_event_is_kept_as_posted,
     a_refusal_leaves_its_requester_no_inventory_of_the_record,
     no_chain_through_the_trail_tests_a_patient_field,
     a_refused_update_names_no_patient,

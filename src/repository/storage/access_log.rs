@@ -366,7 +366,13 @@ fn condition(sql: &mut Sql, c: &Clause) -> Result<String, FhirError> {
                 } = v
                 {
                     if matches!(target_type.as_deref(), None | Some("Patient")) {
-                        parts.push(format!("l.patient = {}", sql.text(target_id)));
+                        // A trace posted by a backend service may name several patients.
+                        let id = sql.text(target_id);
+                        let reference = sql.text(&format!("Patient/{target_id}"));
+                        parts.push(format!(
+                            "(l.patient = {id} OR (l.content IS NOT NULL AND l.id IN \
+                             (SELECT e.id FROM access_log_entity e WHERE e.reference = {reference})))"
+                        ));
                     }
                 }
             }
@@ -476,7 +482,12 @@ struct IdOnly {
     id: String,
 }
 
-/// The ids of the traces matching `req`, newest first unless sorted otherwise.
+/// At most this many traces answer one search (the newest, unless sorted otherwise): each
+/// is decided for its viewer before anything is counted, and a trail grows without end.
+pub const MAX_MATCHES: usize = 10_000;
+
+/// The ids of the traces matching `req`, newest first unless sorted otherwise (at most
+/// [`MAX_MATCHES`]).
 pub fn matching_ids(
     conn: &mut AnyConnection,
     req: &SearchRequest,
@@ -511,7 +522,7 @@ pub fn matching_ids(
     }
     order.push("l.seq DESC".into());
     let text = format!(
-        "SELECT l.id AS id FROM access_log l WHERE {} ORDER BY {}",
+        "SELECT l.id AS id FROM access_log l WHERE {} ORDER BY {} LIMIT {MAX_MATCHES}",
         conditions.join(" AND "),
         order.join(", ")
     );

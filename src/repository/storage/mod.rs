@@ -244,6 +244,12 @@ impl Storage {
         SqlitePragmas
             .on_acquire(&mut conn)
             .map_err(|e| FhirError::Unavailable(format!("the database: {e}")))?;
+        if let AnyConnection::Postgresql(c) = &mut conn {
+            // A commit that hangs fails (and is retried on a new connection) instead of
+            // holding every read behind it.
+            c.batch_execute("SET statement_timeout = '20s'; SET synchronous_commit = on;")
+                .map_err(db_err)?;
+        }
         Ok(conn)
     }
 

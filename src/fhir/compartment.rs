@@ -57,7 +57,7 @@ pub fn in_patient_compartment(
     if params.is_empty() {
         return false;
     }
-    index_rows_of(rtype, resource, base_url, Some(&params))
+    index_rows_of(rtype, resource, base_url, Some(params))
         .references
         .iter()
         .any(|(param, ty, id, _)| ty == "Patient" && id == patient_id && params.contains(param))
@@ -74,7 +74,7 @@ pub fn patients_referenced(rtype: &str, resource: &Value, base_url: &str) -> Vec
             .unwrap_or_default();
     }
     let params = patient_params(rtype);
-    let mut ids: Vec<String> = index_rows_of(rtype, resource, base_url, Some(&params))
+    let mut ids: Vec<String> = index_rows_of(rtype, resource, base_url, Some(params))
         .references
         .into_iter()
         .filter(|(param, ty, _, _)| ty == "Patient" && params.contains(param))

@@ -269,7 +269,7 @@ impl Repository {
             let c = conn.as_mut().expect("opened above");
             let result = Storage::write_in(c, |c| {
                 write_traces(&self.storage, c, &batch.traces)?;
-                self.write_notices(c, batch.notices.clone(), instant::now_us())
+                self.record_notices(c, batch.notices.clone(), instant::now_us(), true)
             });
             match result {
                 Ok(keys) => {

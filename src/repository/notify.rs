@@ -19,19 +19,37 @@ impl Repository {
         notices: Vec<Notice>,
         now_us: i64,
     ) -> Result<Vec<String>, FhirError> {
+        self.record_notices(conn, notices, now_us, false)
+    }
+
+    /// Records notices in the `notices` outbox; those due now are written as
+    /// Communications at once, or — `defer`, in the access log's commit — left pending for
+    /// the notice job (within `jobs::delivery::NOTICE_SWEEP_US`) or the patient's next look at their
+    /// notices, whichever comes first: recorded with the trace, so never lost; keyed, so
+    /// never twice.
+    pub(super) fn record_notices(
+        &self,
+        conn: &mut AnyConnection,
+        notices: Vec<Notice>,
+        now_us: i64,
+        defer: bool,
+    ) -> Result<Vec<String>, FhirError> {
         let mut keys = Vec::new();
         for n in notices {
             if self.notified.seen(&n.key) {
                 continue;
             }
             let due = n.due_us.is_none_or(|d| d <= now_us);
-            let content = if due {
+            let write_now = due && !defer;
+            let content = if write_now {
                 String::new()
             } else {
                 n.communication.to_string()
             };
             let due_us = n.due_us.unwrap_or(now_us);
-            if notifications::put_notice(conn, &n.key, &n.patient, due_us, &content, due)? && due {
+            if notifications::put_notice(conn, &n.key, &n.patient, due_us, &content, write_now)?
+                && write_now
+            {
                 self.write_communication(conn, n.communication, now_us)?;
             }
             keys.push(n.key);

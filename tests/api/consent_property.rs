@@ -525,12 +525,24 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
     let mut cases = 0u64;
     let mut visible = 0u64;
     let mut failures: Vec<String> = Vec::new();
+    // What each professional was shown (under any of their purposes): their own traces
+    // may name those documents and no other.
+    let mut shown: HashMap<String, BTreeSet<String>> = HashMap::new();
     for w in 0..worlds {
         // The tokens' issue time starts the emergency window: `now` is taken just before.
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let world = build_world(&app, &mut rng, now, seed.wrapping_add(w)).await;
         let shift = *rng.pick(&[0, 0, 20 * DAY, 40 * DAY]);
+        // A professional knows what they filed themselves.
+        for doc in &world.docs {
+            if let oracle::Author::Professional(pro) = &doc.author {
+                shown.entry(pro.clone()).or_default().insert(doc.id.clone());
+            }
+        }
         for asker in askers(&world, now, shift) {
+            if let DevSubject::Practitioner(pro) = &asker.subject {
+                shown.entry(pro.clone()).or_default();
+            }
             let token = dev_token_with(&app.args.data_dir, &asker.subject, None, &asker.options);
             let client = client_with(&token);
             // Unshifted requests run on the server's own clock (after the tokens' issue
@@ -597,6 +609,11 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
                     .status()
                     .as_u16();
                 let searched = found[&doc.patient].contains(&doc.id);
+                if let DevSubject::Practitioner(pro) = &asker.subject {
+                    if read == 200 || vread == 200 || searched {
+                        shown.entry(pro.clone()).or_default().insert(doc.id.clone());
+                    }
+                }
                 for (path, got) in [
                     ("read", read == 200),
                     ("vread", vread == 200),
@@ -627,10 +644,59 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
             }
         }
     }
+    // Each professional's own traces (what they see of the trail) name no document they
+    // were not shown, and a refusal names none at all.
+    let mut traces_seen = 0u64;
+    let pros: BTreeSet<String> = shown.keys().cloned().collect();
+    for pro in pros {
+        let token = dev_token_with(
+            &app.args.data_dir,
+            &DevSubject::Practitioner(pro.clone()),
+            None,
+            &DevOptions::default(),
+        );
+        let client = client_with(&token);
+        let mut url = Some(format!(
+            "{}/AuditEvent?agent=Practitioner/{pro}&_count=500",
+            app.base
+        ));
+        while let Some(u) = url.take() {
+            let bundle: Value = client.get(&u).send().await.unwrap().json().await.unwrap();
+            for e in bundle["entry"].as_array().into_iter().flatten() {
+                let trace = &e["resource"];
+                traces_seen += 1;
+                let refused = trace["outcome"] != "0";
+                for en in trace["entity"].as_array().into_iter().flatten() {
+                    let Some(r) = en["what"]["reference"].as_str() else {
+                        continue;
+                    };
+                    if let Some(id) = r.strip_prefix("DocumentReference/") {
+                        let allowed = shown.get(&pro).is_some_and(|s| s.contains(id));
+                        if refused || !allowed {
+                            failures.push(format!(
+                                "pro {pro}'s own trace names {r} ({}; shown to them: \
+                                 {allowed}); seed {seed}",
+                                if refused { "a refusal" } else { "answered" }
+                            ));
+                        }
+                    }
+                }
+            }
+            url = bundle["link"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["relation"] == "next")
+                .and_then(|l| l["url"].as_str())
+                .map(str::to_string);
+        }
+    }
     eprintln!(
-        "consent property test: {cases} cases ({visible} visible), {} mismatches",
+        "consent property test: {cases} cases ({visible} visible), {traces_seen} own traces \
+         checked, {} mismatches",
         failures.len()
     );
+    assert!(traces_seen > 0, "the professionals' own traces were read");
     assert!(
         failures.is_empty(),
         "{} mismatches, first ones:\n{}",

@@ -72,22 +72,27 @@ impl Repository {
         now_us: i64,
     ) -> Result<usize, FhirError> {
         let mut conn = self.storage.conn()?;
-        if notifications::due_notices(&mut conn, patient, now_us, 1)?.is_empty() {
-            return Ok(0);
-        }
-        storage::Storage::write_on(&mut conn, |c| {
-            let mut written = 0;
-            for (key, content) in notifications::due_notices(c, patient, now_us, 500)? {
-                if !notifications::notice_written(c, &key)? {
-                    continue;
-                }
-                let communication: Value = serde_json::from_str(&content)
-                    .map_err(|e| FhirError::Internal(format!("a stored notice: {e}")))?;
-                self.write_communication(c, communication, now_us)?;
-                written += 1;
+        let mut written = 0;
+        // In small transactions: on SQLite each holds the one write lock, and the access
+        // log's commits (which every read waits for) take their turn between them.
+        loop {
+            if notifications::due_notices(&mut conn, patient, now_us, 1)?.is_empty() {
+                return Ok(written);
             }
-            Ok(written)
-        })
+            written += storage::Storage::write_on(&mut conn, |c| {
+                let mut written = 0;
+                for (key, content) in notifications::due_notices(c, patient, now_us, 16)? {
+                    if !notifications::notice_written(c, &key)? {
+                        continue;
+                    }
+                    let communication: Value = serde_json::from_str(&content)
+                        .map_err(|e| FhirError::Internal(format!("a stored notice: {e}")))?;
+                    self.write_communication(c, communication, now_us)?;
+                    written += 1;
+                }
+                Ok(written)
+            })?;
+        }
     }
 
     pub(super) fn write_communication(

@@ -187,12 +187,7 @@ pub(super) fn record_traces(ctx: &RequestContext, interaction: &str, facts: &Fac
 }
 
 /// Appends traces inside the caller's transaction.
-pub fn write_traces(
-    storage: &Storage,
-    conn: &mut AnyConnection,
-    traces: &[Trace],
-) -> Result<(), FhirError> {
-    storage.note_trail(traces.len() as u64);
+pub fn write_traces(conn: &mut AnyConnection, traces: &[Trace]) -> Result<(), FhirError> {
     access_log::insert(conn, traces)
 }
 
@@ -268,7 +263,7 @@ impl Repository {
             }
             let c = conn.as_mut().expect("opened above");
             let result = Storage::write_in(c, |c| {
-                write_traces(&self.storage, c, &batch.traces)?;
+                write_traces(c, &batch.traces)?;
                 self.record_notices(c, batch.notices.clone(), instant::now_us(), true)
             });
             match result {
@@ -294,7 +289,7 @@ impl Repository {
         interaction: &str,
         facts: &Facts,
     ) -> Result<(), FhirError> {
-        write_traces(&self.storage, conn, &traces_for(ctx, interaction, facts))?;
+        write_traces(conn, &traces_for(ctx, interaction, facts))?;
         // An emergency access through a write path (a transaction's GET, a PATCH) is told
         // like any other.
         let notices = super::notices::for_accesses(ctx, facts, true);

@@ -119,7 +119,6 @@ impl Repository {
                 // Only what the owner hears of is traced (a refusal here is no request of
                 // theirs: tracing it would tell a blocked professional of the write).
                 super::audit::write_traces(
-                    &self.storage,
                     conn,
                     &super::audit::record_traces(&owner_ctx, "read", &facts),
                 )?;

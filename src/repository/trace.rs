@@ -52,14 +52,7 @@ impl Trace {
     pub fn references(&self) -> Vec<String> {
         if let Some(content) = &self.content {
             let v: Value = serde_json::from_str(content).unwrap_or(Value::Null);
-            let mut refs: Vec<String> = v
-                .get("entity")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.pointer("/what/reference").and_then(Value::as_str))
-                .map(str::to_string)
-                .collect();
+            let mut refs = entity_references(&v);
             refs.sort();
             refs.dedup();
             return refs;
@@ -162,14 +155,7 @@ impl Trace {
     /// kept and served as posted (`event` already carries its id and meta).
     pub fn external(event: &Value, id: &str, now: i64) -> Trace {
         let text = |p: &str| event.pointer(p).and_then(Value::as_str).map(str::to_string);
-        let entity_refs: Vec<String> = event
-            .get("entity")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.pointer("/what/reference").and_then(Value::as_str))
-            .map(str::to_string)
-            .collect();
+        let entity_refs = entity_references(event);
         let patient = entity_refs
             .iter()
             .find_map(|r| r.strip_prefix("Patient/"))
@@ -214,4 +200,16 @@ impl Trace {
             content: Some(event.to_string()),
         }
     }
+}
+
+/// The `entity.what` references of an AuditEvent, in order.
+fn entity_references(event: &Value) -> Vec<String> {
+    event
+        .get("entity")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.pointer("/what/reference").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
 }

@@ -3,13 +3,12 @@
 //! Never through the generic resource store, never with the generic index rows.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 
 use super::connection::AnyConnection;
 use super::failure::db_err;
 use super::rows::{CurrentRow, HistoryQuery, VersionRow};
 use super::schema::{access_log, access_log_entity};
-use super::sql::{date_condition, Bind, Sql};
+use super::sql::{date_condition, Sql};
 use crate::error::FhirError;
 use crate::fhir::resource_types;
 use crate::fhir::search_query::{Clause, Kind, SearchRequest, SortKey, Value};
@@ -309,6 +308,17 @@ fn any(parts: Vec<String>) -> String {
     }
 }
 
+/// The (type, id) of each reference value of a clause.
+fn references(c: &Clause) -> impl Iterator<Item = (Option<&str>, &str)> {
+    c.values.iter().filter_map(|v| match v {
+        Value::Reference {
+            target_type,
+            target_id,
+        } => Some((target_type.as_deref(), target_id.as_str())),
+        _ => None,
+    })
+}
+
 /// The SQL condition of one clause on the log's row `l`.
 fn condition(sql: &mut Sql, c: &Clause) -> Result<String, FhirError> {
     let param = c.param.as_str();
@@ -359,63 +369,45 @@ fn condition(sql: &mut Sql, c: &Clause) -> Result<String, FhirError> {
         }
         (Kind::Reference, "patient") => {
             let mut parts = Vec::new();
-            for v in &c.values {
-                if let Value::Reference {
-                    target_type,
-                    target_id,
-                } = v
-                {
-                    if matches!(target_type.as_deref(), None | Some("Patient")) {
-                        // A trace posted by a backend service may name several patients.
-                        let id = sql.text(target_id);
-                        let reference = sql.text(&format!("Patient/{target_id}"));
-                        parts.push(format!(
-                            "(l.patient = {id} OR (l.content IS NOT NULL AND l.id IN \
-                             (SELECT e.id FROM access_log_entity e WHERE e.reference = {reference})))"
-                        ));
-                    }
+            for (target_type, target_id) in references(c) {
+                if matches!(target_type, None | Some("Patient")) {
+                    // A trace posted by a backend service may name several patients.
+                    let id = sql.text(target_id);
+                    let reference = sql.text(&format!("Patient/{target_id}"));
+                    parts.push(format!(
+                        "(l.patient = {id} OR (l.content IS NOT NULL AND l.id IN \
+                         (SELECT e.id FROM access_log_entity e WHERE e.reference = {reference})))"
+                    ));
                 }
             }
             any(parts)
         }
         (Kind::Reference, "agent") => {
             let mut parts = Vec::new();
-            for v in &c.values {
-                if let Value::Reference {
-                    target_type,
-                    target_id,
-                } = v
-                {
-                    let types: Vec<&str> = match target_type.as_deref() {
-                        Some(t) => vec![t],
-                        None => AGENT_TYPES.to_vec(),
-                    };
-                    for t in types {
-                        parts.push(format!(
-                            "l.agent = {}",
-                            sql.text(&format!("{t}/{target_id}"))
-                        ));
-                    }
+            for (target_type, target_id) in references(c) {
+                let types: Vec<&str> = match target_type {
+                    Some(t) => vec![t],
+                    None => AGENT_TYPES.to_vec(),
+                };
+                for t in types {
+                    parts.push(format!(
+                        "l.agent = {}",
+                        sql.text(&format!("{t}/{target_id}"))
+                    ));
                 }
             }
             any(parts)
         }
         (Kind::Reference, "entity") => {
             let mut refs = Vec::new();
-            for v in &c.values {
-                if let Value::Reference {
-                    target_type,
-                    target_id,
-                } = v
-                {
-                    match target_type.as_deref() {
-                        Some(t) => refs.push(format!("{t}/{target_id}")),
-                        None => refs.extend(
-                            resource_types::SUPPORTED
-                                .iter()
-                                .map(|t| format!("{t}/{target_id}")),
-                        ),
-                    }
+            for (target_type, target_id) in references(c) {
+                match target_type {
+                    Some(t) => refs.push(format!("{t}/{target_id}")),
+                    None => refs.extend(
+                        resource_types::SUPPORTED
+                            .iter()
+                            .map(|t| format!("{t}/{target_id}")),
+                    ),
                 }
             }
             if refs.is_empty() {
@@ -476,12 +468,6 @@ fn token_column(param: &str) -> (&'static str, &'static str) {
     }
 }
 
-#[derive(QueryableByName)]
-struct IdOnly {
-    #[diesel(sql_type = Text)]
-    id: String,
-}
-
 /// At most this many traces answer one search (the newest, unless sorted otherwise): each
 /// is decided for its viewer before anything is counted, and a trail grows without end.
 pub const MAX_MATCHES: usize = 10_000;
@@ -521,28 +507,10 @@ pub fn matching_ids(
         }
     }
     order.push("l.seq DESC".into());
-    let text = format!(
+    sql.text = format!(
         "SELECT l.id AS id FROM access_log l WHERE {} ORDER BY {} LIMIT {MAX_MATCHES}",
         conditions.join(" AND "),
         order.join(", ")
     );
-    let binds = sql.binds;
-    macro_rules! run {
-        ($c:expr, $db:ty) => {{
-            let mut q = diesel::sql_query(text.clone()).into_boxed::<$db>();
-            for b in &binds {
-                q = match b {
-                    Bind::Text(s) => q.bind::<Text, _>(s.clone()),
-                    Bind::Int(i) => q.bind::<BigInt, _>(*i),
-                };
-            }
-            q.load::<IdOnly>($c)
-        }};
-    }
-    let rows = match conn {
-        AnyConnection::Sqlite(c) => run!(c, diesel::sqlite::Sqlite),
-        AnyConnection::Postgresql(c) => run!(c, diesel::pg::Pg),
-    }
-    .map_err(db_err)?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    sql.load_ids(conn)
 }

@@ -258,11 +258,6 @@ impl Storage {
         Ok(conn)
     }
 
-    /// Counts traces appended to the access log (statistics only).
-    pub fn note_trail(&self, traces: u64) {
-        let _ = traces;
-    }
-
     /// Runs `f` in one database transaction. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so that writers queue instead of failing on a lock upgrade.
     pub fn write<T>(

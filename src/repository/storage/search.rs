@@ -2,10 +2,9 @@
 //! on either backend, and the snapshots that keep multi-page results stable.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 
 use super::schema::{resources, search_snapshot};
-use super::sql::{date_condition, Bind, IdRow, Sql};
+use super::sql::{date_condition, Sql};
 use super::{db_err, AnyConnection, CurrentRow};
 use crate::error::FhirError;
 use crate::fhir::search_params::{ParamType, REGISTRY};
@@ -287,25 +286,7 @@ pub fn matching_ids(
         conditions.join(" AND "),
         order.join(", ")
     );
-    let Sql { text, binds, .. } = sql;
-    macro_rules! run {
-        ($c:expr, $db:ty) => {{
-            let mut q = diesel::sql_query(text.clone()).into_boxed::<$db>();
-            for b in &binds {
-                q = match b {
-                    Bind::Text(s) => q.bind::<Text, _>(s.clone()),
-                    Bind::Int(i) => q.bind::<BigInt, _>(*i),
-                };
-            }
-            q.load::<IdRow>($c)
-        }};
-    }
-    let rows = match conn {
-        AnyConnection::Sqlite(c) => run!(c, diesel::sqlite::Sqlite),
-        AnyConnection::Postgresql(c) => run!(c, diesel::pg::Pg),
-    }
-    .map_err(db_err)?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    sql.load_ids(conn)
 }
 
 /// The current rows of `ids` (of one type), in the order given; missing ones skipped.

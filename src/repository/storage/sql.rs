@@ -1,8 +1,12 @@
 //! sql: SQL text with numbered placeholders for either backend, and the conditions more
 //! than one query builds.
 
-use diesel::sql_types::Text;
-use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+
+use super::connection::AnyConnection;
+use super::failure::db_err;
+use crate::error::FhirError;
 
 use crate::fhir::search_query::Prefix;
 
@@ -39,9 +43,9 @@ impl Sql {
 }
 
 #[derive(QueryableByName)]
-pub(super) struct IdRow {
+struct IdRow {
     #[diesel(sql_type = Text)]
-    pub(super) id: String,
+    id: String,
 }
 
 pub(super) fn date_condition(
@@ -82,5 +86,30 @@ pub(super) fn date_condition(
             let b = sql.int(vs.saturating_sub(margin));
             format!("({s} < {a} AND {e} > {b})")
         }
+    }
+}
+
+impl Sql {
+    /// Runs the query built (it selects one text column, `id`) on either backend.
+    pub(super) fn load_ids(self, conn: &mut AnyConnection) -> Result<Vec<String>, FhirError> {
+        let Sql { text, binds, .. } = self;
+        macro_rules! run {
+            ($c:expr, $db:ty) => {{
+                let mut q = diesel::sql_query(text.clone()).into_boxed::<$db>();
+                for b in &binds {
+                    q = match b {
+                        Bind::Text(s) => q.bind::<Text, _>(s.clone()),
+                        Bind::Int(i) => q.bind::<BigInt, _>(*i),
+                    };
+                }
+                q.load::<IdRow>($c)
+            }};
+        }
+        let rows = match conn {
+            AnyConnection::Sqlite(c) => run!(c, diesel::sqlite::Sqlite),
+            AnyConnection::Postgresql(c) => run!(c, diesel::pg::Pg),
+        }
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
     }
 }

@@ -123,7 +123,9 @@ impl Application {
             tokens: crate::auth::token::TokenService::new(key, dev_key)
                 .with_retired(crate::auth::keys::load_retired(&args.data_dir)?),
             // Fails closed: a registry that cannot be read stops the tokens.
-            grant_active: Box::new(move |grant_id| registry.repo.grant_active(grant_id)),
+            grant_active: Box::new(move |grant_id, may_wait| {
+                registry.repo.grant_active(grant_id, may_wait)
+            }),
         });
         let upstreams = web::Data::new(http::oauth::Upstreams(identity));
         let mut server = actix_web::HttpServer::new(move || {

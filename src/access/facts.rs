@@ -56,6 +56,9 @@ pub struct Facts {
     pub(crate) ins: HashMap<String, Vec<String>>,
     pub(crate) current: HashMap<(String, String), Option<StoredResource>>,
     pub(crate) filed_at: HashMap<(String, String), Option<i64>>,
+    /// The cache stamps read for this request (the loader's: a professional's stamp read
+    /// with a patient's rules stamp spares a statement).
+    pub stamps: HashMap<String, String>,
     pub trail: Vec<Decided>,
     /// What the request asked (`Type/id`, `Type?query`), for the trace a refusal leaves
     /// its requester.

@@ -322,12 +322,16 @@ impl RequestContext {
 /// The client id Carnet's own services act as.
 pub const SERVICE_CLIENT: &str = "carnet";
 
+/// Whether a grant stands: `(grant id, may wait)` → None when it cannot be told at once.
+pub type GrantCheck = Box<dyn Fn(&str, bool) -> Option<bool> + Send + Sync>;
+
 /// What checks the bearer token of each request.
 pub struct Authenticator {
     pub tokens: TokenService,
     /// Whether a token's grant still stands (not revoked, its client registered and not
     /// suspended): asked on every request, so that revocation and suspension act at once.
-    pub grant_active: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Without its second argument (may wait), None when it cannot be told at once.
+    pub grant_active: GrantCheck,
 }
 
 /// A request without acceptable credentials: 401 with `WWW-Authenticate`, or 403. Rendered
@@ -401,8 +405,20 @@ impl Authenticator {
     /// workers). Development tokens name no grant.
     pub fn check_grant(&self, verified: &Verified) -> Result<(), AuthFailure> {
         match verified.grant() {
-            Some(grant) if !(self.grant_active)(grant) => Err(revoked()),
+            Some(grant) if (self.grant_active)(grant, true) != Some(true) => Err(revoked()),
             _ => Ok(()),
+        }
+    }
+
+    /// The same check when it can be made at once on the async worker (an embedded
+    /// database with a connection free); None when it must go to the blocking pool.
+    pub fn check_grant_now(&self, verified: &Verified) -> Option<Result<(), AuthFailure>> {
+        match verified.grant() {
+            Some(grant) => match (self.grant_active)(grant, false)? {
+                true => Some(Ok(())),
+                false => Some(Err(revoked())),
+            },
+            None => Some(Ok(())),
         }
     }
 

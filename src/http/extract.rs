@@ -54,15 +54,16 @@ impl FromRequest for RequestContext {
         Box::pin(async move {
             let verified = verified.map_err(&refuse)?;
             // A grant is looked up on every request (revocation and suspension act at
-            // once), on the blocking pool: it is a database query.
-            let verified = if verified.grant().is_some() {
+            // once): at once on an embedded database, else on the blocking pool.
+            let verified = if let Some(checked) = auth.check_grant_now(&verified) {
+                checked.map_err(|e| refuse(e.into()))?;
+                verified
+            } else {
                 let auth = auth.clone();
                 web::block(move || auth.check_grant(&verified).map(|()| verified))
                     .await
                     .map_err(|e| refuse(FhirError::from(e)))?
                     .map_err(|e| refuse(e.into()))?
-            } else {
-                verified
             };
             let ctx = auth
                 .context(verified, request_id, clock)

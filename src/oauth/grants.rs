@@ -517,7 +517,7 @@ pub fn introspect(
     let Some((grant, kind)) = grant_of(repo, tokens, client, token)? else {
         return Ok(inactive);
     };
-    if !repo.grant_active(&grant.id) {
+    if repo.grant_active(&grant.id, true) != Some(true) {
         return Ok(inactive);
     }
     let mut body = json!({

@@ -1,11 +1,12 @@
 //! rules: a write that may change a patient's rules (a Consent, a RelatedPerson, the
 //! Patient's médecin traitant) renews their rules stamp, so that every node reads the rules
-//! again before its next decision.
+//! again before its next decision. A Practitioner's write renews the stamp of their
+//! professions the same way (the matrice d'habilitation reads them on every decision).
 
 use serde_json::Value;
 
 use crate::error::FhirError;
-use crate::repository::{HookTx, WriteHook, Written};
+use crate::repository::{professions_stamp_key, HookTx, WriteHook, Written};
 
 /// Renews the rules stamp of every patient whose rules a write may change.
 pub struct RulesStamp;
@@ -13,6 +14,9 @@ pub struct RulesStamp;
 impl WriteHook for RulesStamp {
     fn written(&self, tx: &mut dyn HookTx, w: &Written<'_>) -> Result<(), FhirError> {
         let rtype = w.resource.resource_type.as_str();
+        if rtype == "Practitioner" {
+            return tx.renew_rules_stamp(&professions_stamp_key(&w.resource.id));
+        }
         if !matches!(rtype, "Patient" | "Consent" | "RelatedPerson") {
             return Ok(());
         }

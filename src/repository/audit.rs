@@ -200,7 +200,18 @@ impl Repository {
         interaction: &str,
         f: impl FnOnce(&mut Conn, &mut Facts) -> Result<T, FhirError>,
     ) -> Result<T, FhirError> {
-        let mut conn = self.storage.conn()?;
+        let conn = self.storage.conn()?;
+        self.audited_read_on(conn, ctx, interaction, f)
+    }
+
+    /// [`audited_read`](Self::audited_read) on a connection already taken.
+    pub(super) fn audited_read_on<T>(
+        &self,
+        mut conn: super::storage::Conn,
+        ctx: &RequestContext,
+        interaction: &str,
+        f: impl FnOnce(&mut Conn, &mut Facts) -> Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
         let mut facts = Facts::new();
         let result = f(&mut conn, &mut facts);
         drop(conn);

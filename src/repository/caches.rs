@@ -28,28 +28,38 @@ impl Recorded {
     }
 }
 
-/// Patients' rules as last read, with the stamp they were read at (bounded: emptied when
-/// full, so that a large record set costs a re-read, not memory).
-#[derive(Default)]
-pub struct RulesCache(
-    std::sync::Mutex<std::collections::HashMap<String, (String, Arc<PatientRules>)>>,
-);
+/// What was last read under a stamp (a patient's rules, a professional's professions),
+/// trusted only while the stamp stored is the same (bounded: emptied when full, so that a
+/// large record set costs a re-read, not memory).
+pub struct Stamped<T>(std::sync::Mutex<std::collections::HashMap<String, (String, Arc<T>)>>);
 
-const RULES_CACHE_MAX: usize = 50_000;
+impl<T> Default for Stamped<T> {
+    fn default() -> Self {
+        Stamped(Default::default())
+    }
+}
 
-impl RulesCache {
-    pub(super) fn get(&self, patient: &str, stamp: &str) -> Option<Arc<PatientRules>> {
+const STAMPED_MAX: usize = 50_000;
+
+impl<T> Stamped<T> {
+    pub(super) fn get(&self, key: &str, stamp: &str) -> Option<Arc<T>> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(patient)
+        map.get(key)
             .filter(|(s, _)| s == stamp)
             .map(|(_, r)| r.clone())
     }
 
-    pub(super) fn put(&self, patient: &str, stamp: String, rules: Arc<PatientRules>) {
+    pub(super) fn put(&self, key: &str, stamp: String, value: Arc<T>) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= RULES_CACHE_MAX {
+        if map.len() >= STAMPED_MAX {
             map.clear();
         }
-        map.insert(patient.to_string(), (stamp, rules));
+        map.insert(key.to_string(), (stamp, value));
     }
 }
+
+/// Patients' rules as last read, with the stamp they were read at.
+pub type RulesCache = Stamped<PatientRules>;
+
+/// Professionals' professions (codes of the matrice's system) as last read.
+pub type ProfessionsCache = Stamped<Vec<String>>;

@@ -38,22 +38,60 @@ fn identifiers(v: &Value, systems: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The key of a professional's stamp among the rules stamps (a FHIR id has no `/`, so it
+/// never meets a patient's).
+pub fn professions_stamp_key(practitioner: &str) -> String {
+    format!("Practitioner/{practitioner}")
+}
+
 impl Repository {
-    /// Loads one fact into `facts`.
+    /// Loads one fact into `facts`. The access point asks for the rules of the record
+    /// before the requester's professions, so that one statement reads both stamps.
     pub(super) fn load_fact(
         &self,
         conn: &mut AnyConnection,
+        ctx: &RequestContext,
         need: &Need,
         facts: &mut Facts,
     ) -> Result<(), FhirError> {
         match need {
             Need::Rules(patient) => {
-                let rules = self.cached_rules(conn, patient)?;
+                let stamp = match ctx.actor() {
+                    crate::auth::Actor::Practitioner(id) => {
+                        use std::collections::hash_map::Entry;
+                        match facts.stamps.entry(professions_stamp_key(id)) {
+                            Entry::Occupied(_) => {
+                                storage::notifications::rules_stamp(conn, patient)?
+                            }
+                            Entry::Vacant(e) => {
+                                let (rules, own) =
+                                    storage::notifications::stamps_of_two(conn, patient, e.key())?;
+                                e.insert(own);
+                                rules
+                            }
+                        }
+                    }
+                    _ => storage::notifications::rules_stamp(conn, patient)?,
+                };
+                let rules = self.cached_rules(conn, patient, stamp)?;
                 facts.put_rules(patient, rules);
             }
             Need::Professional(id) => {
+                let key = professions_stamp_key(id);
+                let stamp = match facts.stamps.get(&key) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = storage::notifications::rules_stamp(conn, &key)?;
+                        facts.stamps.insert(key.clone(), s.clone());
+                        s
+                    }
+                };
+                if let Some(p) = self.professions_cache.get(&key, &stamp) {
+                    facts.put_professions(id, p.as_ref().clone());
+                    return Ok(());
+                }
                 let system = Matrix::builtin().profession_system();
-                let professions = current_json(conn, "Practitioner", id)?
+                let professions: Vec<String> = current_json(conn, "Practitioner", id)?
                     .and_then(|v| v.get("qualification").cloned())
                     .and_then(|q| q.as_array().cloned())
                     .unwrap_or_default()
@@ -67,6 +105,11 @@ impl Repository {
                     .filter(|c| c.get("system").and_then(Value::as_str) == Some(system))
                     .filter_map(|c| c.get("code").and_then(Value::as_str).map(str::to_string))
                     .collect();
+                // Not from inside a write: what it reads may yet be rolled back.
+                if !storage::in_write() {
+                    self.professions_cache
+                        .put(&key, stamp, Arc::new(professions.clone()));
+                }
                 facts.put_professions(id, professions);
             }
             Need::Ins(patient) => {
@@ -87,13 +130,14 @@ impl Repository {
         Ok(())
     }
 
-    /// A patient's rules: from the cache while their stamp is unchanged, else read again.
+    /// A patient's rules: from the cache while their stamp (as read now) is unchanged,
+    /// else read again.
     pub(super) fn cached_rules(
         &self,
         conn: &mut AnyConnection,
         patient: &str,
+        stamp: String,
     ) -> Result<Arc<PatientRules>, FhirError> {
-        let stamp = storage::notifications::rules_stamp(conn, patient)?;
         if let Some(rules) = self.rules_cache.get(patient, &stamp) {
             return Ok(rules);
         }
@@ -177,7 +221,7 @@ impl Repository {
     ) -> Result<Result<Visible<StoredResource>, Refusal>, FhirError> {
         self.access
             .check_read(ctx, interaction, resource, facts, &mut |n, f| {
-                self.load_fact(conn, n, f)
+                self.load_fact(conn, ctx, n, f)
             })
     }
 
@@ -192,7 +236,7 @@ impl Repository {
     ) -> Result<Vec<Visible<StoredResource>>, FhirError> {
         self.access
             .filter(ctx, interaction, resources, facts, &mut |n, f| {
-                self.load_fact(conn, n, f)
+                self.load_fact(conn, ctx, n, f)
             })
     }
 
@@ -216,7 +260,7 @@ impl Repository {
             new,
             current,
             facts,
-            &mut |n, f| self.load_fact(conn, n, f),
+            &mut |n, f| self.load_fact(conn, ctx, n, f),
         )
     }
 }

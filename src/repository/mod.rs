@@ -27,6 +27,7 @@ pub mod transaction;
 mod write;
 
 pub use crate::resource::StoredResource;
+pub use consent_facts::professions_stamp_key;
 pub use group_commit::WAIT_LIMIT as TRACE_WAIT_LIMIT;
 pub use hooks::{HookTx, WriteHook, Written};
 pub use oauth_store::{AuthorizationRow, GrantRow, OAuthStore, RefreshRow};

@@ -119,12 +119,18 @@ impl Repository {
     }
 
     /// Whether tokens of `grant_id` may still be used (grant not revoked, client registered
-    /// and not suspended). Fails closed.
-    pub fn grant_active(&self, grant_id: &str) -> bool {
-        self.storage
-            .conn()
-            .and_then(|mut c| rows::grant_active(&mut c, grant_id))
-            .unwrap_or(false)
+    /// and not suspended). Fails closed. Without `may_wait`, None when it cannot be told
+    /// at once ([`Storage::conn_now`](super::storage::Storage::conn_now)).
+    pub fn grant_active(&self, grant_id: &str, may_wait: bool) -> Option<bool> {
+        let conn = if may_wait {
+            self.storage.conn().ok()
+        } else {
+            Some(self.storage.conn_now()?)
+        };
+        Some(
+            conn.and_then(|mut c| rows::grant_active(&mut c, grant_id).ok())
+                .unwrap_or(false),
+        )
     }
 }
 

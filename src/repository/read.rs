@@ -21,6 +21,29 @@ impl Repository {
         })
     }
 
+    /// A read answered at once on the calling (async) thread when the database allows it
+    /// ([`Storage::conn_now`](super::storage::Storage::conn_now)); None: call
+    /// [`read`](Self::read) on the blocking pool.
+    pub fn read_now(
+        &self,
+        ctx: &RequestContext,
+        rtype: &str,
+        id: &str,
+    ) -> Option<Result<Visible<StoredResource>, FhirError>> {
+        // Only under an HTTP request, whose response awaits the trace: never waiting for
+        // the log's writer on the worker.
+        ctx.pending_traces()?;
+        let conn = self.storage.conn_now()?;
+        // A panic here fails this request, as on the blocking pool, never the worker.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.audited_read_on(conn, ctx, "read", |conn, facts| {
+                facts.asked = Some(format!("{rtype}/{id}"));
+                self.read_in(conn, ctx, rtype, id, facts)
+            })
+        }));
+        Some(read.unwrap_or_else(|_| Err(FhirError::Internal("the read failed".into()))))
+    }
+
     pub(super) fn read_in(
         &self,
         conn: &mut AnyConnection,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::caches::{Recorded, RulesCache};
+use super::caches::{ProfessionsCache, Recorded, RulesCache};
 use super::group_commit::Writer;
 use super::hooks::{Hooks, WriteHook};
 use super::storage::{Backend, Storage};
@@ -71,6 +71,8 @@ pub struct Repository {
     pub(super) notified: Arc<Recorded>,
     /// Patients' rules as last read (checked against their stamp on every use).
     pub(super) rules_cache: Arc<RulesCache>,
+    /// Professionals' professions as last read (checked against their stamp on every use).
+    pub(super) professions_cache: Arc<ProfessionsCache>,
     /// What features do when a resource is written (in the write's transaction).
     pub(super) hooks: Hooks,
     /// This server's FHIR base URL: absolute references under it are local ones.
@@ -95,6 +97,7 @@ impl Repository {
             audit: Default::default(),
             notified: Default::default(),
             rules_cache: Default::default(),
+            professions_cache: Default::default(),
             hooks: Hooks::default(),
             base_url: base_url.trim_end_matches('/').to_string(),
             limits: Default::default(),

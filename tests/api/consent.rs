@@ -722,6 +722,56 @@ async fn who_may_write_rules_delete_documents_and_read_which_types(backend: Back
     );
 }
 
+/// The matrice d'habilitation reads the professional's professions on every decision:
+/// a Practitioner whose qualification changes is judged by the new one from the next
+/// request on (the professions are cached, never past a write of the Practitioner).
+async fn a_change_of_profession_applies_to_the_next_read(backend: Backend) {
+    let w = World::new(backend).await;
+    let dr = practitioner(&w.app, "10").await;
+    w.rule(authorise(&dr)).await;
+    let doc = w.document(&w.mt, CONSULTATION, &[]).await;
+    let path = format!("DocumentReference/{doc}");
+    assert_eq!(w.pro(&dr).get(&path).await.0, 200);
+    let as_profession = |code: &str| {
+        json!({"resourceType": "Practitioner", "id": dr, "name": [{"family": "Dr"}],
+            "qualification": [{"code": {"coding": [{"system": TRE_G15, "code": code}]}}]})
+    };
+    // Now a profession (93) the matrice does not let read consultation reports.
+    let res = w
+        .app
+        .put(&format!("Practitioner/{dr}"), &as_profession("93"))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(w.pro(&dr).get(&path).await.0, 403);
+    let q = format!("DocumentReference?patient={}", w.patient);
+    assert_eq!(w.pro(&dr).search(&q).await, (vec![], 0));
+    // And back.
+    let res = w
+        .app
+        .put(&format!("Practitioner/{dr}"), &as_profession("10"))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(w.pro(&dr).get(&path).await.0, 200);
+    assert_eq!(w.pro(&dr).search(&q).await, (vec![doc.clone()], 1));
+    // Through a transaction Bundle, then a deletion: the same.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": as_profession("93"),
+        "request": {"method": "PUT", "url": format!("Practitioner/{dr}")}}]});
+    assert_eq!(w.app.post("", &bundle).await.status(), 200);
+    assert_eq!(w.pro(&dr).get(&path).await.0, 403);
+    let res = w
+        .app
+        .put(&format!("Practitioner/{dr}"), &as_profession("10"))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(w.pro(&dr).get(&path).await.0, 200);
+    assert_eq!(
+        w.app.delete(&format!("Practitioner/{dr}")).await.status(),
+        204
+    );
+    assert_eq!(w.pro(&dr).get(&path).await.0, 403);
+}
+
 both_backends!(
     a_blocked_professional_gets_nothing_until_unblocked,
     a_masked_document_is_seen_only_by_the_patient_its_author_and_the_medecin_traitant,
@@ -730,4 +780,5 @@ both_backends!(
     a_document_hidden_from_the_patient_appears_after_a_month,
     the_patient_sees_who_accessed_and_traces_are_append_only,
     who_may_write_rules_delete_documents_and_read_which_types,
+    a_change_of_profession_applies_to_the_next_read,
 );

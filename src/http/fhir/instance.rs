@@ -57,8 +57,13 @@ pub async fn read(
                 ))
             })?),
         };
-        let repo = state.repo.clone();
-        let resource = web::block(move || repo.read(&ctx, &rtype, &id)).await??;
+        let resource = match state.repo.read_now(&ctx, &rtype, &id) {
+            Some(read) => read?,
+            None => {
+                let repo = state.repo.clone();
+                web::block(move || repo.read(&ctx, &rtype, &id)).await??
+            }
+        };
         if let Some(tags) = none_match {
             let etag = resource.etag();
             // Weak comparison (RFC 9110): W/"3" and "3" name the same version.

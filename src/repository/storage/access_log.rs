@@ -197,7 +197,7 @@ pub fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Trace>, FhirErro
     Ok(access_log::table
         .filter(access_log::id.eq(id))
         .select(LogRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)?
         .map(|r| r.trace().1))
@@ -220,7 +220,7 @@ pub fn version(
     let row = access_log::table
         .filter(access_log::id.eq(id))
         .select(LogRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)?;
     Ok(row.map(|r| version_row(r.trace())))

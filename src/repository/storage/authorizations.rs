@@ -81,7 +81,7 @@ pub fn authorization(
     oauth_authorizations::table
         .filter(oauth_authorizations::id.eq(id))
         .select(AuthorizationRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)
 }
@@ -93,7 +93,7 @@ pub fn authorization_by_upstream_state(
     oauth_authorizations::table
         .filter(oauth_authorizations::upstream_state.eq(upstream_state))
         .select(AuthorizationRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)
 }
@@ -157,7 +157,7 @@ pub fn grant(conn: &mut AnyConnection, id: &str) -> Result<Option<GrantRow>, Fhi
     oauth_grants::table
         .filter(oauth_grants::id.eq(id))
         .select(GrantRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)
 }
@@ -169,7 +169,7 @@ pub fn grant_by_code(
     oauth_grants::table
         .filter(oauth_grants::code_hash.eq(code_hash))
         .select(GrantRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)
 }
@@ -214,7 +214,7 @@ pub fn grant_active(conn: &mut AnyConnection, grant_id: &str) -> Result<bool, Fh
         .inner_join(oauth_clients::table.on(oauth_clients::client_id.eq(oauth_grants::client_id)))
         .filter(oauth_grants::id.eq(grant_id))
         .select((oauth_grants::revoked, oauth_clients::suspended))
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)?;
     Ok(matches!(found, Some((false, false))))
@@ -232,7 +232,7 @@ pub fn refresh(conn: &mut AnyConnection, hash: &str) -> Result<Option<RefreshRow
     oauth_refresh_tokens::table
         .filter(oauth_refresh_tokens::hash.eq(hash))
         .select(RefreshRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)
 }

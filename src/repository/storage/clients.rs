@@ -25,7 +25,7 @@ pub fn get(conn: &mut AnyConnection, client_id: &str) -> Result<Option<ClientRow
     oauth_clients::table
         .filter(oauth_clients::client_id.eq(client_id))
         .select(ClientRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)
 }

@@ -98,7 +98,7 @@ pub fn subscription(
     subscriptions::table
         .filter(subscriptions::id.eq(id))
         .select(SubscriptionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)
 }
@@ -253,10 +253,36 @@ pub fn rules_stamp(conn: &mut AnyConnection, patient: &str) -> Result<String, Fh
     rules_versions::table
         .filter(rules_versions::patient.eq(patient))
         .select(rules_versions::stamp)
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map(Option::unwrap_or_default)
         .map_err(db_err)
+}
+
+/// The stamps of two keys in one statement (a patient's rules and the requester's
+/// professions on a read; '' for a key never renewed).
+pub fn stamps_of_two(
+    conn: &mut AnyConnection,
+    a: &str,
+    b: &str,
+) -> Result<(String, String), FhirError> {
+    use super::schema::rules_versions;
+    let rows: Vec<(String, String)> = rules_versions::table
+        .filter(
+            rules_versions::patient
+                .eq(a)
+                .or(rules_versions::patient.eq(b)),
+        )
+        .select((rules_versions::patient, rules_versions::stamp))
+        .load(conn)
+        .map_err(db_err)?;
+    let of = |k: &str| {
+        rows.iter()
+            .find(|(p, _)| p == k)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    };
+    Ok((of(a), of(b)))
 }
 
 /// Renews the stamp of a patient's rules (a fresh value: a rolled-back renewal is never

@@ -406,7 +406,7 @@ pub fn snapshot_page(
             search_snapshot::query,
             search_snapshot::page_size,
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(db_err)?;
     let Some((total, refs, query, page_size)) = found else {

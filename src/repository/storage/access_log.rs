@@ -1,5 +1,6 @@
 //! access_log: the access trail's own tables (`access_log`, `access_log_entity`), written
-//! in multi-row inserts (one statement per table per batch) and read back as AuditEvents.
+//! in multi-row inserts (one statement per table per batch; on PostgreSQL one statement
+//! for both, when a batch has no notices) and read back as AuditEvents.
 //! Never through the generic resource store, never with the generic index rows.
 
 use diesel::prelude::*;
@@ -178,6 +179,55 @@ pub fn insert(conn: &mut AnyConnection, traces: &[Trace]) -> Result<(), FhirErro
         .map_err(db_err)?;
     }
     Ok(())
+}
+
+/// Writes `traces` on PostgreSQL in one statement, so in one round trip: both tables
+/// filled from bound arrays (`unnest`) by a data-modifying `WITH`; outside an explicit
+/// transaction the statement is its own, durable at its commit (`synchronous_commit` on
+/// the writer's connection).
+pub fn insert_in_one_statement(
+    conn: &mut diesel::PgConnection,
+    traces: &[Trace],
+) -> Result<(), FhirError> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Text};
+    let rows: Vec<LogRow> = traces.iter().map(LogRow::of).collect();
+    let text = |f: fn(&LogRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
+    let opt =
+        |f: fn(&LogRow) -> &Option<String>| rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
+    let (references, ids): (Vec<String>, Vec<String>) = traces
+        .iter()
+        .flat_map(|t| t.references().into_iter().map(move |r| (r, t.id.clone())))
+        .unzip();
+    diesel::sql_query(
+        "WITH logged AS (INSERT INTO access_log (id, recorded, patient, agent, client, \
+         establishment, event_type, interaction, action, outcome, entities, detail, labels, \
+         content) SELECT id, recorded, patient, agent, client, establishment, event_type, \
+         interaction, action, outcome, entities, detail, labels, content FROM unnest($1::text[], \
+         $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+         $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[]) WITH \
+         ORDINALITY AS u(id, recorded, patient, agent, client, establishment, event_type, \
+         interaction, action, outcome, entities, detail, labels, content, n) ORDER BY n) \
+         INSERT INTO access_log_entity (reference, id) SELECT * FROM unnest($15::text[], $16::text[])",
+    )
+    .bind::<Array<Text>, _>(text(|r| &r.id))
+    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.recorded).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(opt(|r| &r.patient))
+    .bind::<Array<Nullable<Text>>, _>(opt(|r| &r.agent))
+    .bind::<Array<Text>, _>(text(|r| &r.client))
+    .bind::<Array<Nullable<Text>>, _>(opt(|r| &r.establishment))
+    .bind::<Array<Text>, _>(text(|r| &r.event_type))
+    .bind::<Array<Text>, _>(text(|r| &r.interaction))
+    .bind::<Array<Text>, _>(text(|r| &r.action))
+    .bind::<Array<Text>, _>(text(|r| &r.outcome))
+    .bind::<Array<Text>, _>(text(|r| &r.entities))
+    .bind::<Array<Text>, _>(text(|r| &r.detail))
+    .bind::<Array<Text>, _>(text(|r| &r.labels))
+    .bind::<Array<Nullable<Text>>, _>(opt(|r| &r.content))
+    .bind::<Array<Text>, _>(references)
+    .bind::<Array<Text>, _>(ids)
+    .execute(conn)
+    .map(|_| ())
+    .map_err(db_err)
 }
 
 /// The AuditEvent a trace is served as, as a stored current row.

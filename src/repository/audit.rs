@@ -264,7 +264,7 @@ impl Repository {
     fn commit_trail(
         &self,
         conn: &mut Option<AnyConnection>,
-        batch: Records,
+        batch: &Records,
     ) -> Result<(), FhirError> {
         let mut attempt = 0;
         loop {

@@ -43,6 +43,40 @@ struct Job {
     reply: Reply,
 }
 
+impl Reply {
+    fn send(self, result: Result<(), String>) {
+        match self {
+            Reply::Async(s) => {
+                let _ = s.send(result);
+            }
+            Reply::Blocking(s) => {
+                let _ = s.send(result);
+            }
+        }
+    }
+}
+
+/// Runs one commit; a panic in what it runs (a notice's write hooks) fails this commit,
+/// never the writer: every later request still gets its answer. The error says whether
+/// the database was unreachable.
+fn commit_caught(
+    commit: &mut impl FnMut(&Records) -> Result<(), FhirError>,
+    records: &Records,
+) -> Result<(), (String, bool)> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(records))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "writing the access log failed");
+            let unreachable = matches!(e, FhirError::Unavailable(_));
+            Err((e.to_string(), unreachable))
+        }
+        Err(_) => {
+            tracing::error!("writing the access log panicked");
+            Err(("the access log's writer failed".to_string(), false))
+        }
+    }
+}
+
 /// The handle requests submit to; the writer thread lives as long as the process.
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
@@ -52,7 +86,7 @@ impl Writer {
     /// Starts the writer thread. `commit` writes one batch in one transaction (it keeps
     /// its own connection between batches).
     pub fn start(
-        mut commit: impl FnMut(Records) -> Result<(), FhirError> + Send + 'static,
+        mut commit: impl FnMut(&Records) -> Result<(), FhirError> + Send + 'static,
     ) -> Result<Writer, FhirError> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -66,38 +100,34 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    let mut batch = Records::default();
-                    let mut replies = Vec::with_capacity(jobs.len());
-                    for j in jobs {
-                        batch.traces.extend(j.records.traces);
-                        batch.notices.extend(j.records.notices);
-                        replies.push(j.reply);
+                    let mut merged = Records::default();
+                    let mut sizes = Vec::with_capacity(jobs.len());
+                    for j in &mut jobs {
+                        sizes.push((j.records.traces.len(), j.records.notices.len()));
+                        merged.traces.append(&mut j.records.traces);
+                        merged.notices.append(&mut j.records.notices);
                     }
-                    // A panic in what a commit runs (a notice's write hooks) fails this
-                    // batch, never the writer: every later request still gets its answer.
-                    let result =
-                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            commit(batch)
-                        })) {
-                            Ok(Ok(())) => Ok(()),
-                            Ok(Err(e)) => {
-                                tracing::error!(error = %e, "writing the access log failed");
-                                Err(e.to_string())
-                            }
-                            Err(_) => {
-                                tracing::error!("writing the access log panicked");
-                                Err("the access log's writer failed".to_string())
-                            }
-                        };
-                    for r in replies {
-                        match r {
-                            Reply::Async(s) => {
-                                let _ = s.send(result.clone());
-                            }
-                            Reply::Blocking(s) => {
-                                let _ = s.send(result.clone());
-                            }
+                    let result = commit_caught(&mut commit, &merged);
+                    // An unreachable database fails everyone; one request's records that
+                    // cannot be written must not fail the others': each is then committed
+                    // on its own, and answered with its own outcome.
+                    let unreachable = matches!(&result, Err((_, true)));
+                    if result.is_ok() || unreachable || jobs.len() == 1 {
+                        let result = result.map_err(|(e, _)| e);
+                        for j in jobs {
+                            j.reply.send(result.clone());
                         }
+                        continue;
+                    }
+                    let mut traces = merged.traces.into_iter();
+                    let mut notices = merged.notices.into_iter();
+                    for (j, (t, n)) in jobs.into_iter().zip(sizes) {
+                        let own = Records {
+                            traces: traces.by_ref().take(t).collect(),
+                            notices: notices.by_ref().take(n).collect(),
+                        };
+                        j.reply
+                            .send(commit_caught(&mut commit, &own).map_err(|(e, _)| e));
                     }
                 }
             })
@@ -142,5 +172,59 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(id: &str) -> Records {
+        Records {
+            traces: vec![Trace {
+                id: id.to_string(),
+                ..Trace::default()
+            }],
+            notices: Vec::new(),
+        }
+    }
+
+    /// A record the database refuses fails its own request only, not the requests whose
+    /// records were committed in the same batch.
+    #[test]
+    fn one_bad_record_fails_only_its_own_request() {
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let mut first = true;
+        let writer = Writer::start(move |batch: &Records| {
+            if first {
+                // Hold the first commit until the others are queued behind it.
+                first = false;
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            }
+            if batch.traces.iter().any(|t| t.id == "bad") {
+                return Err(FhirError::BadRequest("refused by the database".into()));
+            }
+            Ok(())
+        })
+        .unwrap();
+        let writer = std::sync::Arc::new(writer);
+        let submit = |id: &'static str| {
+            let w = writer.clone();
+            std::thread::spawn(move || w.submit(records(id), None).is_ok())
+        };
+        let opener = submit("first");
+        started_rx.recv().unwrap();
+        let others: Vec<_> = ["good-1", "bad", "good-2"]
+            .map(submit)
+            .into_iter()
+            .collect();
+        // Let the three queue behind the first commit, then release it.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        go_tx.send(()).unwrap();
+        assert!(opener.join().unwrap());
+        let outcomes: Vec<bool> = others.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(outcomes, vec![true, false, true]);
     }
 }

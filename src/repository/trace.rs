@@ -12,7 +12,7 @@ pub const CLIENT_SYSTEM: &str = "urn:carnet:client";
 
 /// One access decision group: one request's accesses to one record with one outcome and
 /// one set of labels — or, with no `patient`, the requester's own trace of what they asked.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Trace {
     pub id: String,
     pub recorded: i64,

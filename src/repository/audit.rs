@@ -260,7 +260,9 @@ impl Repository {
     }
 
     /// Commits one batch of the log on the writer's own connection (opened again, and
-    /// the batch retried once, when the database dropped it).
+    /// the batch retried once, when the database dropped it). The connection is kept only
+    /// after a commit: one that failed or panicked midway (a transaction perhaps still
+    /// open) is closed, never reused.
     fn commit_trail(
         &self,
         conn: &mut Option<AnyConnection>,
@@ -269,27 +271,28 @@ impl Repository {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if conn.is_none() {
-                *conn = Some(self.storage.dedicated()?);
-            }
-            let c = conn.as_mut().expect("opened above");
-            let result = match c {
+            let mut c = match conn.take() {
+                Some(c) => c,
+                None => self.storage.dedicated()?,
+            };
+            let result = match &mut c {
                 // One round trip: the statement is its own transaction.
                 AnyConnection::Postgresql(pg) if batch.notices.is_empty() => {
                     access_log::insert_in_one_statement(pg, &batch.traces).map(|()| Vec::new())
                 }
-                _ => Storage::write_in(c, |c| {
+                c => Storage::write_in(c, |c| {
                     write_traces(c, &batch.traces)?;
                     self.record_notices(c, batch.notices.clone(), instant::now_us(), true)
                 }),
             };
             match result {
                 Ok(keys) => {
+                    *conn = Some(c);
                     self.remember_notices(&keys);
                     return Ok(());
                 }
                 Err(e) => {
-                    *conn = None;
+                    drop(c);
                     if attempt >= 2 || !matches!(e, FhirError::Unavailable(_)) {
                         return Err(e);
                     }

@@ -77,6 +77,63 @@ fn commit_caught(
     }
 }
 
+/// Answers `group`, whose records failed together (for a reason other than an unreachable
+/// database): its two halves are committed apart, and the half that fails is split again,
+/// so one request's bad records cost about 2·log2(n) commits and fail that request only.
+/// When both halves fail, the failure is not one request's: each half is answered with its
+/// own error, without splitting further.
+fn split(
+    commit: &mut impl FnMut(&Records) -> Result<(), FhirError>,
+    mut group: Vec<(Reply, Records)>,
+    failure: String,
+) {
+    if group.len() == 1 {
+        for (reply, _) in group {
+            reply.send(Err(failure.clone()));
+        }
+        return;
+    }
+    let right = group.split_off(group.len() / 2);
+    let left = group;
+    let merged = |half: &[(Reply, Records)]| Records {
+        traces: half.iter().flat_map(|(_, r)| r.traces.clone()).collect(),
+        notices: half.iter().flat_map(|(_, r)| r.notices.clone()).collect(),
+    };
+    let left_result = commit_caught(commit, &merged(&left));
+    let right_result = commit_caught(commit, &merged(&right));
+    let answer = |half: Vec<(Reply, Records)>, result: Result<(), String>| {
+        for (reply, _) in half {
+            reply.send(result.clone());
+        }
+    };
+    match (left_result, right_result) {
+        (Err((l, _)), Err((r, _))) => {
+            answer(left, Err(l));
+            answer(right, Err(r));
+        }
+        (Ok(()), Ok(())) => {
+            answer(left, Ok(()));
+            answer(right, Ok(()));
+        }
+        (Ok(()), Err((e, unreachable))) => {
+            answer(left, Ok(()));
+            if unreachable {
+                answer(right, Err(e));
+            } else {
+                split(commit, right, e);
+            }
+        }
+        (Err((e, unreachable)), Ok(())) => {
+            answer(right, Ok(()));
+            if unreachable {
+                answer(left, Err(e));
+            } else {
+                split(commit, left, e);
+            }
+        }
+    }
+}
+
 /// The handle requests submit to; the writer thread lives as long as the process.
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
@@ -108,27 +165,34 @@ impl Writer {
                         merged.notices.append(&mut j.records.notices);
                     }
                     let result = commit_caught(&mut commit, &merged);
-                    // An unreachable database fails everyone; one request's records that
-                    // cannot be written must not fail the others': each is then committed
-                    // on its own, and answered with its own outcome.
-                    let unreachable = matches!(&result, Err((_, true)));
-                    if result.is_ok() || unreachable || jobs.len() == 1 {
-                        let result = result.map_err(|(e, _)| e);
-                        for j in jobs {
-                            j.reply.send(result.clone());
+                    let failure = match result {
+                        // An unreachable database fails everyone.
+                        Err((e, unreachable)) if !unreachable && jobs.len() > 1 => e,
+                        result => {
+                            let result = result.map_err(|(e, _)| e);
+                            for j in jobs {
+                                j.reply.send(result.clone());
+                            }
+                            continue;
                         }
-                        continue;
-                    }
+                    };
+                    // One request's records that cannot be written must not fail the
+                    // others': the batch is committed again in halves, down to the request
+                    // whose records fail.
                     let mut traces = merged.traces.into_iter();
                     let mut notices = merged.notices.into_iter();
-                    for (j, (t, n)) in jobs.into_iter().zip(sizes) {
-                        let own = Records {
-                            traces: traces.by_ref().take(t).collect(),
-                            notices: notices.by_ref().take(n).collect(),
-                        };
-                        j.reply
-                            .send(commit_caught(&mut commit, &own).map_err(|(e, _)| e));
-                    }
+                    let group = jobs
+                        .into_iter()
+                        .zip(sizes)
+                        .map(|(j, (t, n))| {
+                            let own = Records {
+                                traces: traces.by_ref().take(t).collect(),
+                                notices: notices.by_ref().take(n).collect(),
+                            };
+                            (j.reply, own)
+                        })
+                        .collect();
+                    split(&mut commit, group, failure);
                 }
             })
             .map_err(|e| FhirError::Unavailable(format!("cannot start the trail's writer: {e}")))?;
@@ -195,8 +259,11 @@ mod tests {
     fn one_bad_record_fails_only_its_own_request() {
         let (started_tx, started_rx) = mpsc::channel::<()>();
         let (go_tx, go_rx) = mpsc::channel::<()>();
+        let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
         let mut first = true;
         let writer = Writer::start(move |batch: &Records| {
+            seen.lock().unwrap().push(batch.traces.len());
             if first {
                 // Hold the first commit until the others are queued behind it.
                 first = false;
@@ -226,5 +293,9 @@ mod tests {
         assert!(opener.join().unwrap());
         let outcomes: Vec<bool> = others.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(outcomes, vec![true, false, true]);
+        // The three were committed together first (the case under test), then apart.
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.first(), Some(&1), "{sizes:?}");
+        assert_eq!(sizes.get(1), Some(&3), "{sizes:?}");
     }
 }

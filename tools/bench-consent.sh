@@ -28,7 +28,7 @@ for mode in rules allow-all; do
         --token "$(./target/release/carnet dev-token --system --data-dir "$dir" | tail -1)" \
         --reader-token "$(./target/release/carnet dev-token --practitioner bench-reader --data-dir "$dir" | tail -1)" \
         --consents "$consents" --data-dir "$dir" --patients "$patients" --seconds "$seconds" \
-        --only read-document,documents,documents-include --server-pid "$pid"
+        --only read-document,read,documents,documents-include --server-pid "$pid"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
 done

@@ -736,21 +736,20 @@ async fn a_change_of_profession_applies_to_the_next_read(backend: Backend) {
         json!({"resourceType": "Practitioner", "id": dr, "name": [{"family": "Dr"}],
             "qualification": [{"code": {"coding": [{"system": TRE_G15, "code": code}]}}]})
     };
+    let requalify = |code: &'static str| {
+        let (w, dr, body) = (&w, &dr, as_profession(code));
+        async move {
+            let res = w.app.put(&format!("Practitioner/{dr}"), &body).await;
+            assert_eq!(res.status(), 200);
+        }
+    };
     // Now a profession (93) the matrice does not let read consultation reports.
-    let res = w
-        .app
-        .put(&format!("Practitioner/{dr}"), &as_profession("93"))
-        .await;
-    assert_eq!(res.status(), 200);
+    requalify("93").await;
     assert_eq!(w.pro(&dr).get(&path).await.0, 403);
     let q = format!("DocumentReference?patient={}", w.patient);
     assert_eq!(w.pro(&dr).search(&q).await, (vec![], 0));
     // And back.
-    let res = w
-        .app
-        .put(&format!("Practitioner/{dr}"), &as_profession("10"))
-        .await;
-    assert_eq!(res.status(), 200);
+    requalify("10").await;
     assert_eq!(w.pro(&dr).get(&path).await.0, 200);
     assert_eq!(w.pro(&dr).search(&q).await, (vec![doc.clone()], 1));
     // Through a transaction Bundle, then a deletion: the same.
@@ -759,11 +758,7 @@ async fn a_change_of_profession_applies_to_the_next_read(backend: Backend) {
         "request": {"method": "PUT", "url": format!("Practitioner/{dr}")}}]});
     assert_eq!(w.app.post("", &bundle).await.status(), 200);
     assert_eq!(w.pro(&dr).get(&path).await.0, 403);
-    let res = w
-        .app
-        .put(&format!("Practitioner/{dr}"), &as_profession("10"))
-        .await;
-    assert_eq!(res.status(), 200);
+    requalify("10").await;
     assert_eq!(w.pro(&dr).get(&path).await.0, 200);
     assert_eq!(
         w.app.delete(&format!("Practitioner/{dr}")).await.status(),

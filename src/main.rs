@@ -101,6 +101,17 @@ enum ClientAction {
         /// an objection or unmask a document (never through a third-party app).
         #[arg(long)]
         first_party: bool,
+        /// The identity and account registry (Patient, RelatedPerson, guardianship, the
+        /// directory): reads and writes those, and no clinical data.
+        #[arg(long, conflicts_with_all = ["establishment", "first_party"])]
+        registry: bool,
+        /// A hospital or practice system acting for its professionals: the Organization
+        /// (`Organization/ID` or `ID`) it is. It obtains a token for one of the
+        /// professionals the directory lists there (a PractitionerRole of that
+        /// organization) with a JWT bearer grant (RFC 7523) signed with its key; give it
+        /// `user/` scopes. Needs --jwks-file.
+        #[arg(long, value_name = "ORGANIZATION", requires = "jwks_file")]
+        establishment: Option<String>,
     },
     /// Suspend a client: its tokens stop working at once, and it gets no new ones.
     Suspend { client_id: String },
@@ -151,7 +162,28 @@ fn client_command(args: ClientArgs) -> Result<String, String> {
             jwks_file,
             redirect_uri,
             first_party,
+            registry,
+            establishment,
         } => {
+            let organization = match establishment.as_deref() {
+                None => None,
+                Some(o) => {
+                    let id = o.strip_prefix("Organization/").unwrap_or(o);
+                    if !carnet::fhir::resource_types::is_valid_id(id) {
+                        return Err(format!(
+                            "--establishment {o}: an Organization id (or Organization/ID)"
+                        ));
+                    }
+                    Some(id.to_string())
+                }
+            };
+            let role = if registry {
+                carnet::repository::REGISTRY
+            } else if organization.is_some() {
+                carnet::repository::ESTABLISHMENT
+            } else {
+                ""
+            };
             for uri in &redirect_uri {
                 check_redirect_uri(uri)?;
             }
@@ -178,6 +210,8 @@ fn client_command(args: ClientArgs) -> Result<String, String> {
                 suspended: false,
                 created_us: time::OffsetDateTime::now_utc().unix_timestamp() * 1_000_000,
                 first_party,
+                role: role.to_string(),
+                organization,
             })
             .map_err(err)?;
             Ok(format!("client {client_id} registered"))
@@ -197,8 +231,13 @@ fn client_command(args: ClientArgs) -> Result<String, String> {
             .map_err(err)?
             .iter()
             .map(|c| {
+                let role = match (c.role.as_str(), &c.organization) {
+                    ("", _) => String::new(),
+                    (r, Some(o)) => format!("\t{r} Organization/{o}"),
+                    (r, None) => format!("\t{r}"),
+                };
                 format!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}{role}",
                     c.client_id,
                     if c.suspended { "suspended" } else { "active" },
                     if c.confidential {

@@ -25,8 +25,13 @@ pub enum Need {
     /// The current version of a resource (a Binary's document; the current labels that
     /// decide for every version).
     Current(String, String),
-    /// When a resource's first version was written.
+    /// When a resource's first version was written, and by whom.
     FiledAt(String, String),
+    /// The live DocumentReferences whose content is this Binary (an id).
+    DocumentsOf(String),
+    /// Every version of a resource (a deleted resource's older versions are judged by the
+    /// strictest labels it ever had).
+    Versions(String, String),
 }
 
 /// One decision, for the trail.
@@ -56,6 +61,12 @@ pub struct Facts {
     pub(crate) ins: HashMap<String, Vec<String>>,
     pub(crate) current: HashMap<(String, String), Option<StoredResource>>,
     pub(crate) filed_at: HashMap<(String, String), Option<i64>>,
+    /// Who wrote a resource's first version (`RequestContext::subject`).
+    pub(crate) filed_by: HashMap<(String, String), Option<String>>,
+    /// The DocumentReferences whose content a Binary is.
+    pub(crate) documents_of: HashMap<String, Vec<String>>,
+    /// The contents of every version of a resource (deletions left out).
+    pub(crate) versions: HashMap<(String, String), Vec<String>>,
     /// The cache stamps read for this request (the loader's: a professional's stamp read
     /// with a patient's rules stamp spares a statement).
     pub stamps: HashMap<String, String>,
@@ -93,5 +104,19 @@ impl Facts {
     pub fn put_filed_at(&mut self, rtype: &str, id: &str, at: Option<i64>) {
         self.filed_at
             .insert((rtype.to_string(), id.to_string()), at);
+    }
+
+    pub fn put_filed_by(&mut self, rtype: &str, id: &str, by: Option<String>) {
+        self.filed_by
+            .insert((rtype.to_string(), id.to_string()), by);
+    }
+
+    pub fn put_documents_of(&mut self, binary: &str, documents: Vec<String>) {
+        self.documents_of.insert(binary.to_string(), documents);
+    }
+
+    pub fn put_versions(&mut self, rtype: &str, id: &str, contents: Vec<String>) {
+        self.versions
+            .insert((rtype.to_string(), id.to_string()), contents);
     }
 }

@@ -9,13 +9,122 @@
 use super::facts::{Decided, Facts, Loader, Need};
 use super::policy::{self, Placed, Seen, Write};
 use super::types::{Interaction, Refusal, Visible, WriteReceipt};
-use crate::auth::{Actor, Permission, RequestContext};
+use crate::auth::{Actor, Permission, RequestContext, SystemRole};
 use crate::consent::{self, Subject, Viewer};
 use crate::error::FhirError;
 use crate::fhir::compartment;
 use crate::fhir::search_query::{Clause, Kind, SearchRequest};
 use crate::resource::StoredResource;
 use serde_json::Value;
+
+/// The role of a backend service whose reach is restricted (None: not a backend service,
+/// or Carnet's own or a development one).
+fn restricted_system(ctx: &RequestContext) -> Option<SystemRole> {
+    match (ctx.actor(), ctx.system_role()) {
+        (Actor::System(_), SystemRole::Full) => None,
+        (Actor::System(_), role) => Some(role),
+        _ => None,
+    }
+}
+
+/// Types only the registry writes, besides the directory: identities, representatives and
+/// their guardianship (the patient's own rules are theirs: see the Consent policy).
+const REGISTRY_TYPES: &[&str] = &["Patient", "RelatedPerson", "Consent"];
+
+/// Why a restricted backend service may not read `seen` (None: it may). The registry reads
+/// identities, representatives and guardianship; a filing service the Patient it files for
+/// (found by identifier) and what it filed itself — and never the rest of the record.
+fn system_refusal(
+    role: SystemRole,
+    ctx: &RequestContext,
+    seen: &Seen,
+    facts: &Facts,
+) -> Result<Option<&'static str>, Need> {
+    let rtype = seen.resource.resource_type.as_str();
+    if DIRECTORY_TYPES.contains(&rtype) {
+        return Ok(None);
+    }
+    match role {
+        SystemRole::Full => Ok(None),
+        SystemRole::Registry => Ok((!REGISTRY_TYPES.contains(&rtype))
+            .then_some("the registry reads identities and accounts, not clinical data")),
+        SystemRole::Filing => {
+            if rtype == "Patient" {
+                return Ok(None);
+            }
+            if rtype == "AuditEvent" {
+                let client = match ctx.actor() {
+                    Actor::System(c) => c.as_str(),
+                    _ => "",
+                };
+                let own = seen.value.is_some_and(|v| {
+                    v.get("agent")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter(|a| a.get("requestor").and_then(Value::as_bool) == Some(true))
+                        .filter_map(|a| a.pointer("/who/identifier"))
+                        .any(|i| {
+                            i.get("system").and_then(Value::as_str)
+                                == Some("urn:carnet:client")
+                                && i.get("value").and_then(Value::as_str) == Some(client)
+                        })
+                });
+                return Ok((!own).then_some("a backend service reads its own traces only"));
+            }
+            let key = (rtype.to_string(), seen.resource.id.clone());
+            let by = facts
+                .filed_by
+                .get(&key)
+                .ok_or_else(|| Need::FiledAt(key.0.clone(), key.1.clone()))?;
+            Ok((by.as_deref() != Some(ctx.subject().as_str()))
+                .then_some("a backend service reads back what it filed itself only"))
+        }
+    }
+}
+
+/// A backend service's write, by its role: the registry writes identities, representatives
+/// and the directory; a filing service files everything else for a patient and changes
+/// only what it filed itself (what it did not file answers as if absent).
+fn system_write(
+    ctx: &RequestContext,
+    interaction: Interaction,
+    rtype: &str,
+    current: Option<&StoredResource>,
+    facts: &Facts,
+) -> Result<Result<(), FhirError>, Need> {
+    let registry_type = REGISTRY_TYPES.contains(&rtype) || DIRECTORY_TYPES.contains(&rtype);
+    match ctx.system_role() {
+        SystemRole::Full => Ok(Ok(())),
+        SystemRole::Registry if registry_type => Ok(Ok(())),
+        SystemRole::Registry => Ok(Err(FhirError::Forbidden(
+            "the registry manages identities, representatives and the directory, not clinical \
+             data"
+                .into(),
+        ))),
+        SystemRole::Filing if registry_type => Ok(Err(FhirError::Forbidden(format!(
+            "a backend service files data for a patient: {rtype} is the identity registry's \
+             to write"
+        )))),
+        SystemRole::Filing => {
+            let Some(current) = current.filter(|_| {
+                !matches!(interaction, Interaction::Create | Interaction::UpdateCreate)
+            }) else {
+                return Ok(Ok(()));
+            };
+            let key = (rtype.to_string(), current.id.clone());
+            let by = facts
+                .filed_by
+                .get(&key)
+                .ok_or_else(|| Need::FiledAt(key.0.clone(), key.1.clone()))?;
+            if by.as_deref() == Some(ctx.subject().as_str()) {
+                Ok(Ok(()))
+            } else {
+                Ok(Err(FhirError::hidden(rtype, &current.id)))
+            }
+        }
+    }
+}
 
 /// Types that describe the care directory, not a patient: readable in a patient's context.
 const DIRECTORY_TYPES: &[&str] = &["Practitioner", "PractitionerRole", "Organization"];
@@ -63,7 +172,9 @@ impl AccessPoint {
         new: Option<&Value>,
         current: Option<&StoredResource>,
     ) -> Result<(), FhirError> {
-        if matches!(ctx.actor(), crate::auth::Actor::System(_)) {
+        if matches!(ctx.actor(), Actor::System(_))
+            && matches!(ctx.system_role(), SystemRole::Full | SystemRole::Registry)
+        {
             return Ok(());
         }
         let current: Option<Value> = current
@@ -88,7 +199,7 @@ impl AccessPoint {
             if values(new) != values(current.as_ref()) {
                 return Err(FhirError::Forbidden(format!(
                     "identifiers of system {system} link a person's login to this record: \
-                     only a backend service (the identity registry) may set or change them"
+                     only the identity registry may set or change them"
                 )));
             }
         }
@@ -197,7 +308,20 @@ impl AccessPoint {
         // patient's rules bind, `_has` is refused and chains may lead only to the directory
         // (and, for professionals, to Patient: the identity they may see unless blocked,
         // as in PDSm's `DocumentReference?patient.identifier=…`).
-        if bound.is_none() && self.consent_applies(ctx) {
+        if restricted_system(ctx) == Some(SystemRole::Filing)
+            && rtype == "Patient"
+            && !req
+                .clauses
+                .iter()
+                .any(|c| !c.negate && matches!(c.param.as_str(), "identifier" | "_id"))
+        {
+            return Err(FhirError::Forbidden(
+                "a backend service finds the Patient it files for by identifier (INS): \
+                 Patient?identifier=system|value"
+                    .into(),
+            ));
+        }
+        if bound.is_none() && (self.consent_applies(ctx) || restricted_system(ctx).is_some()) {
             let allowed: &[&str] = &[
                 "Practitioner",
                 "PractitionerRole",
@@ -216,7 +340,7 @@ impl AccessPoint {
         // `_has` on AuditEvent would test a field of a Patient (`patient.birthdate`) through
         // the traces its requester may see.
         if rtype == "AuditEvent"
-            && !matches!(ctx.actor(), Actor::System(_))
+            && !policy::unrestricted_system(ctx)
             && req.clauses.iter().any(|c| reaches_beyond(c, &[]))
         {
             return Err(FhirError::Forbidden(
@@ -301,12 +425,21 @@ impl AccessPoint {
         } else {
             serde_json::from_str(&resource.content).ok()
         };
+        // A resource placed in a document (a Binary whose securityContext is the
+        // DocumentReference) is within the patient's bound when the document is: told by
+        // the placement below, which loads the document.
+        let mut placed_by_document = None;
         if let Some(patient) = bound {
             // Another patient's data must look exactly like data that does not exist. A
             // tombstone carries no content to place it, so it is hidden too.
-            let within = value
-                .as_ref()
-                .is_some_and(|v| self.readable_by_patient(rtype, v, &patient));
+            let within = value.as_ref().is_some_and(|v| {
+                if matches!(policy::of(rtype).placed(v), Placed::Document(_)) {
+                    placed_by_document = Some(patient.clone());
+                    true
+                } else {
+                    self.readable_by_patient(rtype, v, &patient)
+                }
+            });
             if !within {
                 return Ok(Err(Refusal::Hidden));
             }
@@ -319,6 +452,11 @@ impl AccessPoint {
         let decided = loading(facts, load, |facts| {
             self.consent_read(interaction, &seen, facts)
         })?;
+        if let Some(patient) = &placed_by_document {
+            if !decided.as_ref().is_some_and(|d| d.patients.contains(patient)) {
+                return Ok(Err(Refusal::Hidden));
+            }
+        }
         let Some(decided) = decided else {
             return Ok(Ok(Visible(resource)));
         };
@@ -360,7 +498,7 @@ impl AccessPoint {
     /// Whether searches must check every candidate before counting and paging (true when
     /// a policy can hide resources from `ctx`).
     pub fn checks_each_resource(&self, ctx: &RequestContext) -> bool {
-        self.may_be_bounded(ctx) || self.consent_applies(ctx)
+        self.may_be_bounded(ctx) || self.consent_applies(ctx) || restricted_system(ctx).is_some()
     }
 
     /// Whether the patient's rules apply to `ctx` (everyone but backend services).
@@ -418,7 +556,56 @@ impl AccessPoint {
         let mut document: Option<Value> = None;
         match policy::of(rtype).placed(own) {
             Placed::Itself => {}
-            Placed::Patients(patients) => return Ok((patients, Subject::default())),
+            Placed::Content(patients) if !judged => return Ok((patients, Subject::default())),
+            Placed::Content(mut patients) => {
+                let id = &seen.resource.id;
+                let documents = facts
+                    .documents_of
+                    .get(id)
+                    .ok_or_else(|| Need::DocumentsOf(id.clone()))?;
+                let mut subject = Subject::default();
+                let mut first = true;
+                for doc in documents {
+                    let key = ("DocumentReference".to_string(), doc.clone());
+                    let current = facts
+                        .current
+                        .get(&key)
+                        .ok_or_else(|| Need::Current(key.0.clone(), key.1.clone()))?;
+                    let Some(value) = current
+                        .as_ref()
+                        .filter(|c| !c.deleted)
+                        .and_then(|c| serde_json::from_str::<Value>(&c.content).ok())
+                    else {
+                        continue;
+                    };
+                    let of_doc = Subject::of("DocumentReference", &value);
+                    if of_doc.has(consent::INVISIBLE_PATIENT) {
+                        let filed = *facts
+                            .filed_at
+                            .get(&key)
+                            .ok_or_else(|| Need::FiledAt(key.0.clone(), key.1.clone()))?;
+                        // The latest filing runs longest.
+                        subject.filed_at = subject.filed_at.max(filed);
+                    }
+                    patients.extend(self.patients_of("DocumentReference", &value));
+                    subject.labels.extend(of_doc.labels);
+                    if first {
+                        subject.authors = of_doc.authors;
+                    } else {
+                        subject.authors.retain(|a| of_doc.authors.contains(a));
+                    }
+                    if let Some(types) = of_doc.document_types {
+                        subject
+                            .document_types
+                            .get_or_insert_with(Vec::new)
+                            .extend(types);
+                    }
+                    first = false;
+                }
+                patients.sort();
+                patients.dedup();
+                return Ok((patients, subject));
+            }
             Placed::Document(doc) => {
                 let key = ("DocumentReference".to_string(), doc);
                 let current = facts
@@ -445,18 +632,33 @@ impl AccessPoint {
                 .current
                 .get(&owner)
                 .ok_or_else(|| Need::Current(owner.0.clone(), owner.1.clone()))?;
-            if let Some(cur) = current.as_ref().filter(|c| !c.deleted) {
-                let cur: Value = serde_json::from_str(&cur.content).unwrap_or(Value::Null);
-                let now = Subject::of(otype, &cur);
-                subject.labels.extend(now.labels);
-                subject.authors.retain(|a| now.authors.contains(a));
-                if now.document_types.is_some() {
-                    subject.document_types = now.document_types;
+            // The current version's labels decide for every version; once the resource
+            // is deleted, the strictest it ever had (a document masked and then deleted
+            // stays masked in all its versions).
+            let judged_by: Vec<Value> = match current.as_ref() {
+                Some(cur) if !cur.deleted => {
+                    vec![serde_json::from_str(&cur.content).unwrap_or(Value::Null)]
                 }
-                patients.extend(self.patients_of(otype, &cur));
-                patients.sort();
-                patients.dedup();
+                Some(_) => facts
+                    .versions
+                    .get(&owner)
+                    .ok_or_else(|| Need::Versions(owner.0.clone(), owner.1.clone()))?
+                    .iter()
+                    .map(|c| serde_json::from_str(c).unwrap_or(Value::Null))
+                    .collect(),
+                None => Vec::new(),
+            };
+            for other in &judged_by {
+                let then = Subject::of(otype, other);
+                subject.labels.extend(then.labels);
+                subject.authors.retain(|a| then.authors.contains(a));
+                if then.document_types.is_some() {
+                    subject.document_types = then.document_types;
+                }
+                patients.extend(self.patients_of(otype, other));
             }
+            patients.sort();
+            patients.dedup();
         }
         if judged && subject.has(consent::INVISIBLE_PATIENT) {
             subject.filed_at = *facts
@@ -496,9 +698,9 @@ impl AccessPoint {
             return Ok(own.map(|why| refused(why, Vec::new())));
         }
         if resource.deleted {
-            // A deletion carries no content to place it: only backend services see it.
-            return Ok(self
-                .consent_applies(ctx)
+            // A deletion carries no content to place it: only unrestricted backend services
+            // see it.
+            return Ok((self.consent_applies(ctx) || restricted_system(ctx).is_some())
                 .then(|| refused("a deletion", Vec::new())));
         }
         // The rules bind every requester but backend services (and nobody with the
@@ -523,6 +725,10 @@ impl AccessPoint {
             // bind, except a professional who authored it.
             let own = matches!(&viewer, Some(Viewer::Professional { id, .. })
                 if subject.authors.contains(id));
+            if let Some(role) = restricted_system(ctx) {
+                return Ok(system_refusal(role, ctx, seen, facts)?
+                    .map(|why| refused(why, Vec::new())));
+            }
             if viewer.is_none() || own {
                 return Ok(None);
             }
@@ -541,6 +747,14 @@ impl AccessPoint {
             bases: Vec::new(),
             labels: visibility_labels(&subject),
         };
+        if let Some(role) = restricted_system(ctx) {
+            if let Some(why) = system_refusal(role, ctx, seen, facts)? {
+                decided.allowed = false;
+                decided.hidden = true;
+                decided.why = Some(why.to_string());
+            }
+            return Ok(Some(decided));
+        }
         let Some(viewer) = viewer else {
             return Ok(Some(decided));
         };
@@ -653,7 +867,7 @@ impl AccessPoint {
         let removed = |code: &str| before.contains(code) && !after.contains(code);
         let now = ctx.now_us();
         match ctx.actor() {
-            Actor::System(_) => Ok(Ok(())),
+            Actor::System(_) => system_write(ctx, interaction, rtype, current, facts),
             Actor::Patient(own) => {
                 let representative = ctx.acting_for().is_some();
                 if let Some(child) = ctx.acting_for() {

@@ -30,6 +30,19 @@ pub enum Actor {
     System(String),
 }
 
+/// What a backend service (an [`Actor::System`]) may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemRole {
+    /// Carnet's own services and development tokens: everything their scopes allow.
+    Full,
+    /// A backend service filing data: creates for a patient, finds and reads the Patient
+    /// it files for, reads back (and changes) only what it filed itself.
+    Filing,
+    /// The identity and account registry: Patient, RelatedPerson, guardianship, the
+    /// directory; no clinical data.
+    Registry,
+}
+
 /// Who is asking, with which grants: built here, and only here, for every request.
 /// There is deliberately no `Default` and no public constructor.
 #[derive(Debug, Clone)]
@@ -53,6 +66,13 @@ pub struct RequestContext {
     /// Where the request's traces wait to be durable before its response leaves (None:
     /// whoever traces waits for the commit itself).
     pending: Option<PendingTraces>,
+    /// What a backend service may reach (Full for everyone else: not asked).
+    system_role: SystemRole,
+    /// The establishment a professional's token was obtained by (`Organization/ID`), and
+    /// its name.
+    establishment: Option<(String, Option<String>)>,
+    /// The subject's name, when the token carries it.
+    name: Option<String>,
 }
 
 /// The answer of the access log's group commit for one request's traces: `Ok` once they
@@ -98,6 +118,28 @@ impl RequestContext {
 
     pub fn actor(&self) -> &Actor {
         &self.actor
+    }
+
+    /// What a backend service may reach.
+    pub fn system_role(&self) -> SystemRole {
+        self.system_role
+    }
+
+    /// The establishment acting for this professional (`Organization/ID`), and its name.
+    pub fn establishment(&self) -> Option<(&str, Option<&str>)> {
+        self.establishment
+            .as_ref()
+            .map(|(r, n)| (r.as_str(), n.as_deref()))
+    }
+
+    /// The subject's name for people, when known.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The grant the token was issued under (None for development tokens).
+    pub fn grant(&self) -> Option<&str> {
+        self.grant.as_deref()
     }
 
     pub fn client_id(&self) -> &str {
@@ -167,7 +209,10 @@ impl RequestContext {
     /// per request, never for a standing subscription).
     pub fn owner(&self) -> Value {
         serde_json::json!({"sub": self.subject(), "client_id": self.client_id,
-            "scope": self.scopes.to_string(), "patient": self.patient, "grant": self.grant})
+            "scope": self.scopes.to_string(), "patient": self.patient, "grant": self.grant,
+            "client_role": role_claim(self.system_role),
+            "establishment": self.establishment.as_ref().map(|e| e.0.trim_start_matches("Organization/")),
+            "dev": self.system_role == SystemRole::Full && matches!(self.actor, Actor::System(_))})
     }
 
     /// The context a Subscription's notifications are judged in: its owner's (as
@@ -190,11 +235,18 @@ impl RequestContext {
             exp: 0,
             jti: String::new(),
             grant: text("grant"),
-            dev: false,
+            // A development system token's subscription keeps its full reach (it exists
+            // with --dev only); nothing else is carried over but the recorded grants.
+            dev: owner.get("dev").and_then(Value::as_bool) == Some(true)
+                && text("grant").is_none(),
             purpose_of_use: None,
             purpose_reason: None,
             regulation: false,
             first_party: false,
+            client_role: text("client_role"),
+            establishment: text("establishment"),
+            establishment_name: None,
+            name: None,
         };
         RequestContext::from_claims(claims, request_id.to_string(), now_us).ok()
     }
@@ -227,6 +279,20 @@ impl RequestContext {
         let purpose = purpose_of(&claims);
         let first_party = claims.first_party;
         let grant = claims.grant.clone();
+        let system_role = match (&actor, claims.client_role.as_deref()) {
+            (Actor::System(c), _) if claims.dev || c == SERVICE_CLIENT => SystemRole::Full,
+            (Actor::System(_), Some("registry")) => SystemRole::Registry,
+            (Actor::System(_), _) => SystemRole::Filing,
+            _ => SystemRole::Full,
+        };
+        let establishment = match (&actor, claims.establishment) {
+            (Actor::Practitioner(_), Some(org)) if valid(&org) => {
+                Some((format!("Organization/{org}"), claims.establishment_name))
+            }
+            (_, Some(_)) => return Err(invalid()),
+            _ => None,
+        };
+        let name = claims.name;
         let patient = match (&actor, claims.patient) {
             (Actor::Patient(_), Some(child)) if valid(&child) => Some(child),
             (Actor::Patient(own), _) => Some(own.clone()),
@@ -250,7 +316,18 @@ impl RequestContext {
             first_party,
             grant,
             pending: None,
+            system_role,
+            establishment,
+            name,
         })
+    }
+}
+
+/// The `client_role` claim of a backend service's role.
+fn role_claim(role: SystemRole) -> Option<&'static str> {
+    match role {
+        SystemRole::Registry => Some("registry"),
+        _ => None,
     }
 }
 
@@ -291,12 +368,15 @@ pub enum Service {
     /// Finding the Patient or Practitioner a person logging in upstream is (by the
     /// identifier their provider vouches for).
     LoginLinking,
+    /// Finding the professional an establishment acts for, and their roles there.
+    EstablishmentDirectory,
 }
 
 impl Service {
     fn scope(self) -> &'static str {
         match self {
             Service::LoginLinking => "system/Patient.rs system/Practitioner.rs",
+            Service::EstablishmentDirectory => "system/Practitioner.rs system/PractitionerRole.rs",
         }
     }
 }
@@ -315,6 +395,9 @@ impl RequestContext {
             first_party: false,
             grant: None,
             pending: None,
+            system_role: SystemRole::Full,
+            establishment: None,
+            name: None,
         }
     }
 }
@@ -513,6 +596,10 @@ pub fn dev_token_with(
         purpose_reason: options.reason.clone(),
         regulation: options.regulation,
         first_party: !options.third_party_app,
+        client_role: None,
+        establishment: None,
+        establishment_name: None,
+        name: None,
     };
     tokens.issue(&claims)
 }

@@ -46,6 +46,19 @@ pub struct Claims {
     /// lifts a block or unmasks a document.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub first_party: bool,
+    /// The registered role of the client (`registry`, `establishment`; absent: an app or
+    /// a backend service filing data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_role: Option<String>,
+    /// A professional's token obtained by an establishment (JWT bearer grant): the
+    /// establishment's Organization id, and its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub establishment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub establishment_name: Option<String>,
+    /// The subject's name for people (what an access history shows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// Why a token was refused (told to the client in `WWW-Authenticate`; never the token).

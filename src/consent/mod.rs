@@ -29,11 +29,29 @@ pub use matrix::Matrix;
 
 pub const V3_CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 pub const TRE_A07: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
+/// TRE_A07's OID (ANS terminology IG), as a system URI.
+pub const TRE_A07_OID: &str = "urn:oid:1.2.250.1.213.1.1.4.13";
+
+/// Whether `system` names TRE_A07: its canonical URL, its OID, or its NOS page.
+pub fn is_tre_a07(system: &str) -> bool {
+    let s = system.trim_end_matches('/');
+    s == TRE_A07
+        || s == TRE_A07_OID
+        || s.strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+            .is_some_and(|rest| {
+                rest == "mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument"
+                    || rest == &TRE_A07["https://".len()..]
+            })
+}
+
 pub const MASQUE_PS: &str = "MASQUE_PS";
 pub const MASQUE_PSOCIAL: &str = "MASQUE_PSOCIAL";
 pub const INVISIBLE_PATIENT: &str = "INVISIBLE_PATIENT";
 pub const INVISIBLE_REPRESENTANTS_LEGAUX: &str = "INVISIBLE_REPRESENTANTS_LEGAUX";
 pub const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+/// The national identifier of health professionals (IDNPS: RPPS or ADELI based).
+pub const IDNPS: &str = "urn:oid:1.2.250.1.71.4.2.1";
 pub const INS_NIR: &str = "urn:oid:1.2.250.1.213.1.4.8";
 pub const INS_NIA: &str = "urn:oid:1.2.250.1.213.1.4.9";
 
@@ -232,6 +250,9 @@ impl Subject {
                 c.get("system").and_then(Value::as_str),
                 c.get("code").and_then(Value::as_str),
             ) {
+                // TRE_A07 under any of its names (its OID, its NOS page) is TRE_A07: a
+                // label the rules did not recognise would hide nothing.
+                let s = if is_tre_a07(s) { TRE_A07 } else { s };
                 labels.insert((s.to_string(), code.to_string()));
             }
         }

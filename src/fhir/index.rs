@@ -44,6 +44,10 @@ const CONTACT_SYSTEMS: &[&str] = &["phone", "fax", "email", "pager", "url", "sms
 /// The index rows of `resource` (a resource of type `rtype`).
 /// Absolute references under `base_url` (this server) are indexed as local ones; other
 /// absolute references keep their URL only, and never match a local `Type/id`.
+/// The index parameter (no search parameter: its name cannot be asked for) that holds the
+/// Binaries a DocumentReference's content points to.
+pub const CONTENT_BINARY: &str = "_content-binary";
+
 pub fn index_rows(rtype: &str, resource: &Value, base_url: &str) -> IndexRows {
     index_rows_of(rtype, resource, base_url, None)
 }
@@ -71,6 +75,24 @@ pub fn index_rows_of(
         for expr in &param.exprs {
             for found in expr.evaluate(resource) {
                 add(&mut rows, code, param.kind, &found, base_url);
+            }
+        }
+    }
+    if rtype == "DocumentReference" && only.is_none() {
+        // Carnet's own row (no search parameter names it): the Binaries a document's
+        // content points to, so that a Binary filed under the Patient is judged with the
+        // labels of the documents it is the content of.
+        let urls = resource
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.pointer("/attachment/url").and_then(Value::as_str));
+        for url in urls {
+            let (ty, id) = split_reference(url, None, base_url);
+            if ty == "Binary" && !id.is_empty() {
+                rows.references
+                    .push((CONTENT_BINARY.to_string(), ty, id, url.to_string()));
             }
         }
     }

@@ -639,20 +639,92 @@ fn linked_records(
     value: &str,
 ) -> Result<Vec<String>, crate::error::FhirError> {
     use crate::auth::{RequestContext, Service};
-    let escape = |v: &str| {
-        let escaped: String = v
-            .chars()
-            .flat_map(|c| match c {
-                '\\' | ',' | '|' | '$' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        percent_encoding::utf8_percent_encode(&escaped, percent_encoding::NON_ALPHANUMERIC)
-            .to_string()
-    };
-    let query = format!("identifier={}|{}", escape(system), escape(value));
+    let query = format!("identifier={}|{}", escape_value(system), escape_value(value));
     let search = crate::fhir::search_query::parse(resource_type, &query, 2, 2, "", true)?;
     let ctx = RequestContext::service(Service::LoginLinking, &uuid::Uuid::new_v4().to_string());
     let page = repo.search(&ctx, &search)?;
     Ok(page.entries.iter().map(|v| v.id.clone()).collect())
+}
+
+/// A search value with FHIR's escapes, percent-encoded for a query string.
+fn escape_value(v: &str) -> String {
+    let escaped: String = v
+        .chars()
+        .flat_map(|c| match c {
+            '\\' | ',' | '|' | '$' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    percent_encoding::utf8_percent_encode(&escaped, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The professional an establishment names by their national identifier (`IDNPS`), if the
+/// directory lists them at the establishment's Organization `organization` (an active
+/// PractitionerRole of that organization, in its period): their Practitioner id and name.
+/// Looked up under Carnet's own directory service context, decided and traced like any
+/// backend service's access.
+pub fn professional_at(
+    repo: &Repository,
+    organization: &str,
+    identifier: &str,
+    now_us: i64,
+) -> Result<Option<(String, Option<String>)>, crate::error::FhirError> {
+    use crate::auth::{RequestContext, Service};
+    let ctx = RequestContext::service(
+        Service::EstablishmentDirectory,
+        &uuid::Uuid::new_v4().to_string(),
+    );
+    let query = format!(
+        "identifier={}|{}",
+        escape_value(crate::consent::IDNPS),
+        escape_value(identifier)
+    );
+    let search = crate::fhir::search_query::parse("Practitioner", &query, 2, 2, "", true)?;
+    let page = repo.search(&ctx, &search)?;
+    let [practitioner] = page.entries.as_slice() else {
+        return Ok(None);
+    };
+    let value: serde_json::Value = practitioner.json()?;
+    if value.get("active").and_then(serde_json::Value::as_bool) == Some(false) {
+        return Ok(None);
+    }
+    let query = format!(
+        "practitioner=Practitioner/{}&organization=Organization/{}",
+        practitioner.id, organization
+    );
+    let search = crate::fhir::search_query::parse("PractitionerRole", &query, 50, 50, "", true)?;
+    let roles = repo.search(&ctx, &search)?;
+    let listed = roles.entries.iter().any(|r| {
+        let Ok(role) = r.json() else { return false };
+        let active = role.get("active").and_then(serde_json::Value::as_bool) != Some(false);
+        let at = |key: &str| {
+            role.pointer(&format!("/period/{key}"))
+                .and_then(serde_json::Value::as_str)
+                .and_then(crate::fhir::instant::parse_us)
+        };
+        active && at("start").is_none_or(|s| s <= now_us) && at("end").is_none_or(|e| now_us <= e)
+    });
+    if !listed {
+        return Ok(None);
+    }
+    Ok(Some((practitioner.id.clone(), person_name(&value))))
+}
+
+/// A person's name for people: `name[0].text`, or its given names and family.
+fn person_name(v: &serde_json::Value) -> Option<String> {
+    let name = v.pointer("/name/0")?;
+    if let Some(text) = name.get("text").and_then(serde_json::Value::as_str) {
+        return Some(text.to_string());
+    }
+    let mut parts: Vec<&str> = name
+        .get("given")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    if let Some(f) = name.get("family").and_then(serde_json::Value::as_str) {
+        parts.push(f);
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
 }

@@ -155,8 +155,19 @@ pub fn access_token(
     tokens: &TokenService,
     grant: &GrantRow,
     scope: &str,
+    about: TokenAbout,
 ) -> Result<(String, Claims), OAuthError> {
-    access_token_for(tokens, grant, scope, None, false)
+    access_token_for(tokens, grant, scope, None, false, about)
+}
+
+/// What a token says besides its grant: the client's role, the establishment a
+/// professional's token was obtained by, names for people.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenAbout {
+    pub client_role: Option<String>,
+    pub establishment: Option<String>,
+    pub establishment_name: Option<String>,
+    pub name: Option<String>,
 }
 
 /// [`access_token`], declaring an emergency.
@@ -166,6 +177,7 @@ fn access_token_for(
     scope: &str,
     declared: Option<&Declared>,
     first_party: bool,
+    about: TokenAbout,
 ) -> Result<(String, Claims), OAuthError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = Claims {
@@ -186,6 +198,10 @@ fn access_token_for(
         purpose_reason: declared.map(|d| d.reason.clone()),
         regulation: false,
         first_party,
+        client_role: about.client_role,
+        establishment: about.establishment,
+        establishment_name: about.establishment_name,
+        name: about.name,
     };
     let token = tokens.issue(&claims).map_err(server_error)?;
     Ok((token, claims))
@@ -226,7 +242,14 @@ fn token_response(
     declared: Option<&Declared>,
 ) -> Result<Value, OAuthError> {
     let scopes = Scopes::parse(scope);
-    let (access, _) = access_token_for(tokens, grant, scope, declared, client.first_party)?;
+    let (access, _) = access_token_for(
+        tokens,
+        grant,
+        scope,
+        declared,
+        client.first_party,
+        TokenAbout::default(),
+    )?;
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",

@@ -35,6 +35,8 @@ use serde_json::{json, Value};
 /// Longest lifetime accepted for a client assertion (SMART: no more than five minutes).
 const MAX_ASSERTION_SECONDS: i64 = 300;
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The JWT bearer authorization grant (RFC 7523 §2.1).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// The claims a client assertion must carry.
 #[derive(Debug, Deserialize)]
@@ -54,6 +56,7 @@ pub fn token(
 ) -> Result<Value, OAuthError> {
     match form.grant_type.as_deref() {
         Some("client_credentials") => client_credentials(repo, tokens, endpoints, form),
+        Some(JWT_BEARER) => establishment_grant(repo, tokens, endpoints, form),
         Some("authorization_code") => {
             let client = authenticate(repo, endpoints, form)?;
             grants::exchange_code(repo, tokens, endpoints, &client, form)
@@ -64,7 +67,8 @@ pub fn token(
         }
         Some(_) => Err(OAuthError::new(
             "unsupported_grant_type",
-            "grant_type must be authorization_code, refresh_token or client_credentials",
+            "grant_type must be authorization_code, refresh_token, client_credentials or \
+             urn:ietf:params:oauth:grant-type:jwt-bearer",
         )),
         None => Err(OAuthError::new("invalid_request", "grant_type is missing")),
     }
@@ -119,12 +123,130 @@ fn client_credentials(
         None,
         &granted.to_string(),
     )?;
-    let (access_token, _) = grants::access_token(tokens, &grant, &granted.to_string())?;
+    let about = grants::TokenAbout {
+        client_role: (client.role == crate::repository::REGISTRY).then(|| client.role.clone()),
+        ..Default::default()
+    };
+    let (access_token, _) = grants::access_token(tokens, &grant, &granted.to_string(), about)?;
     Ok(json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": ACCESS_TOKEN_SECONDS,
         "scope": granted.to_string(),
+    }))
+}
+
+/// The JWT bearer grant (RFC 7523) of an establishment acting for one of its
+/// professionals: an assertion signed with the establishment's registered key, whose `sub`
+/// is the professional's national identifier (IDNPS, `urn:oid:1.2.250.1.71.4.2.1`; the
+/// value alone or `system|value`). Granted only for a professional the directory lists at
+/// the establishment's Organization; the token then carries that professional (the
+/// patient's rules apply to it as to their own login) and the establishment (traced too).
+fn establishment_grant(
+    repo: &Repository,
+    tokens: &TokenService,
+    endpoints: &Endpoints,
+    form: &TokenForm,
+) -> Result<Value, OAuthError> {
+    let assertion = form
+        .assertion
+        .as_deref()
+        .ok_or_else(|| OAuthError::new("invalid_request", "assertion is missing"))?;
+    let (client, claims) = verify_assertion(repo, endpoints, assertion)?;
+    if form.client_assertion.is_some() {
+        let authenticated = authenticate(repo, endpoints, form)?;
+        if authenticated.client_id != client.client_id {
+            return Err(OAuthError::new(
+                "invalid_client",
+                "the client assertion and the grant's assertion name different clients",
+            ));
+        }
+    }
+    let Some(organization) = client
+        .organization
+        .clone()
+        .filter(|_| client.role == crate::repository::ESTABLISHMENT)
+    else {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "this client is not registered as an establishment acting for its professionals \
+             (carnet client add --establishment)",
+        ));
+    };
+    let identifier = match claims.sub.split_once('|') {
+        Some((system, value)) if system == crate::consent::IDNPS => value,
+        Some(_) => {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                format!(
+                    "the assertion's sub is the professional's national identifier ({})",
+                    crate::consent::IDNPS
+                ),
+            ))
+        }
+        None => claims.sub.as_str(),
+    };
+    if identifier.is_empty() || identifier.len() > 64 {
+        return Err(OAuthError::new(
+            "invalid_grant",
+            "the assertion's sub is the professional's national identifier",
+        ));
+    }
+    let now_us = time::OffsetDateTime::now_utc().unix_timestamp() * 1_000_000;
+    let Some((practitioner, name)) =
+        authorize::professional_at(repo, &organization, identifier, now_us)
+            .map_err(server_error)?
+    else {
+        return Err(OAuthError::new(
+            "invalid_grant",
+            "the directory lists no active professional with this national identifier at \
+             this establishment (a PractitionerRole of its Organization)",
+        ));
+    };
+    let registered = Scopes::parse(&client.scopes);
+    let wanted = Scopes::parse(form.scope.as_deref().unwrap_or_default());
+    let granted = registered.narrow(&wanted);
+    // A professional's access: user/ scopes only.
+    let user_only: Vec<&str> = granted
+        .granted
+        .iter()
+        .map(String::as_str)
+        .filter(|g| {
+            Scopes::parse(g)
+                .resources
+                .first()
+                .is_some_and(|r| r.context == ScopeContext::User)
+        })
+        .collect();
+    let granted = Scopes::parse(&user_only.join(" "));
+    if granted.resources.is_empty() {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "none of the requested scopes is registered for this establishment (user/ scopes \
+             only)",
+        ));
+    }
+    let subject = format!("Practitioner/{practitioner}");
+    let grant = grants::record_grant(
+        repo,
+        &client.client_id,
+        &subject,
+        None,
+        &granted.to_string(),
+    )?;
+    let about = grants::TokenAbout {
+        client_role: Some(client.role.clone()),
+        establishment: Some(organization),
+        establishment_name: Some(client.name.clone()),
+        name,
+    };
+    let (access_token, _) = grants::access_token(tokens, &grant, &granted.to_string(), about)?;
+    Ok(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "scope": granted.to_string(),
+        "fhirUser": subject,
     }))
 }
 
@@ -187,6 +309,25 @@ fn authenticate_client(
     endpoints: &Endpoints,
     assertion: &str,
 ) -> Result<ClientRow, OAuthError> {
+    let (client, claims) = verify_assertion(repo, endpoints, assertion)?;
+    if claims.sub != claims.iss {
+        return Err(OAuthError::new(
+            "invalid_client",
+            "the assertion's sub must be the client id",
+        ));
+    }
+    Ok(client)
+}
+
+/// Checks an assertion signed by a registered client (a client assertion, or the JWT
+/// bearer grant's): a registered, active, confidential client named by `iss`; a key of
+/// its JWKS; RS384 or ES384; aud = the token endpoint; short-lived; a `jti` never seen
+/// before. The caller checks `sub`.
+fn verify_assertion(
+    repo: &Repository,
+    endpoints: &Endpoints,
+    assertion: &str,
+) -> Result<(ClientRow, AssertionClaims), OAuthError> {
     let bad = |why: &str| OAuthError::new("invalid_client", why.to_string());
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| bad("malformed assertion"))?;
     let alg = match header.alg {
@@ -241,15 +382,13 @@ fn authenticate_client(
             })
         })?
         .claims;
-    if claims.sub != claims.iss {
-        return Err(bad("the assertion's sub must be the client id"));
-    }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if claims.exp > now + MAX_ASSERTION_SECONDS + 30 {
         return Err(bad("the assertion lives longer than five minutes"));
     }
     let jti = claims
         .jti
+        .clone()
         .filter(|j| !j.is_empty())
         .ok_or_else(|| bad("the assertion has no jti"))?;
     let fresh = repo
@@ -258,5 +397,5 @@ fn authenticate_client(
     if !fresh {
         return Err(bad("this assertion was already used"));
     }
-    Ok(client)
+    Ok((client, claims))
 }

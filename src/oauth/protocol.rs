@@ -49,6 +49,8 @@ pub struct TokenForm {
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
+    /// The JWT bearer grant (RFC 7523): the signed assertion naming the professional.
+    pub assertion: Option<String>,
     /// Revocation and introspection: the token in question.
     pub token: Option<String>,
     pub token_type_hint: Option<String>,

@@ -123,8 +123,17 @@ impl Repository {
                 facts.put_current(rtype, id, row);
             }
             Need::FiledAt(rtype, id) => {
-                let first = storage::version(conn, rtype, id, 1)?.map(|r| r.last_updated);
-                facts.put_filed_at(rtype, id, first);
+                let first = storage::first_version(conn, rtype, id)?;
+                facts.put_filed_at(rtype, id, first.as_ref().map(|f| f.0));
+                facts.put_filed_by(rtype, id, first.and_then(|f| f.1));
+            }
+            Need::DocumentsOf(binary) => {
+                let documents = storage::documents_of_binary(conn, binary)?;
+                facts.put_documents_of(binary, documents);
+            }
+            Need::Versions(rtype, id) => {
+                let contents = storage::all_versions(conn, rtype, id)?;
+                facts.put_versions(rtype, id, contents);
             }
         }
         Ok(())

@@ -33,6 +33,6 @@ pub use hooks::{HookTx, WriteHook, Written};
 pub use oauth_store::{AuthorizationRow, GrantRow, OAuthStore, RefreshRow};
 pub use repo::{HistoryPage, HistoryRequest, Repository, SearchPage, WriteOutcome, WriteStatus};
 pub use rows::check_type;
-pub use storage::clients::ClientRow;
+pub use storage::clients::{ClientRow, ESTABLISHMENT, REGISTRY};
 pub use storage::{redact_url, Backend};
 pub use subscriptions::Outgoing;

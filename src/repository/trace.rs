@@ -22,7 +22,11 @@ pub struct Trace {
     pub agent: Option<String>,
     /// The app the agent used, or the backend service itself.
     pub client: String,
+    /// The establishment acting for the professional (`Organization/x`).
     pub establishment: Option<String>,
+    /// Names for people of the agent and of the establishment, when known.
+    pub agent_name: Option<String>,
+    pub establishment_name: Option<String>,
     /// The agent acts for the patient (a legal representative).
     pub guardian: bool,
     /// ActReason code of the purpose of use, and the reason given.
@@ -81,11 +85,17 @@ impl Trace {
             }
             cc
         });
-        let who = match &self.agent {
+        let mut who = match &self.agent {
             Some(r) => json!({"reference": r}),
             None => json!({"identifier": {"system": CLIENT_SYSTEM, "value": self.client}}),
         };
+        if let Some(n) = &self.agent_name {
+            who["display"] = json!(n);
+        }
         let mut requestor = json!({"who": who, "requestor": true});
+        if let Some(n) = &self.agent_name {
+            requestor["name"] = json!(n);
+        }
         if let Some(p) = &purpose {
             requestor["purposeOfUse"] = json!([p]);
         }
@@ -101,9 +111,14 @@ impl Trace {
                     "code": "110150", "display": "Application"}]}}));
         }
         if let Some(e) = &self.establishment {
-            agents.push(json!({"who": {"reference": e}, "requestor": false,
+            let mut agent = json!({"who": {"reference": e}, "requestor": false,
                 "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
-                    "code": "PROV", "display": "healthcare provider"}]}}));
+                    "code": "PROV", "display": "healthcare provider"}]}});
+            if let Some(n) = &self.establishment_name {
+                agent["who"]["display"] = json!(n);
+                agent["name"] = json!(n);
+            }
+            agents.push(agent);
         }
         let entities: Vec<Value> = match &self.patient {
             None => {
@@ -185,6 +200,8 @@ impl Trace {
             agent,
             client,
             establishment: None,
+            agent_name: None,
+            establishment_name: None,
             guardian: false,
             purpose: None,
             reason: None,

@@ -404,6 +404,7 @@ impl Repository {
     ) -> Result<Option<StoredResource>, FhirError> {
         let version_id = current.map_or(1, |r| r.version_id + 1);
         let now = instant::now_us();
+        let writer = ctx.map(RequestContext::subject);
         stamp(&mut resource, id, version_id, now);
         let content = serde_json::to_string(&resource)
             .map_err(|e| FhirError::Internal(format!("serialising: {e}")))?;
@@ -420,6 +421,7 @@ impl Repository {
                 method,
                 content: &content,
                 index: &index,
+                writer: writer.as_deref(),
             },
             current.map(|r| r.version_id),
         )?;
@@ -544,6 +546,7 @@ impl Repository {
         }
         let version_id = current.version_id + 1;
         let now = instant::now_us();
+        let writer = Some(ctx.subject());
         self.storage.note_written(1);
         let written = storage::put_version(
             conn,
@@ -556,6 +559,7 @@ impl Repository {
                 method: "DELETE",
                 content: "",
                 index: &crate::fhir::index::IndexRows::default(),
+                writer: writer.as_deref(),
             },
             Some(current.version_id),
         )?;

@@ -93,7 +93,7 @@ impl Policy for AuditEvents {
             return None;
         }
         let me = seen.ctx.subject();
-        let mine = matches!(seen.ctx.actor(), Actor::System(_))
+        let mine = super::base::unrestricted_system(seen.ctx)
             || value
                 .get("agent")
                 .and_then(Value::as_array)

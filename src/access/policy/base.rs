@@ -40,8 +40,9 @@ pub(in crate::access) enum Placed {
     /// The document it belongs to (a Binary of a DocumentReference): that document's
     /// record and labels decide.
     Document(String),
-    /// These patients, with no labels of its own (a Binary naming a Patient).
-    Patients(Vec<String>),
+    /// These patients, judged with the labels of the documents whose content it is (a
+    /// Binary filed under the Patient: the strictest of its documents decide).
+    Content(Vec<String>),
 }
 
 /// What only a resource type knows about access. Every method has the default of "an
@@ -130,6 +131,12 @@ pub(in crate::access) trait Policy: Sync {
     ) -> Result<Result<(), FhirError>, Need> {
         Ok(Ok(()))
     }
+}
+
+/// Whether `ctx` is an unrestricted backend service (Carnet's own, or a development token).
+pub(in crate::access) fn unrestricted_system(ctx: &RequestContext) -> bool {
+    matches!(ctx.actor(), crate::auth::Actor::System(_))
+        && ctx.system_role() == crate::auth::SystemRole::Full
 }
 
 pub(in crate::access) fn forbid(why: &str) -> FhirError {

@@ -1,6 +1,6 @@
 //! binary: a document's content. A Binary belongs to what its `securityContext` names: a
 //! DocumentReference (then that document's record and labels decide, as for the document
-//! itself) or a Patient. Once filed, its content is not changed by professionals.
+//! itself) or a Patient (then the labels of the documents whose content it is decide too). Once filed, its content is not changed by professionals.
 
 use serde_json::Value;
 
@@ -34,7 +34,7 @@ impl Policy for Binaries {
     fn placed(&self, value: &Value) -> Placed {
         match security_context(value).and_then(|r| r.rsplit_once("DocumentReference/")) {
             Some((_, doc)) => Placed::Document(doc.to_string()),
-            None => Placed::Patients(self.patients_of("Binary", value, "")),
+            None => Placed::Content(self.patients_of("Binary", value, "")),
         }
     }
 

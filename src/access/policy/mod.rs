@@ -19,7 +19,7 @@ mod record;
 mod related_person;
 mod subscription;
 
-pub(super) use base::{Placed, Seen, Write};
+pub(super) use base::{unrestricted_system, Placed, Seen, Write};
 pub use subscription::{subscription_owner, SUBSCRIPTION_OWNER};
 
 use base::Policy;

@@ -4,7 +4,6 @@
 use serde_json::Value;
 
 use super::base::{Policy, Seen, Write};
-use crate::auth::Actor;
 use crate::error::FhirError;
 
 pub(super) struct Subscriptions;
@@ -40,7 +39,7 @@ impl Policy for Subscriptions {
     }
 
     fn read_of_its_own(&self, seen: &Seen) -> Option<Option<&'static str>> {
-        let mine = matches!(seen.ctx.actor(), Actor::System(_))
+        let mine = super::base::unrestricted_system(seen.ctx)
             || seen
                 .value
                 .is_some_and(|v| owned_by(v, seen.ctx.subject().as_str()));
@@ -49,7 +48,7 @@ impl Policy for Subscriptions {
 
     fn write_first(&self, w: &Write) -> Option<Result<(), FhirError>> {
         if let Some(cur) = w.current_value {
-            if !matches!(w.ctx.actor(), Actor::System(_))
+            if !super::base::unrestricted_system(w.ctx)
                 && !owned_by(cur, w.ctx.subject().as_str())
             {
                 let id = w.current.map(|c| c.id.as_str()).unwrap_or_default();

@@ -71,6 +71,10 @@ struct Detail {
     site: String,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "a")]
     asked: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "n")]
+    agent_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "e")]
+    establishment_name: Option<String>,
 }
 
 impl Detail {
@@ -105,6 +109,8 @@ impl LogRow {
                 description: t.description.clone(),
                 site: t.site.clone(),
                 asked: t.asked.clone(),
+                agent_name: t.agent_name.clone(),
+                establishment_name: t.establishment_name.clone(),
             }
             .to_json(),
             labels: t.labels.join(","),
@@ -123,6 +129,8 @@ impl LogRow {
                 agent: self.agent,
                 client: self.client,
                 establishment: self.establishment,
+                agent_name: d.agent_name,
+                establishment_name: d.establishment_name,
                 guardian: d.guardian,
                 purpose: d.purpose,
                 reason: d.reason,

@@ -19,7 +19,16 @@ pub struct ClientRow {
     pub created_us: i64,
     /// Carnet's own patient portal: only through it does a patient lift a block or unmask.
     pub first_party: bool,
+    /// '' (an app, or a backend service filing data), [`REGISTRY`] or [`ESTABLISHMENT`].
+    pub role: String,
+    /// An establishment's Organization (an id).
+    pub organization: Option<String>,
 }
+
+/// The role of the identity and account registry's client.
+pub const REGISTRY: &str = "registry";
+/// The role of a hospital or practice system acting for its professionals.
+pub const ESTABLISHMENT: &str = "establishment";
 
 pub fn get(conn: &mut AnyConnection, client_id: &str) -> Result<Option<ClientRow>, FhirError> {
     oauth_clients::table
@@ -52,6 +61,8 @@ pub fn put(conn: &mut AnyConnection, row: &ClientRow) -> Result<(), FhirError> {
                     oauth_clients::jwks.eq(&row.jwks),
                     oauth_clients::suspended.eq(old.suspended),
                     oauth_clients::first_party.eq(row.first_party),
+                    oauth_clients::role.eq(&row.role),
+                    oauth_clients::organization.eq(&row.organization),
                 ))
                 .execute(conn)
                 .map(|_| ())

@@ -67,6 +67,7 @@ struct NewVersion<'a> {
     deleted: bool,
     method: &'a str,
     content: &'a str,
+    writer: Option<&'a str>,
 }
 
 /// A token the index holds for a resource (e.g. one identifier).
@@ -121,6 +122,8 @@ pub struct WriteVersion<'a> {
     pub method: &'a str,
     pub content: &'a str,
     pub index: &'a IndexRows,
+    /// Who writes it (`RequestContext::subject`); None for Carnet's own maintenance.
+    pub writer: Option<&'a str>,
 }
 
 #[derive(Debug)]
@@ -402,6 +405,69 @@ pub fn version(
         .map_err(db_err)
 }
 
+/// When a resource's first version was written, and by whom (None: no such version).
+pub fn first_version(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    rid: &str,
+) -> Result<Option<(i64, Option<String>)>, FhirError> {
+    if rtype == access_log::TYPE {
+        return Ok(access_log::version(conn, rid, 1)?.map(|r| (r.last_updated, None)));
+    }
+    resource_versions::table
+        .filter(resource_versions::resource_type.eq(rtype))
+        .filter(resource_versions::id.eq(rid))
+        .filter(resource_versions::version_id.eq(1))
+        .select((resource_versions::last_updated, resource_versions::writer))
+        .get_result(conn)
+        .optional()
+        .map_err(db_err)
+}
+
+/// The contents of every version of a resource, oldest first (deletions left out; at
+/// most [`MAX_VERSIONS_JUDGED`], the newest).
+pub fn all_versions(
+    conn: &mut AnyConnection,
+    rtype: &str,
+    rid: &str,
+) -> Result<Vec<String>, FhirError> {
+    if rtype == access_log::TYPE {
+        return Ok(Vec::new());
+    }
+    let mut contents: Vec<String> = resource_versions::table
+        .filter(resource_versions::resource_type.eq(rtype))
+        .filter(resource_versions::id.eq(rid))
+        .filter(resource_versions::deleted.eq(false))
+        .order(resource_versions::version_id.desc())
+        .limit(MAX_VERSIONS_JUDGED)
+        .select(resource_versions::content)
+        .load(conn)
+        .map_err(db_err)?;
+    contents.reverse();
+    Ok(contents)
+}
+
+/// The live DocumentReferences whose content points to `Binary/{binary}` (at most 100).
+pub fn documents_of_binary(
+    conn: &mut AnyConnection,
+    binary: &str,
+) -> Result<Vec<String>, FhirError> {
+    search_reference::table
+        .filter(search_reference::resource_type.eq("DocumentReference"))
+        .filter(search_reference::param.eq(crate::fhir::index::CONTENT_BINARY))
+        .filter(search_reference::target_type.eq("Binary"))
+        .filter(search_reference::target_id.eq(binary))
+        .select(search_reference::id)
+        .distinct()
+        .order(search_reference::id.asc())
+        .limit(100)
+        .load(conn)
+        .map_err(db_err)
+}
+
+/// Most versions read to judge a deleted resource's history (its strictest labels).
+pub const MAX_VERSIONS_JUDGED: i64 = 1000;
+
 /// Writes one new version: the history row, the current row (insert or compare-and-swap
 /// on the previous version) and the index rows. Must run inside [`Storage::write`].
 ///
@@ -478,6 +544,7 @@ pub fn put_version(
             deleted: v.deleted,
             method: v.method,
             content: v.content,
+            writer: v.writer,
         })
         .execute(conn)
         .map_err(db_err)?;

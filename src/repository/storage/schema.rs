@@ -21,6 +21,7 @@ diesel::table! {
         deleted -> Bool,
         method -> Text,
         content -> Text,
+        writer -> Nullable<Text>,
     }
 }
 
@@ -88,6 +89,8 @@ diesel::table! {
         suspended -> Bool,
         created_us -> BigInt,
         first_party -> Bool,
+        role -> Text,
+        organization -> Nullable<Text>,
     }
 }
 

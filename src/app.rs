@@ -73,7 +73,9 @@ impl Application {
         if args.bench_allow_all && !args.dev {
             return Err("--bench-allow-all is for benchmarks, with --dev only".into());
         }
-        let mut access = AccessPoint::new(&base_url).with_login_identifiers(login_identifiers);
+        let mut access = AccessPoint::new(&base_url)
+            .with_login_identifiers(login_identifiers)
+            .with_emergency_by_default(args.emergency_access == "opt-out");
         if args.bench_allow_all {
             tracing::warn!(
                 "BENCHMARK MODE (--bench-allow-all): the patients' rules are not applied"

@@ -73,6 +73,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: crate::fhir::limits::Limits,
 
+    /// Emergency access (break the glass) when the patient said nothing: `opt-in` (the
+    /// default, as Mon espace santé's documents say: only if the patient allowed it) or
+    /// `opt-out` (article L1111-17 of the Code de la santé publique: unless the patient
+    /// objected). A patient's own permit or objection always decides.
+    #[arg(long, env = "CARNET_EMERGENCY_ACCESS", default_value = "opt-in",
+        value_parser = ["opt-in", "opt-out"])]
+    pub emergency_access: String,
+
     /// Benchmarks only (needs --dev): the patient's rules are not asked, every access is
     /// allowed (and still traced). What the consent engine costs is measured against it.
     #[arg(long, hide = true)]

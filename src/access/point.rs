@@ -139,6 +139,8 @@ pub struct AccessPoint {
     login_identifiers: Vec<(String, String)>,
     /// Benchmarks only: the rules are not asked (see `carnet serve --bench-allow-all`).
     allow_all: bool,
+    /// Emergency access when the patient said nothing (`carnet serve --emergency-access`).
+    emergency_by_default: bool,
 }
 
 impl AccessPoint {
@@ -147,7 +149,20 @@ impl AccessPoint {
             base_url: base_url.to_string(),
             login_identifiers: Vec::new(),
             allow_all: false,
+            emergency_by_default: false,
         }
+    }
+
+    /// Opens emergency access unless the patient objected (opt-out), rather than only if
+    /// they allowed it (opt-in, the default).
+    pub fn with_emergency_by_default(mut self, open: bool) -> AccessPoint {
+        self.emergency_by_default = open;
+        self
+    }
+
+    /// The deployment's default for emergency access (what a patient's rules start from).
+    pub fn emergency_by_default(&self) -> bool {
+        self.emergency_by_default
     }
 
     /// The allow-all decision point a benchmark compares the consent engine with: scopes
@@ -924,7 +939,7 @@ impl AccessPoint {
                 }
                 let Some(cur) = current.filter(|c| !c.deleted) else {
                     // Filing needs no authorisation (AC2).
-                    return Ok(Ok(()));
+                    return policy.professional_create(&w, id, facts);
                 };
                 let seen = Seen {
                     ctx,

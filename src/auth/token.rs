@@ -11,7 +11,7 @@ pub const ISSUER: &str = "urn:carnet:authorization-server";
 pub const AUDIENCE: &str = "urn:carnet:fhir";
 
 /// The claims of an access token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub iss: String,
     pub aud: String,
@@ -272,6 +272,7 @@ mod tests {
             purpose_reason: None,
             regulation: false,
             first_party: false,
+            ..Default::default()
         }
     }
 

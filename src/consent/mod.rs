@@ -76,8 +76,12 @@ impl Period {
 /// What one active Consent says (Carnet's profile: one top-level provision).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
-    /// `permit` for a professional: authorisation to read the record.
-    Authorise { practitioner: String },
+    /// `permit` for a professional: authorisation to read the record, given by the patient,
+    /// by a legal representative, or declared by the professional (the care team).
+    Authorise {
+        practitioner: String,
+        by: Grantor,
+    },
     /// `permit` for a professional with `securityLabel` MASQUE_PS: the médecin traitant's view.
     EquivalentRights { practitioner: String },
     /// `deny` for a professional: blocked.
@@ -88,6 +92,23 @@ pub enum Rule {
     ObjectRegulation,
     /// `permit` for a RelatedPerson with role GUARD: a legal representative.
     Guardian { related_person: String },
+    /// `permit` with purpose BTG, no actor: emergency access allowed.
+    AllowEmergency,
+    /// `deny` with no actor and no purpose: the whole record visible to the patient (and
+    /// their legal representatives) only, emergencies included.
+    MaskEverything,
+}
+
+/// Who authorised a professional (`Consent.performer`, which Carnet sets on every write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grantor {
+    /// The patient themself (or a Consent written before Carnet recorded performers).
+    Holder,
+    /// A legal representative: the professional sees what the representative sees (no
+    /// INVISIBLE_REPRESENTANTS_LEGAUX document).
+    Representative,
+    /// The professional, recording that the patient was informed and did not object (AC1).
+    CareTeam,
 }
 
 /// A rule and when it is in effect.
@@ -109,6 +130,10 @@ pub struct PatientRules {
     /// The INS of each legal representative (from the RelatedPerson a Guardian rule names),
     /// with when the guardianship is in effect.
     pub guardians: Vec<(Vec<String>, Period)>,
+    /// The deployment's default for emergency access when the patient said nothing:
+    /// true opens it unless the patient objected (article L1111-17), false only if the
+    /// patient allowed it (the seed's "si l'assuré l'a autorisé").
+    pub emergency_by_default: bool,
 }
 
 impl PatientRules {
@@ -139,12 +164,32 @@ impl PatientRules {
     pub fn is_authorised(&self, practitioner: &str, now: i64) -> bool {
         self.any(
             now,
-            |r| matches!(r, Rule::Authorise { practitioner: p } if p == practitioner),
+            |r| matches!(r, Rule::Authorise { practitioner: p, .. } if p == practitioner),
         )
+    }
+
+    /// Authorised otherwise than by a legal representative alone.
+    pub fn is_authorised_beyond_representatives(&self, practitioner: &str, now: i64) -> bool {
+        self.any(now, |r| {
+            matches!(r, Rule::Authorise { practitioner: p, by } if p == practitioner
+                && *by != Grantor::Representative)
+        })
     }
 
     pub fn objects_to_emergency(&self, now: i64) -> bool {
         self.any(now, |r| matches!(r, Rule::ObjectEmergency))
+    }
+
+    /// Whether a professional may break the glass: never under an objection; else when the
+    /// patient allowed it, or by the deployment's default.
+    pub fn allows_emergency(&self, now: i64) -> bool {
+        !self.objects_to_emergency(now)
+            && (self.emergency_by_default || self.any(now, |r| matches!(r, Rule::AllowEmergency)))
+    }
+
+    /// Whether the whole record is visible to the patient (and representatives) only.
+    pub fn masks_everything(&self, now: i64) -> bool {
+        self.any(now, |r| matches!(r, Rule::MaskEverything))
     }
 
     pub fn objects_to_regulation(&self, now: i64) -> bool {
@@ -329,6 +374,10 @@ pub fn record_access(rules: &PatientRules, id: &str, purpose: &Purpose, now: i64
     if let Purpose::Invalid(why) = purpose {
         return RecordAccess::Closed(why.clone());
     }
+    if rules.masks_everything(now) {
+        // Told like any record the professional was not authorised for.
+        return RecordAccess::Closed("the patient has not authorised this professional".into());
+    }
     let mut bases = Vec::new();
     if rules.is_medecin_traitant(id) {
         bases.push(Basis::MedecinTraitant);
@@ -346,7 +395,7 @@ pub fn record_access(rules: &PatientRules, id: &str, purpose: &Purpose, now: i64
             patient,
             ..
         } if this_record(patient)
-            && !rules.objects_to_emergency(now)
+            && rules.allows_emergency(now)
             && *declared_at <= now
             && now < declared_at + EMERGENCY_WINDOW_US =>
         {
@@ -373,7 +422,7 @@ pub fn record_access(rules: &PatientRules, id: &str, purpose: &Purpose, now: i64
                     .into()
             }
             Purpose::Emergency { .. } => {
-                "the patient objected to emergency access to their record".into()
+                "the patient has not allowed emergency access to their record".into()
             }
             Purpose::Regulation { .. } => {
                 "the patient expressly objected to access by SAMU regulation".into()
@@ -448,6 +497,9 @@ pub fn decide(
             if let Purpose::Invalid(why) = purpose {
                 return refused(why, false);
             }
+            if rules.masks_everything(now) {
+                return refused("the patient has not authorised this professional", false);
+            }
             if subject.authors.iter().any(|a| a == id) {
                 return Decision::Visible;
             }
@@ -460,6 +512,12 @@ pub fn decide(
                 .any(|b| matches!(b, Basis::MedecinTraitant | Basis::EquivalentRights));
             if subject.has(MASQUE_PS) && !privileged {
                 return refused("masked by the patient", true);
+            }
+            // Authorised by a legal representative alone: what the representative sees.
+            let through_representative_only = bases.iter().all(|b| *b == Basis::Authorised)
+                && !rules.is_authorised_beyond_representatives(id, now);
+            if subject.has(INVISIBLE_REPRESENTANTS_LEGAUX) && through_representative_only {
+                return refused("hidden from legal representatives", true);
             }
             if subject.has(MASQUE_PSOCIAL) && !privileged && matrix.is_social(professions) {
                 return refused("masked to social-sector professionals", true);
@@ -523,6 +581,7 @@ mod tests {
                 Provision {
                     rule: Rule::Authorise {
                         practitioner: "a".into(),
+                        by: Grantor::Holder,
                     },
                     period: Period::default(),
                     consent: "c1".into(),

@@ -15,7 +15,7 @@
 //!
 //! `provision.period` bounds any of them.
 
-use super::{Period, Provision, Rule, ACT_REASON, MASQUE_PS};
+use super::{Grantor, Period, Provision, Rule, ACT_REASON, MASQUE_PS};
 #[cfg(test)]
 use super::TRE_A07;
 use crate::fhir::instant;
@@ -172,7 +172,45 @@ fn rules_of(consent: &Value, strict: bool) -> Result<Vec<Provision>, String> {
             .map(str::to_string)
             .ok_or_else(|| format!("{} is not a Practitioner reference", role.2))
     };
+    // Who wrote the rule (Carnet sets `performer` on every write): the patient, a legal
+    // representative, or the professional declaring their care-team access.
+    let patient_ref = consent
+        .pointer("/patient/reference")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let performers: Vec<&str> = consent
+        .get("performer")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("reference").and_then(Value::as_str))
+        .collect();
+    let grantor = |practitioner: &str| -> Grantor {
+        if performers.is_empty() || performers.contains(&patient_ref) {
+            Grantor::Holder
+        } else if performers
+            .iter()
+            .any(|p| crate::consent::practitioner_id(p) == Some(practitioner))
+        {
+            Grantor::CareTeam
+        } else {
+            Grantor::Representative
+        }
+    };
     match kind {
+        Some("deny") if actors.is_empty() && purposes.is_empty() && !masque_ps => {
+            rules.push(Rule::MaskEverything);
+        }
+        Some("permit") if actors.is_empty() => {
+            if purposes != ["BTG"] || masque_ps {
+                return Err(
+                    "a permit without actor allows emergency access: its one purpose is \
+                     v3-ActReason#BTG"
+                        .into(),
+                );
+            }
+            rules.push(Rule::AllowEmergency);
+        }
         Some("deny") if actors.is_empty() => {
             if purposes.is_empty() || purposes.iter().any(|p| *p != "BTG" && *p != "ETREAT") {
                 return Err(
@@ -215,9 +253,9 @@ fn rules_of(consent: &Value, strict: bool) -> Result<Vec<Provision>, String> {
                         practitioner: practitioner(a)?,
                     });
                 } else {
-                    rules.push(Rule::Authorise {
-                        practitioner: practitioner(a)?,
-                    });
+                    let practitioner = practitioner(a)?;
+                    let by = grantor(&practitioner);
+                    rules.push(Rule::Authorise { practitioner, by });
                 }
             }
         }

@@ -21,7 +21,7 @@ pub mod pages;
 pub mod protocol;
 
 pub use endpoints::{openid_configuration, smart_configuration, Endpoints};
-pub use protocol::{server_error, OAuthError, TokenForm, ACCESS_TOKEN_SECONDS};
+pub use protocol::{server_error, OAuthError, TokenForm, ACCESS_TOKEN_SECONDS, JWT_BEARER};
 
 use crate::auth::scopes::{ScopeContext, Scopes};
 use crate::auth::token::TokenService;
@@ -35,8 +35,7 @@ use serde_json::{json, Value};
 /// Longest lifetime accepted for a client assertion (SMART: no more than five minutes).
 const MAX_ASSERTION_SECONDS: i64 = 300;
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// The JWT bearer authorization grant (RFC 7523 §2.1).
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
 
 /// The claims a client assertion must carry.
 #[derive(Debug, Deserialize)]

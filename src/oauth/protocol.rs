@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 /// Lifetime of the access tokens issued here.
 pub const ACCESS_TOKEN_SECONDS: i64 = 300;
+/// The JWT bearer authorization grant (RFC 7523 §2.1).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// An OAuth error response (RFC 6749 §5.2): `error` and a description that never
 /// repeats what the client sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

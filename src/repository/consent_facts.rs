@@ -163,6 +163,7 @@ impl Repository {
     ) -> Result<PatientRules, FhirError> {
         let mut rules = PatientRules {
             patient: patient.to_string(),
+            emergency_by_default: self.access.emergency_by_default(),
             ..PatientRules::default()
         };
         if let Some(p) = current_json(conn, "Patient", patient)? {

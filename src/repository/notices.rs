@@ -21,8 +21,9 @@ pub const INVISIBLE_NOTICE_DELAY_US: i64 = 14 * 24 * 3600 * 1_000_000;
 /// The kinds of notice (codes of [`NOTICE_SYSTEM`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    FirstAccess,
+    ProfessionalAccess,
     EmergencyAccess,
+    CareTeam,
     NewDocument,
     RecordUpdated,
 }
@@ -30,7 +31,8 @@ pub enum Kind {
 impl Kind {
     pub fn code(self) -> &'static str {
         match self {
-            Kind::FirstAccess => "first-access",
+            Kind::ProfessionalAccess => "professional-access",
+            Kind::CareTeam => "care-team",
             Kind::EmergencyAccess => "emergency-access",
             Kind::NewDocument => "new-document",
             Kind::RecordUpdated => "record-updated",
@@ -39,7 +41,8 @@ impl Kind {
 
     fn display(self) -> &'static str {
         match self {
-            Kind::FirstAccess => "Premier accès d'un professionnel à votre dossier",
+            Kind::ProfessionalAccess => "Un professionnel a consulté votre dossier",
+            Kind::CareTeam => "Un professionnel s'est déclaré de votre équipe de soins",
             Kind::EmergencyAccess => "Accès en urgence à votre dossier",
             Kind::NewDocument => "Nouveau document dans votre dossier",
             Kind::RecordUpdated => "Votre dossier a été mis à jour",
@@ -93,8 +96,30 @@ pub fn notice(
     }
 }
 
-/// The notices a professional's accesses call for: the first access to each record opened
-/// (reads only: `emergency_only` for a write's trail), and every emergency access (one per
+/// An access session of a professional to a record, for its notice: the accesses within
+/// one period of four hours (UTC, from midnight): the patient is told once per period in
+/// which a professional opened their record, not only at the very first access ever.
+pub const ACCESS_SESSION_US: i64 = 4 * 3600 * 1_000_000;
+
+/// A professional as the patient's notices name them: their name when known, the
+/// establishment they act for.
+pub fn who_for_people(ctx: &RequestContext, pro: &str) -> String {
+    let mut who = match ctx.name() {
+        Some(name) => format!("Un professionnel, {name} (Practitioner/{pro}),"),
+        None => format!("Un professionnel (Practitioner/{pro})"),
+    };
+    if let Some((org, name)) = ctx.establishment() {
+        let at = name.map_or_else(|| org.to_string(), |n| format!("{n} ({org})"));
+        who = format!("{who} pour l'établissement {at}");
+        if ctx.name().is_some() {
+            who.push(',');
+        }
+    }
+    who
+}
+
+/// The notices a professional's accesses call for: one per access session to each record
+/// opened ([`ACCESS_SESSION_US`]; reads only: `emergency_only` for a write's trail), and every emergency access (one per
 /// declaration, to the patient and their médecin traitant). A notice carries the
 /// visibility labels of what was accessed, so that it is hidden from whoever those
 /// resources are hidden from (the patient, before the announcement consultation; a legal
@@ -170,13 +195,14 @@ pub fn for_accesses(ctx: &RequestContext, facts: &Facts, emergency_only: bool) -
         if emergency_only {
             continue;
         }
+        let session = ctx.now_us().div_euclid(ACCESS_SESSION_US);
         out.push(notice(
-            Kind::FirstAccess,
-            format!("first-access|{patient}|{pro}"),
+            Kind::ProfessionalAccess,
+            format!("professional-access|{patient}|{pro}|{session}"),
             patient,
             vec![format!("Patient/{patient}")],
             vec![pro_ref],
-            format!("Un professionnel (Practitioner/{pro}) a consulté votre dossier pour la première fois."),
+            format!("{} a consulté votre dossier.", who_for_people(ctx, pro)),
             &labels,
             None,
         ));

@@ -31,6 +31,7 @@ fn claims(sub: &str, scope: &str, exp_in: i64) -> Claims {
         purpose_reason: None,
         regulation: false,
         first_party: false,
+        ..Default::default()
     }
 }
 

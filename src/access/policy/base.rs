@@ -122,6 +122,16 @@ pub(in crate::access) trait Policy: Sync {
         Ok(())
     }
 
+    /// A professional's create (nothing current), once `professional_write` let it by.
+    fn professional_create(
+        &self,
+        _w: &Write,
+        _professional: &str,
+        _facts: &Facts,
+    ) -> Result<Result<(), FhirError>, Need> {
+        Ok(Ok(()))
+    }
+
     /// A professional's write over a current version they may see.
     fn professional_update(
         &self,

@@ -3,7 +3,7 @@
 //! service records legal representatives only), never by professionals; and a block or an
 //! objection is lifted by the patient in Carnet itself, not through an app.
 
-use super::base::{forbid, Policy, Write};
+use super::base::{forbid, Facts, Interaction, Need, Policy, Write};
 use crate::auth::Actor;
 use crate::consent::{profile, Rule};
 use crate::error::FhirError;
@@ -22,7 +22,42 @@ fn guardianship_only(v: Option<&Value>) -> bool {
     })
 }
 
+/// Whether a professional's write records their care-team access (AC1: the patient was
+/// informed and did not object): a new, active privacy Consent whose one rule authorises
+/// them, and no one else.
+fn care_team_declaration(w: &Write, me: &str) -> bool {
+    let Some(new) = w.new.filter(|_| w.interaction == Interaction::Create) else {
+        return false;
+    };
+    if !profile::is_privacy(new) || new.get("status").and_then(Value::as_str) != Some("active") {
+        return false;
+    }
+    let stated = profile::stated(new);
+    stated.len() == 1
+        && matches!(&stated[0].rule, Rule::Authorise { practitioner, .. } if practitioner == me)
+}
+
 impl Policy for Consents {
+    fn professional_create(
+        &self,
+        w: &Write,
+        professional: &str,
+        facts: &Facts,
+    ) -> Result<Result<(), FhirError>, Need> {
+        // A blocked professional cannot declare themselves of the care team.
+        let base = "";
+        for patient in self.patients_of("Consent", w.new.unwrap_or(&Value::Null), base) {
+            let rules = facts
+                .rules
+                .get(&patient)
+                .ok_or_else(|| Need::Rules(patient.clone()))?;
+            if rules.is_blocked(professional, w.ctx.now_us()) {
+                return Ok(Err(forbid("the patient has blocked this professional")));
+            }
+        }
+        Ok(Ok(()))
+    }
+
     fn write_first(&self, w: &Write) -> Option<Result<(), FhirError>> {
         if let Some(new) = w.new.filter(|n| profile::is_privacy(n)) {
             if let Err(why) = profile::check(new) {
@@ -32,9 +67,12 @@ impl Policy for Consents {
             }
         }
         match w.ctx.actor() {
+            Actor::Practitioner(me) if care_team_declaration(w, me) => None,
             Actor::Practitioner(_) => Some(Err(forbid(
                 "a patient's rules (Consents) are written by the patient or their legal \
-                 representative only",
+                 representative; a professional only records their own care-team access \
+                 (a new active permit naming themselves, once the patient was informed and \
+                 did not object)",
             ))),
             Actor::System(_)
                 if !(guardianship_only(w.new) && guardianship_only(w.current_value)) =>

@@ -65,8 +65,7 @@ fn system_refusal(
                         .filter(|a| a.get("requestor").and_then(Value::as_bool) == Some(true))
                         .filter_map(|a| a.pointer("/who/identifier"))
                         .any(|i| {
-                            i.get("system").and_then(Value::as_str)
-                                == Some("urn:carnet:client")
+                            i.get("system").and_then(Value::as_str) == Some("urn:carnet:client")
                                 && i.get("value").and_then(Value::as_str) == Some(client)
                         })
                 });
@@ -468,7 +467,10 @@ impl AccessPoint {
             self.consent_read(interaction, &seen, facts)
         })?;
         if let Some(patient) = &placed_by_document {
-            if !decided.as_ref().is_some_and(|d| d.patients.contains(patient)) {
+            if !decided
+                .as_ref()
+                .is_some_and(|d| d.patients.contains(patient))
+            {
                 return Ok(Err(Refusal::Hidden));
             }
         }
@@ -715,8 +717,10 @@ impl AccessPoint {
         if resource.deleted {
             // A deletion carries no content to place it: only unrestricted backend services
             // see it.
-            return Ok((self.consent_applies(ctx) || restricted_system(ctx).is_some())
-                .then(|| refused("a deletion", Vec::new())));
+            return Ok(
+                (self.consent_applies(ctx) || restricted_system(ctx).is_some())
+                    .then(|| refused("a deletion", Vec::new())),
+            );
         }
         // The rules bind every requester but backend services (and nobody with the
         // allow-all decision of the benchmarks).
@@ -741,8 +745,9 @@ impl AccessPoint {
             let own = matches!(&viewer, Some(Viewer::Professional { id, .. })
                 if subject.authors.contains(id));
             if let Some(role) = restricted_system(ctx) {
-                return Ok(system_refusal(role, ctx, seen, facts)?
-                    .map(|why| refused(why, Vec::new())));
+                return Ok(
+                    system_refusal(role, ctx, seen, facts)?.map(|why| refused(why, Vec::new()))
+                );
             }
             if viewer.is_none() || own {
                 return Ok(None);

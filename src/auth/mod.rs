@@ -237,8 +237,7 @@ impl RequestContext {
             grant: text("grant"),
             // A development system token's subscription keeps its full reach (it exists
             // with --dev only); nothing else is carried over but the recorded grants.
-            dev: owner.get("dev").and_then(Value::as_bool) == Some(true)
-                && text("grant").is_none(),
+            dev: owner.get("dev").and_then(Value::as_bool) == Some(true) && text("grant").is_none(),
             purpose_of_use: None,
             purpose_reason: None,
             regulation: false,

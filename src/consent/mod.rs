@@ -78,10 +78,7 @@ impl Period {
 pub enum Rule {
     /// `permit` for a professional: authorisation to read the record, given by the patient,
     /// by a legal representative, or declared by the professional (the care team).
-    Authorise {
-        practitioner: String,
-        by: Grantor,
-    },
+    Authorise { practitioner: String, by: Grantor },
     /// `permit` for a professional with `securityLabel` MASQUE_PS: the médecin traitant's view.
     EquivalentRights { practitioner: String },
     /// `deny` for a professional: blocked.
@@ -598,6 +595,7 @@ mod tests {
                 },
             ],
             guardians: vec![],
+            emergency_by_default: true,
         }
     }
 

@@ -15,9 +15,9 @@
 //!
 //! `provision.period` bounds any of them.
 
-use super::{Grantor, Period, Provision, Rule, ACT_REASON, MASQUE_PS};
 #[cfg(test)]
 use super::TRE_A07;
+use super::{Grantor, Period, Provision, Rule, ACT_REASON, MASQUE_PS};
 use crate::fhir::instant;
 use serde_json::Value;
 
@@ -147,7 +147,9 @@ fn rules_of(consent: &Value, strict: bool) -> Result<Vec<Provision>, String> {
         .and_then(Value::as_array)
         .is_some_and(|ls| {
             ls.iter().any(|l| {
-                l.get("system").and_then(Value::as_str).is_some_and(super::is_tre_a07)
+                l.get("system")
+                    .and_then(Value::as_str)
+                    .is_some_and(super::is_tre_a07)
                     && l.get("code").and_then(Value::as_str) == Some(MASQUE_PS)
             })
         });

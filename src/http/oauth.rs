@@ -363,3 +363,39 @@ pub async fn introspect(
     })
     .await
 }
+
+/// `GET /auth/apps`: the apps the patient connected (name, scopes, since when), for the
+/// patient's own portal, with the patient's token.
+pub async fn apps(ctx: crate::auth::RequestContext, state: web::Data<AppState>) -> HttpResponse {
+    let repo = state.repo.clone();
+    match web::block(move || oauth::grants::connected_apps(&repo, &ctx)).await {
+        Ok(Ok(apps)) => HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(apps),
+        Ok(Err(e)) => fhir_error(&e),
+        Err(_) => fhir_error(&crate::error::FhirError::Internal("blocking pool".into())),
+    }
+}
+
+/// `DELETE /auth/apps/{client_id}`: revokes an app the patient connected, at once.
+pub async fn revoke_app(
+    ctx: crate::auth::RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let client_id = path.into_inner();
+    let repo = state.repo.clone();
+    let asked = client_id.clone();
+    match web::block(move || oauth::grants::revoke_app(&repo, &ctx, &client_id)).await {
+        Ok(Ok(true)) => HttpResponse::NoContent().finish(),
+        Ok(Ok(false)) => fhir_error(&crate::error::FhirError::NotFound(format!(
+            "the patient connected no app {asked}"
+        ))),
+        Ok(Err(e)) => fhir_error(&e),
+        Err(_) => fhir_error(&crate::error::FhirError::Internal("blocking pool".into())),
+    }
+}
+
+fn fhir_error(e: &crate::error::FhirError) -> HttpResponse {
+    super::response::error_response(crate::fhir::format::Negotiated::default(), e)
+}

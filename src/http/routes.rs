@@ -185,6 +185,16 @@ pub fn app(
                         .route(web::get().to(super::oauth::jwks))
                         .default_service(web::to(method_not_allowed)),
                 )
+                .service(
+                    web::resource("/apps")
+                        .route(web::get().to(super::oauth::apps))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/apps/{client_id}")
+                        .route(web::delete().to(super::oauth::revoke_app))
+                        .default_service(web::to(method_not_allowed)),
+                )
                 .route("/authorize", web::get().to(super::oauth::authorize))
                 .route("/login/{provider}", web::get().to(super::oauth::login))
                 .route(

@@ -639,7 +639,11 @@ fn linked_records(
     value: &str,
 ) -> Result<Vec<String>, crate::error::FhirError> {
     use crate::auth::{RequestContext, Service};
-    let query = format!("identifier={}|{}", escape_value(system), escape_value(value));
+    let query = format!(
+        "identifier={}|{}",
+        escape_value(system),
+        escape_value(value)
+    );
     let search = crate::fhir::search_query::parse(resource_type, &query, 2, 2, "", true)?;
     let ctx = RequestContext::service(Service::LoginLinking, &uuid::Uuid::new_v4().to_string());
     let page = repo.search(&ctx, &search)?;

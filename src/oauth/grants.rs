@@ -479,9 +479,10 @@ fn grant_of(
 ) -> Result<Option<(GrantRow, TokenKind)>, OAuthError> {
     let found = if token.matches('.').count() == 2 {
         match tokens.verify(token) {
-            Ok(claims) if !claims.dev => {
-                claims.grant.clone().map(|g| (g, TokenKind::Access(claims)))
-            }
+            Ok(claims) if !claims.dev => claims
+                .grant
+                .clone()
+                .map(|g| (g, TokenKind::Access(Box::new(claims)))),
             _ => None,
         }
     } else {
@@ -501,7 +502,7 @@ fn grant_of(
 }
 
 enum TokenKind {
-    Access(Claims),
+    Access(Box<Claims>),
     Refresh(RefreshRow),
 }
 
@@ -575,6 +576,93 @@ pub fn introspect(
         body["fhirUser"] = json!(format!("{}/{}", endpoints.fhir_base, grant.subject));
     }
     Ok(body)
+}
+
+/// The apps a patient connected (their live grants, one entry per app): what a portal
+/// lists so that the patient can revoke any one. Only the patient, through Carnet's own
+/// portal (a third-party app does not see the others).
+pub fn connected_apps(
+    repo: &Repository,
+    ctx: &crate::auth::RequestContext,
+) -> Result<Value, crate::error::FhirError> {
+    let subject = patients_own(ctx)?;
+    let grants = repo.oauth_read(|store| store.live_grants_of(&subject))?;
+    let mut apps: Vec<Value> = Vec::new();
+    for (grant, name) in grants {
+        if grant.client_id == crate::auth::SERVICE_CLIENT {
+            continue;
+        }
+        let since = crate::fhir::instant::format_us(grant.created_us);
+        match apps
+            .iter_mut()
+            .find(|a| a["client_id"] == grant.client_id.as_str())
+        {
+            Some(app) => {
+                let mut scopes: Vec<String> = app["scope"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split(' ')
+                    .chain(grant.scope.split(' '))
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                scopes.sort();
+                scopes.dedup();
+                app["scope"] = json!(scopes.join(" "));
+                app["last_authorised"] = json!(since);
+                if let Some(p) = &grant.patient {
+                    push_unique(&mut app["patients"], p);
+                }
+            }
+            None => {
+                let mut app = json!({"client_id": grant.client_id, "name": name,
+                    "scope": grant.scope, "connected_since": since, "last_authorised": since,
+                    "patients": []});
+                if let Some(p) = &grant.patient {
+                    push_unique(&mut app["patients"], p);
+                }
+                apps.push(app);
+            }
+        }
+    }
+    Ok(json!({"apps": apps}))
+}
+
+fn push_unique(list: &mut Value, patient: &str) {
+    let reference = json!(format!("Patient/{patient}"));
+    if let Some(a) = list.as_array_mut() {
+        if !a.contains(&reference) {
+            a.push(reference);
+        }
+    }
+}
+
+/// Revokes every grant the patient gave `client_id`: its tokens stop at once (grants are
+/// checked on every request) and its refresh tokens are refused. False when the patient
+/// had connected no such app.
+pub fn revoke_app(
+    repo: &Repository,
+    ctx: &crate::auth::RequestContext,
+    client_id: &str,
+) -> Result<bool, crate::error::FhirError> {
+    let subject = patients_own(ctx)?;
+    let n = repo.oauth_write(|store| store.revoke_grants_of(&subject, client_id))?;
+    Ok(n > 0)
+}
+
+/// The subject of a patient acting for themself through Carnet's own portal.
+fn patients_own(ctx: &crate::auth::RequestContext) -> Result<String, crate::error::FhirError> {
+    match ctx.actor() {
+        crate::auth::Actor::Patient(_) if ctx.first_party() => Ok(ctx.subject()),
+        crate::auth::Actor::Patient(_) => Err(crate::error::FhirError::Forbidden(
+            "the apps a patient connected are listed and revoked in Carnet itself, not \
+             through an app"
+                .into(),
+        )),
+        _ => Err(crate::error::FhirError::Forbidden(
+            "only the patient lists and revokes the apps they connected".into(),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,6 @@ use serde_json::{json, Value};
 const MAX_ASSERTION_SECONDS: i64 = 300;
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-
 /// The claims a client assertion must carry.
 #[derive(Debug, Deserialize)]
 struct AssertionClaims {

@@ -83,9 +83,15 @@ fn care_team_notices(w: &Written<'_>, patients: &[String]) -> Vec<Notice> {
         return Vec::new();
     };
     let declared = matches!(w.interaction, Interaction::Create)
-        && profile::stated(value)
-            .iter()
-            .any(|p| matches!(p.rule, Rule::Authorise { by: Grantor::CareTeam, .. }));
+        && profile::stated(value).iter().any(|p| {
+            matches!(
+                p.rule,
+                Rule::Authorise {
+                    by: Grantor::CareTeam,
+                    ..
+                }
+            )
+        });
     if !declared {
         return Vec::new();
     }
@@ -98,7 +104,10 @@ fn care_team_notices(w: &Written<'_>, patients: &[String]) -> Vec<Notice> {
                 format!("care-team|{}", w.resource.id),
                 patient,
                 vec![format!("Patient/{patient}")],
-                vec![format!("Consent/{}", w.resource.id), format!("Practitioner/{pro}")],
+                vec![
+                    format!("Consent/{}", w.resource.id),
+                    format!("Practitioner/{pro}"),
+                ],
                 format!(
                     "{who} a indiqué faire partie de votre équipe de soins : vous en avez été \
                      informé(e) et ne vous y êtes pas opposé(e). Il peut donc consulter votre \

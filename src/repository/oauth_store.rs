@@ -68,6 +68,16 @@ impl OAuthStore<'_> {
         rows::use_code(self.conn, grant_id)
     }
 
+    /// The live grants of `subject`, each with its client's name.
+    pub fn live_grants_of(&mut self, subject: &str) -> Result<Vec<(GrantRow, String)>, FhirError> {
+        rows::live_grants_of(self.conn, subject, self.now_us)
+    }
+
+    /// Revokes every grant of `subject` to `client_id`; how many there were.
+    pub fn revoke_grants_of(&mut self, subject: &str, client_id: &str) -> Result<usize, FhirError> {
+        rows::revoke_grants_of(self.conn, subject, client_id)
+    }
+
     pub fn revoke_grant(&mut self, grant_id: &str) -> Result<(), FhirError> {
         rows::revoke_grant(self.conn, grant_id)
     }

@@ -8,6 +8,11 @@ use crate::auth::{Permission, RequestContext};
 use crate::error::FhirError;
 use crate::resource::StoredResource;
 
+/// Versions read at once while filling a history page.
+const HISTORY_BATCH: i64 = 100;
+/// Most versions looked at for one history page (hidden ones included).
+const MAX_HISTORY_SCAN: i64 = 10_000;
+
 impl Repository {
     pub fn read(
         &self,
@@ -161,25 +166,48 @@ impl Repository {
             facts.trail.truncate(traced);
         }
         let conn = &mut **conn;
-        let rows = storage::history(
-            conn,
-            &HistoryQuery {
-                resource_type: req.resource_type.clone(),
-                id: req.id.clone(),
-                since_us: req.since_us,
-                before_seq: req.cursor,
-                limit: req.count + 1,
-            },
-        )?;
-        let more = rows.len() as i64 > req.count;
-        let rows: Vec<_> = rows.into_iter().take(req.count as usize).collect();
-        let next_cursor = if more {
-            rows.last().map(|r| r.seq)
-        } else {
-            None
-        };
-        let rows: Vec<StoredResource> = rows.into_iter().map(from_version).collect();
-        let entries = self.decide_reads(conn, ctx, Interaction::History, rows, facts)?;
+        // Hidden versions are skipped, not counted: a page holds `count` visible entries
+        // (fewer only on the last page), so that paging over what a requester may not see
+        // never serves an empty page with a `next` link. At most MAX_HISTORY_SCAN versions
+        // are looked at per page.
+        let mut entries = Vec::new();
+        let mut cursor = req.cursor;
+        let mut scanned: i64 = 0;
+        let mut next_cursor = None;
+        'pages: loop {
+            let batch = (req.count + 1).max(HISTORY_BATCH);
+            let rows = storage::history(
+                conn,
+                &HistoryQuery {
+                    resource_type: req.resource_type.clone(),
+                    id: req.id.clone(),
+                    since_us: req.since_us,
+                    before_seq: cursor,
+                    limit: batch,
+                },
+            )?;
+            let exhausted = (rows.len() as i64) < batch;
+            for row in rows {
+                if entries.len() as i64 == req.count || scanned == MAX_HISTORY_SCAN {
+                    // Something is left after what this page holds.
+                    next_cursor = cursor;
+                    break 'pages;
+                }
+                scanned += 1;
+                cursor = Some(row.seq);
+                let seen = self.decide_reads(
+                    conn,
+                    ctx,
+                    Interaction::History,
+                    vec![from_version(row)],
+                    facts,
+                )?;
+                entries.extend(seen);
+            }
+            if exhausted {
+                break;
+            }
+        }
         Ok(HistoryPage {
             entries,
             next_cursor,

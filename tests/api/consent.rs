@@ -587,9 +587,14 @@ async fn who_may_write_rules_delete_documents_and_read_which_types(backend: Back
     w.rule(authorise(&nurse)).await;
     let (status, _) = w
         .pro(&dr)
-        .post("Consent", &consent(&w.patient, authorise(&dr)))
+        .post("Consent", &consent(&w.patient, authorise(&nurse)))
         .await;
-    assert_eq!(status, 403, "a professional cannot authorise themself");
+    assert_eq!(status, 403, "a professional cannot authorise another one");
+    let (status, _) = w
+        .pro(&dr)
+        .post("Consent", &consent(&w.patient, block(&nurse)))
+        .await;
+    assert_eq!(status, 403, "nor block one");
     let (status, _) = w
         .system()
         .post("Consent", &consent(&w.patient, block(&dr)))

@@ -18,6 +18,7 @@ mod fuzz;
 mod hostile;
 mod layers;
 mod notifications;
+mod patient_control;
 mod pg_restart;
 mod rest;
 mod round_trip;

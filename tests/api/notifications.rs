@@ -165,7 +165,7 @@ async fn a_subscriber_down_at_first_hears_of_every_notice(backend: Backend) {
 
     // The médecin traitant files a document: the patient is told of it.
     let doc = w.document(&w.mt, CONSULTATION, &[]).await;
-    // An authorised professional opens the record, twice: one first-access notice.
+    // An authorised professional opens the record, twice: one access notice (one session).
     assert_eq!(
         w.pro(&dr).get(&format!("DocumentReference/{doc}")).await.0,
         200
@@ -181,13 +181,13 @@ async fn a_subscriber_down_at_first_hears_of_every_notice(backend: Backend) {
     })
     .await;
     // Nothing is lost meanwhile: the notice is in the patient's record already.
-    assert_eq!(my_notices(&w, "first-access", None).await.len(), 1);
+    assert_eq!(my_notices(&w, "professional-access", None).await.len(), 1);
     hook.up.store(true, Ordering::SeqCst);
-    hook.wait_until("the first-access and new-document notices", |h| {
-        !h.notices("first-access").is_empty() && !h.notices("new-document").is_empty()
+    hook.wait_until("the access and new-document notices", |h| {
+        !h.notices("professional-access").is_empty() && !h.notices("new-document").is_empty()
     })
     .await;
-    let first = &hook.notices("first-access")[0];
+    let first = &hook.notices("professional-access")[0];
     assert_eq!(
         first["recipient"][0]["reference"],
         format!("Patient/{}", w.patient)
@@ -245,7 +245,7 @@ async fn a_subscriber_down_at_first_hears_of_every_notice(backend: Backend) {
         .contains("inconscient aux urgences"));
 
     // The patient's inbox holds them; a second read by the same professional added none.
-    let firsts = my_notices(&w, "first-access", None).await;
+    let firsts = my_notices(&w, "professional-access", None).await;
     let by_dr: Vec<&Value> = firsts
         .iter()
         .filter(|c| c["about"][0]["reference"] == format!("Practitioner/{dr}"))

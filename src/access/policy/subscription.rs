@@ -48,8 +48,7 @@ impl Policy for Subscriptions {
 
     fn write_first(&self, w: &Write) -> Option<Result<(), FhirError>> {
         if let Some(cur) = w.current_value {
-            if !super::base::unrestricted_system(w.ctx)
-                && !owned_by(cur, w.ctx.subject().as_str())
+            if !super::base::unrestricted_system(w.ctx) && !owned_by(cur, w.ctx.subject().as_str())
             {
                 let id = w.current.map(|c| c.id.as_str()).unwrap_or_default();
                 return Some(Err(FhirError::hidden("Subscription", id)));

@@ -207,6 +207,42 @@ pub fn extend_grant(
         .map_err(db_err)
 }
 
+/// The live grants of `subject` (not revoked, not expired, their code exchanged), each
+/// with its client's name, oldest first.
+pub fn live_grants_of(
+    conn: &mut AnyConnection,
+    subject: &str,
+    now_us: i64,
+) -> Result<Vec<(GrantRow, String)>, FhirError> {
+    oauth_grants::table
+        .inner_join(oauth_clients::table.on(oauth_clients::client_id.eq(oauth_grants::client_id)))
+        .filter(oauth_grants::subject.eq(subject))
+        .filter(oauth_grants::revoked.eq(false))
+        .filter(oauth_grants::code_used.eq(true))
+        .filter(oauth_grants::expires_us.ge(now_us))
+        .order(oauth_grants::created_us.asc())
+        .select((GrantRow::as_select(), oauth_clients::name))
+        .load(conn)
+        .map_err(db_err)
+}
+
+/// Revokes every grant of `subject` to `client_id`; how many were live.
+pub fn revoke_grants_of(
+    conn: &mut AnyConnection,
+    subject: &str,
+    client_id: &str,
+) -> Result<usize, FhirError> {
+    diesel::update(
+        oauth_grants::table
+            .filter(oauth_grants::subject.eq(subject))
+            .filter(oauth_grants::client_id.eq(client_id))
+            .filter(oauth_grants::revoked.eq(false)),
+    )
+    .set(oauth_grants::revoked.eq(true))
+    .execute(conn)
+    .map_err(db_err)
+}
+
 /// Whether tokens of this grant may still be used: the grant exists, is not revoked, and
 /// its client is registered and not suspended. One query, asked on every request.
 pub fn grant_active(conn: &mut AnyConnection, grant_id: &str) -> Result<bool, FhirError> {

@@ -90,7 +90,11 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) async fn new(backend: Backend) -> World {
-        let app = spawn_app(backend).await;
+        World::on(spawn_app(backend).await).await
+    }
+
+    /// The record on a server already started (with settings of its own).
+    pub(crate) async fn on(app: TestApp) -> World {
         let mt = practitioner(&app, "10").await;
         let patient = app
             .create(&json!({"resourceType": "Patient",

@@ -40,6 +40,18 @@ impl ClientKey {
     }
 
     pub(crate) fn assertion(&self, client_id: &str, aud: &str, exp_in: i64, jti: &str) -> String {
+        self.assertion_for(client_id, client_id, aud, exp_in, jti)
+    }
+
+    /// An assertion whose `sub` is not the client (the JWT bearer grant's: a professional).
+    pub(crate) fn assertion_for(
+        &self,
+        client_id: &str,
+        sub: &str,
+        aud: &str,
+        exp_in: i64,
+        jti: &str,
+    ) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -48,7 +60,7 @@ impl ClientKey {
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(
             &header,
-            &json!({"iss": client_id, "sub": client_id, "aud": aud, "exp": now + exp_in, "jti": jti}),
+            &json!({"iss": client_id, "sub": sub, "aud": aud, "exp": now + exp_in, "jti": jti}),
             &EncodingKey::from_ec_der(&self.pkcs8),
         )
         .unwrap()

@@ -152,6 +152,10 @@ pub fn serve_args(database_url: &str, data_dir: PathBuf) -> ServeArgs {
         db_pool_size: 4,
         workers: Some(2),
         shutdown_timeout: 5,
+        // The property test's world (and its oracle) is article L1111-17's: emergency
+        // access unless the patient objected. The tests of the seed's default (only if the
+        // patient allowed it, what `carnet serve` does) ask for it.
+        emergency_access: "opt-out".into(),
         log_format: "text".into(),
         dev: true,
         bench_allow_all: false,

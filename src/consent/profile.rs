@@ -10,10 +10,16 @@
 //! - `deny` + actor `Practitioner/X`: a block;
 //! - `deny` + purpose `v3-ActReason#BTG` (and/or `#ETREAT`), no actor: objection to
 //!   emergency access (and/or to SAMU regulation);
+//! - `permit` + purpose `v3-ActReason#BTG`, no actor: emergency access allowed (what the
+//!   default `--emergency-access opt-in` needs);
+//! - `deny`, no actor, no purpose: mask everything (visible to the patient and their legal
+//!   representatives only, emergencies included);
 //! - `permit` + actor (role `v3-RoleCode#GUARD`) `RelatedPerson/R`: a legal representative,
 //!   the person whose INS `R.identifier` carries.
 //!
-//! `provision.period` bounds any of them.
+//! `provision.period` bounds any of them. `Consent.performer`, which Carnet sets to the
+//! writer, tells who authorised a professional ([`Grantor`]): the patient, a legal
+//! representative, or the professional themself (the care team, AC1).
 
 #[cfg(test)]
 use super::TRE_A07;

@@ -1059,10 +1059,99 @@ async fn a_login_is_traced_for_the_patient_alone(backend: Backend) {
     assert_eq!(by_carnet(&theirs), 0, "but not the login's: {theirs}");
 }
 
+/// The patient lists the apps they connected (name, scopes, since when) through the
+/// portal's endpoint, revokes one, and its tokens stop at once; a third-party app's own
+/// token cannot list the others.
+async fn the_patient_lists_and_revokes_connected_apps(backend: Backend) {
+    let env = setup(backend).await;
+    let b = browser();
+    let p = pkce();
+    let scope = "openid fhirUser launch/patient offline_access patient/*.rs";
+    let (code, _) = launch_as(&env, &b, "alice", scope, &p).await;
+    let (status, body) = exchange(&env, &code, &p.verifier).await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().unwrap().to_string();
+    let refresh_token = body["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        get_status(&env, &access, &format!("Patient/{}", env.alice)).await,
+        200
+    );
+    let apps_url = format!("{}/auth/apps", env.origin);
+    // The app's own token: not the portal.
+    let res = client_with(&access).get(&apps_url).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    // The patient in Carnet's portal (a first-party token).
+    let portal = client_with(&dev_token(
+        &env.app.args.data_dir,
+        &carnet::auth::DevSubject::Patient(env.alice.clone()),
+        None,
+    ));
+    let res = portal.get(&apps_url).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let listed: Value = res.json().await.unwrap();
+    let apps = listed["apps"].as_array().unwrap();
+    assert_eq!(apps.len(), 1, "{listed}");
+    assert_eq!(apps[0]["client_id"], APP);
+    assert_eq!(apps[0]["name"], "Mon Suivi Santé");
+    assert!(apps[0]["scope"].as_str().unwrap().contains("patient/*.rs"));
+    assert!(apps[0]["connected_since"]
+        .as_str()
+        .unwrap()
+        .starts_with("20"));
+    // Another patient sees none of it.
+    let bob = client_with(&dev_token(
+        &env.app.args.data_dir,
+        &carnet::auth::DevSubject::Patient(env.bob.clone()),
+        None,
+    ));
+    let theirs: Value = bob
+        .get(&apps_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["apps"], json!([]));
+    let res = bob
+        .delete(format!("{apps_url}/{APP}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(
+        get_status(&env, &access, &format!("Patient/{}", env.alice)).await,
+        200
+    );
+    // Revoked: its access token stops at once, its refresh token is refused.
+    let res = portal
+        .delete(format!("{apps_url}/{APP}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+    assert_eq!(
+        get_status(&env, &access, &format!("Patient/{}", env.alice)).await,
+        401
+    );
+    let (status, _) = refresh(&env, &refresh_token, None).await;
+    assert_eq!(status, 400);
+    let listed: Value = portal
+        .get(&apps_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["apps"], json!([]));
+}
+
 both_backends!(
     a_login_is_traced_for_the_patient_alone,
     tokens_and_logins_stay_with_their_owner,
     a_patient_launches_an_app_end_to_end,
     a_professional_logs_in_with_the_second_provider,
     attacks_on_the_authorization_flow_are_refused,
+    the_patient_lists_and_revokes_connected_apps,
 );

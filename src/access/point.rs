@@ -17,6 +17,13 @@ use crate::fhir::search_query::{Clause, Kind, SearchRequest};
 use crate::resource::StoredResource;
 use serde_json::Value;
 
+/// Bounds of the facts storage loads for a decision.
+mod storage_limits {
+    /// Most documents read to judge a Binary filed under the Patient; with more, it is
+    /// judged as hidden and masked (the loader reads one more to tell).
+    pub const MAX_DOCUMENTS_OF_BINARY: usize = 100;
+}
+
 /// The role of a backend service whose reach is restricted (None: not a backend service,
 /// or Carnet's own or a development one).
 fn restricted_system(ctx: &RequestContext) -> Option<SystemRole> {
@@ -46,8 +53,20 @@ fn system_refusal(
     }
     match role {
         SystemRole::Full => Ok(None),
-        SystemRole::Registry => Ok((!REGISTRY_TYPES.contains(&rtype))
-            .then_some("the registry reads identities and accounts, not clinical data")),
+        SystemRole::Registry => {
+            // Of the patient's rules, the guardianship only.
+            let guardianship = |v: &Value| {
+                !consent::profile::is_privacy(v) || {
+                    let p = consent::profile::stated(v);
+                    !p.is_empty()
+                        && p.iter()
+                            .all(|p| matches!(p.rule, consent::Rule::Guardian { .. }))
+                }
+            };
+            let own = REGISTRY_TYPES.contains(&rtype)
+                && (rtype != "Consent" || seen.value.is_some_and(guardianship));
+            Ok((!own).then_some("the registry reads identities and accounts, not clinical data"))
+        }
         SystemRole::Filing => {
             if rtype == "Patient" {
                 return Ok(None);
@@ -89,6 +108,7 @@ fn system_write(
     ctx: &RequestContext,
     interaction: Interaction,
     rtype: &str,
+    new: Option<&Value>,
     current: Option<&StoredResource>,
     facts: &Facts,
 ) -> Result<Result<(), FhirError>, Need> {
@@ -106,9 +126,16 @@ fn system_write(
              to write"
         )))),
         SystemRole::Filing => {
-            let Some(current) = current.filter(|_| {
-                !matches!(interaction, Interaction::Create | Interaction::UpdateCreate)
-            }) else {
+            if interaction == Interaction::UpdateCreate {
+                // A chosen id could be another's deleted resource, or one another service
+                // will file: answered like another's live resource (as if absent).
+                let id = new
+                    .and_then(|n| n.get("id"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                return Ok(Err(FhirError::hidden(rtype, id)));
+            }
+            let Some(current) = current else {
                 return Ok(Ok(()));
             };
             let key = (rtype.to_string(), current.id.clone());
@@ -322,12 +349,25 @@ impl AccessPoint {
         // patient's rules bind, `_has` is refused and chains may lead only to the directory
         // (and, for professionals, to Patient: the identity they may see unless blocked,
         // as in PDSm's `DocumentReference?patient.identifier=…`).
+        // An exact identifier (system and value) or an id: never a listing.
+        let exact = |c: &Clause| {
+            !c.negate
+                && !c.values.is_empty()
+                && match (c.param.as_str(), &c.kind) {
+                    ("identifier", Kind::Token) => c.values.iter().all(|v| {
+                        matches!(v, crate::fhir::search_query::Value::Token {
+                            system: Some(s), code: Some(code) } if !s.is_empty() && !code.is_empty())
+                    }),
+                    ("_id", _) => c
+                        .values
+                        .iter()
+                        .all(|v| matches!(v, crate::fhir::search_query::Value::Id(_))),
+                    _ => false,
+                }
+        };
         if restricted_system(ctx) == Some(SystemRole::Filing)
             && rtype == "Patient"
-            && !req
-                .clauses
-                .iter()
-                .any(|c| !c.negate && matches!(c.param.as_str(), "identifier" | "_id"))
+            && !req.clauses.iter().any(exact)
         {
             return Err(FhirError::Forbidden(
                 "a backend service finds the Patient it files for by identifier (INS): \
@@ -396,6 +436,15 @@ impl AccessPoint {
         if self.may_be_bounded(ctx) {
             return Err(FhirError::Forbidden(
                 "history of a type or of the whole server is not available in a patient's context"
+                    .into(),
+            ));
+        }
+        if restricted_system(ctx) == Some(SystemRole::Filing)
+            && rtype.is_none_or(|t| t == "Patient")
+        {
+            return Err(FhirError::Forbidden(
+                "a backend service finds the Patient it files for by identifier: the history \
+                 of all Patients (or of the whole server) is not available to it"
                     .into(),
             ));
         }
@@ -581,7 +630,16 @@ impl AccessPoint {
                     .get(id)
                     .ok_or_else(|| Need::DocumentsOf(id.clone()))?;
                 let mut subject = Subject::default();
-                let mut first = true;
+                if documents.len() > storage_limits::MAX_DOCUMENTS_OF_BINARY {
+                    // Fails closed: more documents than are read.
+                    subject.labels.insert((
+                        consent::TRE_A07.to_string(),
+                        consent::INVISIBLE_PATIENT.to_string(),
+                    ));
+                    subject
+                        .labels
+                        .insert((consent::TRE_A07.to_string(), consent::MASQUE_PS.to_string()));
+                }
                 for doc in documents {
                     let key = ("DocumentReference".to_string(), doc.clone());
                     let current = facts
@@ -606,19 +664,25 @@ impl AccessPoint {
                     }
                     patients.extend(self.patients_of("DocumentReference", &value));
                     subject.labels.extend(of_doc.labels);
-                    if first {
-                        subject.authors = of_doc.authors;
-                    } else {
-                        subject.authors.retain(|a| of_doc.authors.contains(a));
-                    }
                     if let Some(types) = of_doc.document_types {
                         subject
                             .document_types
                             .get_or_insert_with(Vec::new)
                             .extend(types);
                     }
-                    first = false;
                 }
+                // Its author is whoever filed the Binary itself, never the authors the
+                // documents pointing to it name (anyone may file a document that does).
+                let key = ("Binary".to_string(), id.clone());
+                let writer = facts
+                    .filed_by
+                    .get(&key)
+                    .ok_or_else(|| Need::FiledAt(key.0.clone(), key.1.clone()))?;
+                subject.authors = writer
+                    .as_deref()
+                    .and_then(|w| w.strip_prefix("Practitioner/"))
+                    .map(|p| vec![p.to_string()])
+                    .unwrap_or_default();
                 patients.sort();
                 patients.dedup();
                 return Ok((patients, subject));
@@ -887,7 +951,7 @@ impl AccessPoint {
         let removed = |code: &str| before.contains(code) && !after.contains(code);
         let now = ctx.now_us();
         match ctx.actor() {
-            Actor::System(_) => system_write(ctx, interaction, rtype, current, facts),
+            Actor::System(_) => system_write(ctx, interaction, rtype, new, current, facts),
             Actor::Patient(own) => {
                 let representative = ctx.acting_for().is_some();
                 if let Some(child) = ctx.acting_for() {

@@ -371,9 +371,14 @@ pub fn record_access(rules: &PatientRules, id: &str, purpose: &Purpose, now: i64
     if let Purpose::Invalid(why) = purpose {
         return RecordAccess::Closed(why.clone());
     }
+    let this_record = |p: &Option<String>| p.as_deref() == Some(rules.patient.as_str());
     if rules.masks_everything(now) {
-        // Told like any record the professional was not authorised for.
-        return RecordAccess::Closed("the patient has not authorised this professional".into());
+        // Told like a record without the grounds the request claims: it does not tell that
+        // a mask exists.
+        return RecordAccess::Closed(closed_because(
+            purpose,
+            this_record(purpose_patient(purpose)),
+        ));
     }
     let mut bases = Vec::new();
     if rules.is_medecin_traitant(id) {
@@ -385,7 +390,6 @@ pub fn record_access(rules: &PatientRules, id: &str, purpose: &Purpose, now: i64
     if rules.is_authorised(id, now) {
         bases.push(Basis::Authorised);
     }
-    let this_record = |p: &Option<String>| p.as_deref() == Some(rules.patient.as_str());
     match purpose {
         Purpose::Emergency {
             declared_at,
@@ -411,23 +415,39 @@ pub fn record_access(rules: &PatientRules, id: &str, purpose: &Purpose, now: i64
         _ => {}
     }
     if bases.is_empty() {
-        RecordAccess::Closed(match purpose {
-            Purpose::Emergency { patient, .. } | Purpose::Regulation { patient, .. }
-                if !this_record(patient) =>
-            {
-                "an emergency access opens the record of the patient it was declared for only"
-                    .into()
-            }
-            Purpose::Emergency { .. } => {
-                "the patient has not allowed emergency access to their record".into()
-            }
-            Purpose::Regulation { .. } => {
-                "the patient expressly objected to access by SAMU regulation".into()
-            }
-            _ => "the patient has not authorised this professional".into(),
-        })
+        RecordAccess::Closed(closed_because(
+            purpose,
+            this_record(purpose_patient(purpose)),
+        ))
     } else {
         RecordAccess::Open(bases)
+    }
+}
+
+static NONE: Option<String> = None;
+
+/// The patient an emergency was declared for (None for a normal access).
+fn purpose_patient(purpose: &Purpose) -> &Option<String> {
+    match purpose {
+        Purpose::Emergency { patient, .. } | Purpose::Regulation { patient, .. } => patient,
+        _ => &NONE,
+    }
+}
+
+/// Why a record is closed to a professional without grounds, as the request's purpose
+/// says it.
+fn closed_because(purpose: &Purpose, this_record: bool) -> String {
+    match purpose {
+        Purpose::Emergency { .. } | Purpose::Regulation { .. } if !this_record => {
+            "an emergency access opens the record of the patient it was declared for only".into()
+        }
+        Purpose::Emergency { .. } => {
+            "the patient has not allowed emergency access to their record".into()
+        }
+        Purpose::Regulation { .. } => {
+            "the patient expressly objected to access by SAMU regulation".into()
+        }
+        _ => "the patient has not authorised this professional".into(),
     }
 }
 
@@ -495,7 +515,9 @@ pub fn decide(
                 return refused(why, false);
             }
             if rules.masks_everything(now) {
-                return refused("the patient has not authorised this professional", false);
+                if let RecordAccess::Closed(why) = record_access(rules, id, purpose, now) {
+                    return refused(&why, false);
+                }
             }
             if subject.authors.iter().any(|a| a == id) {
                 return Decision::Visible;

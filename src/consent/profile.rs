@@ -182,10 +182,12 @@ fn rules_of(consent: &Value, strict: bool) -> Result<Vec<Provision>, String> {
     };
     // Who wrote the rule (Carnet sets `performer` on every write): the patient, a legal
     // representative, or the professional declaring their care-team access.
+    // Compared by id: `Consent.patient` may be an absolute URL.
+    let patient_id = |r: &str| r.rsplit_once("Patient/").map(|(_, id)| id.to_string());
     let patient_ref = consent
         .pointer("/patient/reference")
         .and_then(Value::as_str)
-        .unwrap_or_default();
+        .and_then(patient_id);
     let performers: Vec<&str> = consent
         .get("performer")
         .and_then(Value::as_array)
@@ -194,7 +196,11 @@ fn rules_of(consent: &Value, strict: bool) -> Result<Vec<Provision>, String> {
         .filter_map(|p| p.get("reference").and_then(Value::as_str))
         .collect();
     let grantor = |practitioner: &str| -> Grantor {
-        if performers.is_empty() || performers.contains(&patient_ref) {
+        if performers.is_empty()
+            || performers
+                .iter()
+                .any(|p| patient_id(p).is_some() && patient_id(p) == patient_ref)
+        {
             Grantor::Holder
         } else if performers
             .iter()

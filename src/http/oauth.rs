@@ -385,12 +385,11 @@ pub async fn revoke_app(
 ) -> HttpResponse {
     let client_id = path.into_inner();
     let repo = state.repo.clone();
-    let asked = client_id.clone();
     match web::block(move || oauth::grants::revoke_app(&repo, &ctx, &client_id)).await {
         Ok(Ok(true)) => HttpResponse::NoContent().finish(),
-        Ok(Ok(false)) => fhir_error(&crate::error::FhirError::NotFound(format!(
-            "the patient connected no app {asked}"
-        ))),
+        Ok(Ok(false)) => fhir_error(&crate::error::FhirError::NotFound(
+            "no app connected by this patient has this client id".into(),
+        )),
         Ok(Err(e)) => fhir_error(&e),
         Err(_) => fhir_error(&crate::error::FhirError::Internal("blocking pool".into())),
     }

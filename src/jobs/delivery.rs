@@ -18,7 +18,7 @@ const LEASE_US: i64 = 60_000_000;
 const BATCH: i64 = 50;
 /// How long a subscriber has to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// How often pending notices are looked for: a professional's first access, recorded with
+/// How often pending notices are looked for: a professional's access session, recorded with
 /// its trace, becomes the patient's Communication within this (or at once when the patient
 /// looks at their notices); a notice due later (the two-week notice) when it falls due.
 pub const NOTICE_SWEEP_US: i64 = 200_000;

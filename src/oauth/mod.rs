@@ -150,7 +150,14 @@ fn establishment_grant(
         .assertion
         .as_deref()
         .ok_or_else(|| OAuthError::new("invalid_request", "assertion is missing"))?;
-    let (client, claims) = verify_assertion(repo, endpoints, assertion)?;
+    // RFC 7523 §3.1: an assertion that is not valid is an invalid grant.
+    let (client, claims) = verify_assertion(repo, endpoints, assertion).map_err(|e| {
+        if e.code == "invalid_client" {
+            OAuthError::new("invalid_grant", e.description)
+        } else {
+            e
+        }
+    })?;
     if form.client_assertion.is_some() {
         let authenticated = authenticate(repo, endpoints, form)?;
         if authenticated.client_id != client.client_id {

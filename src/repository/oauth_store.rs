@@ -75,7 +75,7 @@ impl OAuthStore<'_> {
 
     /// Revokes every grant of `subject` to `client_id`; how many there were.
     pub fn revoke_grants_of(&mut self, subject: &str, client_id: &str) -> Result<usize, FhirError> {
-        rows::revoke_grants_of(self.conn, subject, client_id)
+        rows::revoke_grants_of(self.conn, subject, client_id, self.now_us)
     }
 
     pub fn revoke_grant(&mut self, grant_id: &str) -> Result<(), FhirError> {

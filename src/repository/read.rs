@@ -11,7 +11,7 @@ use crate::resource::StoredResource;
 /// Versions read at once while filling a history page.
 const HISTORY_BATCH: i64 = 100;
 /// Most versions looked at for one history page (hidden ones included).
-const MAX_HISTORY_SCAN: i64 = 10_000;
+const MAX_HISTORY_SCAN: i64 = 2_000;
 
 impl Repository {
     pub fn read(
@@ -168,7 +168,7 @@ impl Repository {
         let conn = &mut **conn;
         // Hidden versions are skipped, not counted: a page holds `count` visible entries
         // (fewer only on the last page), so that paging over what a requester may not see
-        // never serves an empty page with a `next` link. At most MAX_HISTORY_SCAN versions
+        // never serves an empty page with a `next` link. At most `MAX_HISTORY_SCAN` versions
         // are looked at per page.
         let mut entries = Vec::new();
         let mut cursor = req.cursor;

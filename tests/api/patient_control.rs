@@ -210,7 +210,11 @@ async fn a_hospital_system_acts_for_its_professional(backend: Backend) {
     let access = body["access_token"].as_str().unwrap().to_string();
     // The same assertion twice is a replay.
     let (status, body) = grant("810000000001", "j-3").await;
-    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
     let his = as_token(app, &access);
     let (status, read) = his.get(&format!("DocumentReference/{doc}")).await;
     assert_eq!(status, 200, "{read}");
@@ -293,7 +297,56 @@ async fn backend_services_reach_only_their_part(backend: Backend) {
     assert_eq!(ids, vec![w.patient.clone()]);
     assert_eq!(lab.get(&format!("Patient/{}", w.patient)).await.0, 200);
     // No listing of patients by anything else.
-    assert_eq!(lab.get("Patient?name=Martin").await.0, 403);
+    for listing in [
+        "Patient?name=Martin",
+        "Patient?identifier:missing=false",
+        "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|",
+        "Patient/_history",
+        "_history",
+    ] {
+        assert_eq!(lab.get(listing).await.0, 403, "{listing}");
+    }
+    let (status, _) = lab
+        .post(
+            "Subscription",
+            &json!({"resourceType": "Subscription", "status": "requested", "reason": "x",
+                "criteria": "Patient", "channel": {"type": "rest-hook",
+                "endpoint": "http://127.0.0.1:9/hook", "payload": "application/fhir+json"}}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // Nor a voice of Carnet's: no trace, no notice in its name.
+    let (status, _) = lab
+        .post(
+            "AuditEvent",
+            &json!({"resourceType": "AuditEvent", "type": {"code": "rest"},
+                "recorded": "2026-12-01T10:00:00Z",
+                "agent": [{"requestor": true, "who": {"reference": format!("Practitioner/{}", w.mt)}}],
+                "source": {"observer": {"display": "x"}},
+                "entity": [{"what": {"reference": format!("Patient/{}", w.patient)}}]}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = lab
+        .post(
+            "Communication",
+            &json!({"resourceType": "Communication", "status": "completed",
+                "category": [{"coding": [{"system": "urn:carnet:notice", "code": "professional-access"}]}],
+                "subject": {"reference": format!("Patient/{}", w.patient)},
+                "recipient": [{"reference": format!("Patient/{}", w.patient)}]}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // No id of its choosing (one another service could later use).
+    let (status, _) = lab
+        .put(
+            "Immunization/chosen-id",
+            &json!({"resourceType": "Immunization", "id": "chosen-id", "status": "completed",
+                "vaccineCode": {"text": "DTP"}, "occurrenceDateTime": "2026-01-01",
+                "patient": {"reference": format!("Patient/{}", w.patient)}}),
+        )
+        .await;
+    assert_eq!(status, 404);
     // It files a result and reads it back.
     let (status, mine) = lab
         .post(
@@ -347,6 +400,9 @@ async fn backend_services_reach_only_their_part(backend: Backend) {
         &service_token(&url, &key, "cnam", "system/*.cruds").await,
     );
     assert_eq!(registry.get(&format!("Patient/{}", w.patient)).await.0, 200);
+    // Of the patient's rules, not a block.
+    let blocked = w.rule(block(&w.mt)).await;
+    assert_eq!(registry.get(&format!("Consent/{blocked}")).await.0, 404);
     assert_eq!(
         registry.get(&format!("DocumentReference/{mine}")).await.0,
         404
@@ -474,6 +530,27 @@ async fn a_binary_is_judged_with_its_document(backend: Backend) {
     let visible_bin = b["id"].as_str().unwrap().to_string();
     let (status, body) = w.holder().get(&format!("Binary/{visible_bin}")).await;
     assert_eq!(status, 200, "{body}");
+    // A professional cannot borrow authorship by filing a document pointing to it.
+    let dr = practitioner(&w.app, "10").await;
+    w.rule(authorise(&dr)).await;
+    let (status, b) = pro
+        .post("Binary", &binary(format!("Patient/{}", w.patient)))
+        .await;
+    assert_eq!(status, 201);
+    let masked_bin = b["id"].as_str().unwrap().to_string();
+    let (status, _) = pro
+        .post(
+            "DocumentReference",
+            &file(masked_bin.clone(), &["MASQUE_PS"]),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(w.pro(&dr).get(&format!("Binary/{masked_bin}")).await.0, 404);
+    let mut borrowed = file(masked_bin.clone(), &[]);
+    borrowed["author"] = json!([{"reference": format!("Practitioner/{dr}")}]);
+    let (status, _) = w.pro(&dr).post("DocumentReference", &borrowed).await;
+    assert_eq!(status, 201);
+    assert_eq!(w.pro(&dr).get(&format!("Binary/{masked_bin}")).await.0, 404);
     // Another patient does not.
     let other = id_of(
         &w.app,
@@ -740,7 +817,13 @@ async fn mask_everything_closes_the_record_until_undone(backend: Backend) {
             ..Default::default()
         },
     );
-    assert_eq!(btg.get(&format!("DocumentReference/{doc}")).await.0, 403);
+    let (status, refused) = btg.get(&format!("DocumentReference/{doc}")).await;
+    assert_eq!(status, 403);
+    // Told as a refused emergency, not as a mask.
+    assert!(
+        refused.to_string().contains("emergency access"),
+        "{refused}"
+    );
     assert_eq!(
         w.holder().get(&format!("DocumentReference/{doc}")).await.0,
         200

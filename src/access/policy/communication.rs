@@ -44,8 +44,12 @@ impl Policy for Communications {
     fn write_first(&self, w: &Write) -> Option<Result<(), FhirError>> {
         let notice = w.new.is_some_and(consent::is_notice)
             || w.current_value.is_some_and(consent::is_notice);
-        if !notice || matches!(w.ctx.actor(), Actor::System(_)) {
+        if !notice || super::base::unrestricted_system(w.ctx) {
             return None;
+        }
+        if matches!(w.ctx.actor(), Actor::System(_)) {
+            // A service cannot write in Carnet's voice to the patient.
+            return Some(Err(forbid("Carnet's notices are written by Carnet only")));
         }
         let patient_side = matches!(w.ctx.actor(), Actor::Patient(_));
         let allowed = match w.interaction {

@@ -45,8 +45,13 @@ impl Policy for Consents {
         facts: &Facts,
     ) -> Result<Result<(), FhirError>, Need> {
         // A blocked professional cannot declare themselves of the care team.
-        let base = "";
-        for patient in self.patients_of("Consent", w.new.unwrap_or(&Value::Null), base) {
+        let patients = self.patients_of("Consent", w.new.unwrap_or(&Value::Null), "");
+        if patients.is_empty() {
+            return Ok(Err(forbid(
+                "a care-team declaration names the patient (Consent.patient: Patient/ID)",
+            )));
+        }
+        for patient in patients {
             let rules = facts
                 .rules
                 .get(&patient)

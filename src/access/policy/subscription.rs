@@ -47,6 +47,21 @@ impl Policy for Subscriptions {
     }
 
     fn write_first(&self, w: &Write) -> Option<Result<(), FhirError>> {
+        // A filing service finds Patients by identifier, one at a time: it is not told of
+        // every identity written.
+        let on_patients = w
+            .new
+            .and_then(|n| n.get("criteria"))
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.trim_start_matches('/').starts_with("Patient"));
+        if on_patients
+            && matches!(w.ctx.actor(), crate::auth::Actor::System(_))
+            && w.ctx.system_role() == crate::auth::SystemRole::Filing
+        {
+            return Some(Err(super::base::forbid(
+                "a backend service subscribes to what it files, not to Patients",
+            )));
+        }
         if let Some(cur) = w.current_value {
             if !super::base::unrestricted_system(w.ctx) && !owned_by(cur, w.ctx.subject().as_str())
             {

@@ -226,17 +226,19 @@ pub fn live_grants_of(
         .map_err(db_err)
 }
 
-/// Revokes every grant of `subject` to `client_id`; how many were live.
+/// Revokes every live grant of `subject` to `client_id`; how many there were.
 pub fn revoke_grants_of(
     conn: &mut AnyConnection,
     subject: &str,
     client_id: &str,
+    now_us: i64,
 ) -> Result<usize, FhirError> {
     diesel::update(
         oauth_grants::table
             .filter(oauth_grants::subject.eq(subject))
             .filter(oauth_grants::client_id.eq(client_id))
-            .filter(oauth_grants::revoked.eq(false)),
+            .filter(oauth_grants::revoked.eq(false))
+            .filter(oauth_grants::expires_us.ge(now_us)),
     )
     .set(oauth_grants::revoked.eq(true))
     .execute(conn)

@@ -447,7 +447,8 @@ pub fn all_versions(
     Ok(contents)
 }
 
-/// The live DocumentReferences whose content points to `Binary/{binary}` (at most 100).
+/// The DocumentReferences whose content points to `Binary/{binary}` (at most 101: the
+/// access point judges a Binary with more as hidden).
 pub fn documents_of_binary(
     conn: &mut AnyConnection,
     binary: &str,
@@ -460,7 +461,7 @@ pub fn documents_of_binary(
         .select(search_reference::id)
         .distinct()
         .order(search_reference::id.asc())
-        .limit(100)
+        .limit(101)
         .load(conn)
         .map_err(db_err)
 }

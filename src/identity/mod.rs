@@ -78,6 +78,29 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub acr_values: Vec<String>,
     pub identifier: IdentifierMapping,
+    /// For professionals: the claim (a string, or a list of strings) that, holding `value`,
+    /// makes the person the SAMU regulating doctor (centre 15), who may then declare
+    /// `purpose_of_use=ETREAT` (e.g. `{"claim": "SubjectRole", "value": "…"}`).
+    #[serde(default)]
+    pub regulation: Option<ClaimValue>,
+}
+
+/// A claim holding a value (in a string claim, or among a list's strings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimValue {
+    pub claim: String,
+    pub value: String,
+}
+
+impl ClaimValue {
+    fn held_by(&self, claims: &Map<String, Value>) -> bool {
+        match claims.get(&self.claim) {
+            Some(Value::String(s)) => *s == self.value,
+            Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(&self.value)),
+            _ => false,
+        }
+    }
 }
 
 fn default_scopes() -> Vec<String> {
@@ -196,6 +219,9 @@ pub struct VerifiedPerson {
     /// The value of the configured identifier claim, if the token carried it.
     pub identifier: Option<String>,
     pub identifier_system: String,
+    /// The provider vouches that the person is the SAMU regulating doctor (its configured
+    /// `regulation` claim).
+    pub regulation: bool,
 }
 
 /// What a login needs to remember until the provider sends the person back.
@@ -372,10 +398,17 @@ impl Identity {
         } else {
             pick(&claims.additional_claims().other)
         };
+        let regulation_rule = up
+            .config
+            .regulation
+            .as_ref()
+            .filter(|_| up.config.kind == PersonKind::Practitioner);
+        let mut regulation =
+            regulation_rule.is_some_and(|r| r.held_by(&claims.additional_claims().other));
         // Providers such as FranceConnect and Pro Santé Connect give identity claims at the
         // userinfo endpoint (JSON or a signed JWT), not in the ID token: ask there, for the
         // subject the ID token named.
-        if identifier.is_none() {
+        if identifier.is_none() || (regulation_rule.is_some() && !regulation) {
             if let Ok(request) = client.user_info(
                 response.access_token().clone(),
                 Some(claims.subject().clone()),
@@ -384,7 +417,11 @@ impl Identity {
                     .request_async(&self.http)
                     .await
                     .map_err(|e| IdentityError::Invalid(format!("userinfo: {e}")))?;
-                identifier = pick(&info.additional_claims().other);
+                if identifier.is_none() {
+                    identifier = pick(&info.additional_claims().other);
+                }
+                regulation = regulation
+                    || regulation_rule.is_some_and(|r| r.held_by(&info.additional_claims().other));
             }
         }
         Ok(VerifiedPerson {
@@ -393,6 +430,7 @@ impl Identity {
             subject: claims.subject().as_str().to_string(),
             identifier: identifier.filter(|v| !v.trim().is_empty()),
             identifier_system: mapping.system.clone(),
+            regulation,
         })
     }
 }

@@ -260,6 +260,7 @@ pub fn start(
         upstream_verifier: None,
         subject: None,
         expires_us: crate::fhir::instant::now_us() + REQUEST_SECONDS * 1_000_000,
+        regulation: false,
     };
     if repo.oauth_write(|s| s.insert_authorization(&row)).is_err() {
         return (BrowserAnswer::server_error(), None);
@@ -499,6 +500,7 @@ pub async fn callback(
         );
     }
     let mut logged_in = spent;
+    logged_in.regulation = person.regulation && subject.starts_with("Practitioner/");
     logged_in.subject = Some(subject);
     let target = format!("{}/auth/consent/{}", endpoints.origin, logged_in.id);
     match blocking(move || repo.oauth_write(|s| s.update_authorization(&logged_in))).await {
@@ -597,6 +599,7 @@ pub fn decide(
                 created_us: now,
                 expires_us: now
                     + (CODE_SECONDS + super::protocol::ACCESS_TOKEN_SECONDS) * 1_000_000,
+                regulation: row.regulation,
             })?;
         }
         Ok(true)

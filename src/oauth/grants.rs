@@ -75,6 +75,7 @@ pub fn record_grant(
             revoked: false,
             created_us: now,
             expires_us: now + seconds_us(ACCESS_TOKEN_SECONDS + 60),
+            regulation: false,
         };
         store.insert_grant(&row)?;
         Ok(row)
@@ -85,6 +86,8 @@ pub fn record_grant(
 /// An emergency declared at the token endpoint: the access token carries it.
 #[derive(Debug, Clone)]
 pub struct Declared {
+    /// `BTG` (break the glass) or `ETREAT` (SAMU regulation).
+    pub purpose: &'static str,
     pub reason: String,
     pub patient: String,
 }
@@ -97,6 +100,7 @@ pub fn declared_purpose(
     form: &TokenForm,
     grant_subject: Option<&str>,
     grant_patient: Option<&str>,
+    grant_regulation: bool,
 ) -> Result<Option<Declared>, OAuthError> {
     let bad = |why: &str| OAuthError::new("invalid_request", why.to_string());
     match form.purpose_of_use.as_deref() {
@@ -136,14 +140,38 @@ pub fn declared_purpose(
                 ));
             }
             Ok(Some(Declared {
+                purpose: "BTG",
                 reason: reason.to_string(),
                 patient,
             }))
         }
-        Some("ETREAT") => Err(bad(
-            "ETREAT (SAMU regulation) needs a regulation role that Carnet cannot verify from \
-             the login yet",
+        Some("ETREAT") if !grant_regulation => Err(bad(
+            "ETREAT (SAMU regulation) is for the SAMU regulating doctor, as the login's \
+             provider vouches",
         )),
+        Some("ETREAT") => {
+            let patient = form
+                .patient
+                .as_deref()
+                .or(grant_patient)
+                .filter(|p| crate::fhir::resource_types::is_valid_id(p))
+                .ok_or_else(|| {
+                    bad("SAMU regulation (ETREAT) names the patient whose record it opens (patient)")
+                })?;
+            let reason = form
+                .purpose_reason
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default();
+            if reason.len() > 1000 {
+                return Err(bad("purpose_reason is limited to 1000 characters"));
+            }
+            Ok(Some(Declared {
+                purpose: "ETREAT",
+                reason: reason.to_string(),
+                patient: patient.to_string(),
+            }))
+        }
         Some(other) => Err(bad(&format!(
             "purpose_of_use {other}: Carnet knows BTG (emergency access)"
         ))),
@@ -194,9 +222,9 @@ fn access_token_for(
         jti: uuid::Uuid::new_v4().to_string(),
         grant: Some(grant.id.clone()),
         dev: false,
-        purpose_of_use: declared.map(|_| "BTG".to_string()),
-        purpose_reason: declared.map(|d| d.reason.clone()),
-        regulation: false,
+        purpose_of_use: declared.map(|d| d.purpose.to_string()),
+        purpose_reason: declared.map(|d| d.reason.clone()).filter(|r| !r.is_empty()),
+        regulation: grant.regulation,
         first_party,
         client_role: about.client_role,
         establishment: about.establishment,
@@ -263,7 +291,7 @@ fn token_response(
     }
     if let Some(d) = declared {
         body["patient"] = json!(d.patient);
-        body["purpose_of_use"] = json!("BTG");
+        body["purpose_of_use"] = json!(d.purpose);
     }
     if scopes.has("openid") {
         body["id_token"] = json!(id_token(tokens, endpoints, grant, &scopes)?);
@@ -346,11 +374,15 @@ pub fn exchange_code(
                 return Ok(Err(invalid("this code was issued to another client")));
             }
             // A declaration the grant cannot make is refused before the code is spent.
-            let declared =
-                match declared_purpose(form, Some(&grant.subject), grant.patient.as_deref()) {
-                    Ok(d) => d,
-                    Err(e) => return Ok(Err(e)),
-                };
+            let declared = match declared_purpose(
+                form,
+                Some(&grant.subject),
+                grant.patient.as_deref(),
+                grant.regulation,
+            ) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
             if grant.code_used || grant.revoked {
                 // A code presented twice: whoever holds it may be an attacker; what the
                 // first exchange produced is revoked too (RFC 6749 §4.1.2).

@@ -67,7 +67,9 @@ async fn setup(backend: Backend) -> Env {
         "carnet-pro",
         "psc-secret",
         &format!("{origin}/auth/callback/prosanteconnect"),
-        json!({"house": {"given_name": "Grégoire", "family_name": "Maison", "SubjectNameID": "810001234567"}}),
+        json!({"house": {"given_name": "Grégoire", "family_name": "Maison", "SubjectNameID": "810001234567"},
+               "regul": {"given_name": "Rémi", "family_name": "Centre15", "SubjectNameID": "810009999999",
+                         "SubjectRole": ["SAMU-REGULATION"]}}),
         &["eidas1"],
     );
     let config = tempfile::NamedTempFile::new().unwrap();
@@ -80,7 +82,8 @@ async fn setup(backend: Backend) -> Env {
             {"name": "prosanteconnect", "label": "Pro Santé Connect", "kind": "practitioner",
              "issuer": psc.issuer, "client_id": "carnet-pro", "client_secret": "psc-secret",
              "acr_values": ["eidas1"],
-             "identifier": {"claim": "SubjectNameID", "system": IDNPS}},
+             "identifier": {"claim": "SubjectNameID", "system": IDNPS},
+             "regulation": {"claim": "SubjectRole", "value": "SAMU-REGULATION"}},
         ]})
         .to_string(),
     )
@@ -1147,6 +1150,94 @@ async fn the_patient_lists_and_revokes_connected_apps(backend: Backend) {
     assert_eq!(listed["apps"], json!([]));
 }
 
+/// The SAMU regulating doctor's role comes from the professional's login (the provider's
+/// configured claim): only such a login declares ETREAT, and it opens the record of the
+/// patient named, unless the patient expressly objected.
+async fn the_regulating_doctor_is_recognised_from_the_login(backend: Backend) {
+    let env = setup(backend).await;
+    env.app
+        .create(&json!({"resourceType": "Practitioner", "identifier": [{"system": IDNPS, "value": "810009999999"}],
+            "name": [{"family": "Centre15"}],
+            "qualification": [{"code": {"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante", "code": "10"}]}}]}))
+        .await;
+    let vaccination = env
+        .app
+        .create(&json!({"resourceType": "Immunization", "status": "completed",
+            "vaccineCode": {"text": "DTCaP"}, "patient": {"reference": format!("Patient/{}", env.bob)},
+            "occurrenceDateTime": "2025-01-01"}))
+        .await;
+    let vaccination = format!("Immunization/{}", vaccination["id"].as_str().unwrap());
+    let login = |who: &'static str| {
+        let env = &env;
+        async move {
+            let b = browser();
+            let p = pkce();
+            let start = authorize(env, &b, "openid user/*.rs", &p, "reg").await;
+            let Landing::Page(200, choice) = start else {
+                panic!()
+            };
+            let link = provider_link(&choice, "prosanteconnect");
+            let start = land(b.get(link).send().await.unwrap()).await;
+            let Landing::Page(200, consent) = through_upstream(&b, start, who).await else {
+                panic!()
+            };
+            let Landing::App(back) = decide(&b, &consent, "approve").await else {
+                panic!()
+            };
+            let code = back
+                .query_pairs()
+                .find(|(k, _)| k == "code")
+                .unwrap()
+                .1
+                .to_string();
+            (code, p.verifier)
+        }
+    };
+    let etreat = |code: String, verifier: String| {
+        let env = &env;
+        async move {
+            let form = [
+                ("grant_type", "authorization_code".to_string()),
+                ("code", code),
+                ("redirect_uri", APP_REDIRECT.to_string()),
+                ("code_verifier", verifier),
+                ("client_id", APP.to_string()),
+                ("purpose_of_use", "ETREAT".to_string()),
+                ("patient", env.bob.clone()),
+            ];
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            token(env, &form).await
+        }
+    };
+    // Without the role: refused, and the code is not spent.
+    let (code, verifier) = login("house").await;
+    let (status, body) = etreat(code, verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    // With it: the record opens, the access is traced as regulation.
+    let (code, verifier) = login("regul").await;
+    let (status, body) = etreat(code, verifier).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["purpose_of_use"], "ETREAT");
+    let access = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(get_status(&env, &access, &vaccination).await, 200);
+    let (_, trail) = env
+        .app
+        .get_json(&format!("AuditEvent?entity={vaccination}"))
+        .await;
+    assert!(
+        trail["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| { e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT" }),
+        "{trail}"
+    );
+}
+
 both_backends!(
     a_login_is_traced_for_the_patient_alone,
     tokens_and_logins_stay_with_their_owner,
@@ -1154,4 +1245,5 @@ both_backends!(
     a_professional_logs_in_with_the_second_provider,
     attacks_on_the_authorization_flow_are_refused,
     the_patient_lists_and_revokes_connected_apps,
+    the_regulating_doctor_is_recognised_from_the_login,
 );

@@ -27,6 +27,9 @@ pub struct AuthorizationRow {
     pub upstream_verifier: Option<String>,
     pub subject: Option<String>,
     pub expires_us: i64,
+    /// The provider vouched that the professional who logged in is the SAMU regulating
+    /// doctor.
+    pub regulation: bool,
 }
 
 /// What was granted to a client, and the authorization code that carries it to the app.
@@ -47,6 +50,8 @@ pub struct GrantRow {
     pub revoked: bool,
     pub created_us: i64,
     pub expires_us: i64,
+    /// Its tokens may declare SAMU regulation (ETREAT): the login vouched for the role.
+    pub regulation: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -110,6 +115,7 @@ pub fn update_authorization(
             oauth_authorizations::upstream_nonce.eq(&row.upstream_nonce),
             oauth_authorizations::upstream_verifier.eq(&row.upstream_verifier),
             oauth_authorizations::subject.eq(&row.subject),
+            oauth_authorizations::regulation.eq(row.regulation),
         ))
         .execute(conn)
         .map(|_| ())

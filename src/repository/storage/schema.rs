@@ -119,6 +119,7 @@ diesel::table! {
         upstream_verifier -> Nullable<Text>,
         subject -> Nullable<Text>,
         expires_us -> BigInt,
+        regulation -> Bool,
     }
 }
 
@@ -134,6 +135,7 @@ diesel::table! {
         code_hash -> Nullable<Text>,
         code_challenge -> Nullable<Text>,
         code_expires_us -> BigInt,
+        regulation -> Bool,
         code_used -> Bool,
         revoked -> Bool,
         created_us -> BigInt,

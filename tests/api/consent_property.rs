@@ -4,7 +4,8 @@
 //! Random worlds — patients, professionals of several professions (one outside the
 //! matrix, one of the social sector), médecins traitants, guardians, documents with
 //! authors and label sets, Consents (authorisations, blocks, equivalent rights, emergency
-//! and regulation objections) with periods in the past, present or future or inactive —
+//! and regulation objections, mask everything) with periods in the past, present or future
+//! or inactive —
 //! are written through the real server. Then every actor (holders, representatives acting
 //! for a child, professionals with normal, emergency, malformed emergency, regulation and
 //! malformed regulation purposes), at a clock moved 0, 20 or 40 days ahead, reads every
@@ -329,6 +330,17 @@ async fn build_world(app: &TestApp, rng: &mut Rng, now: i64, tag: u64) -> World 
             } else {
                 rules.regulation_objection.push(v);
             }
+        }
+        // Mask everything (AC4, the oracle's A19): a deny with no actor and no purpose.
+        if rng.chance(12) {
+            let (v, status, period) = validity(rng, now);
+            holder
+                .post(
+                    "Consent",
+                    &consent(p, status, json!({"type": "deny"}), period),
+                )
+                .await;
+            model.patient_mut(p).mask_everything.push(v);
         }
     }
     // Documents.

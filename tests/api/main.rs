@@ -12,6 +12,7 @@ mod capability;
 mod concurrency;
 mod consent;
 mod consent_oracle;
+mod consent_oracle_control;
 mod consent_property;
 mod everything;
 mod fuzz;

@@ -987,7 +987,7 @@ fn from_base(cm: &ControlModel, patient: &str, now: Time, d: Decision) -> Outcom
 /// A person's view of one (normalised) document: `base::decide` on the effective model,
 /// then the grantor rule (B5): Issue: a parent "who authorises a professional must not open
 /// to that professional the child's INVISIBLE_REPRESENTANTS_LEGAUX documents".
-fn decide_person(cm: &ControlModel, r: &Request, doc: &Document) -> Outcome {
+pub fn decide_person(cm: &ControlModel, r: &Request, doc: &Document) -> Outcome {
     let full = base::decide(&cm.effective_model(r.now, true), r, doc);
     let outcome = from_base(cm, &doc.patient, r.now, full);
     if outcome != Outcome::Visible {

@@ -15,6 +15,7 @@
 
 use crate::both_backends;
 use crate::consent_oracle as oracle;
+use crate::consent_oracle_control as control;
 use crate::helpers::*;
 use carnet::auth::{DevOptions, DevSubject};
 use serde_json::{json, Value};
@@ -177,11 +178,24 @@ impl Client {
         assert_eq!(status, 201, "POST {path}: {v}");
         v
     }
+    /// A POST whose refusal is an answer too: its status.
+    async fn try_post(&self, path: &str, body: &Value) -> u16 {
+        self.send(
+            self.client
+                .post(format!("{}/{path}", self.base))
+                .header("Content-Type", FHIR_JSON)
+                .body(body.to_string()),
+        )
+        .await
+        .0
+    }
 }
 
 /// One random world, written through the server, and its oracle model.
 struct World {
-    model: oracle::Model,
+    /// The model with what issue 16 adds: emergency permits and the deployment's default,
+    /// authorisations given by legal representatives, care-team declarations.
+    control: control::ControlModel,
     docs: Vec<oracle::Document>,
     patients: Vec<String>,
     /// (person = a Patient id, child) guardianships recorded (in effect or not).
@@ -189,9 +203,18 @@ struct World {
     pros: Vec<String>,
 }
 
-async fn build_world(app: &TestApp, rng: &mut Rng, now: i64, tag: u64) -> World {
+async fn build_world(
+    app: &TestApp,
+    rng: &mut Rng,
+    now: i64,
+    tag: u64,
+    emergency_default: control::EmergencyDefault,
+) -> World {
     let (matrix, professions, types) = oracle_matrix();
     let mut model = oracle::Model::new(matrix);
+    let mut permits: HashMap<String, Vec<oracle::Validity>> = HashMap::new();
+    let mut grants: Vec<control::Grant> = Vec::new();
+    let mut care_team: Vec<control::CareTeamDeclaration> = Vec::new();
     let as_ = |subject: DevSubject| Client {
         client: client_with(&dev_token(&app.args.data_dir, &subject, None)),
         base: app.base.clone(),
@@ -331,6 +354,23 @@ async fn build_world(app: &TestApp, rng: &mut Rng, now: i64, tag: u64) -> World 
                 rules.regulation_objection.push(v);
             }
         }
+        // Emergency access allowed by the patient (what the opt-in default needs).
+        if rng.chance(30) {
+            let (v, status, period) = validity(rng, now);
+            holder
+                .post(
+                    "Consent",
+                    &consent(
+                        p,
+                        status,
+                        json!({"type": "permit", "purpose": [{"system":
+                            "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG"}]}),
+                        period,
+                    ),
+                )
+                .await;
+            permits.entry(p.clone()).or_default().push(v);
+        }
         // Mask everything (AC4, the oracle's A19): a deny with no actor and no purpose.
         if rng.chance(12) {
             let (v, status, period) = validity(rng, now);
@@ -341,6 +381,76 @@ async fn build_world(app: &TestApp, rng: &mut Rng, now: i64, tag: u64) -> World 
                 )
                 .await;
             model.patient_mut(p).mask_everything.push(v);
+        }
+    }
+    // Legal representatives authorise professionals on the child's record (issue 16: the
+    // professional then sees what the representative sees); refused while the
+    // guardianship is not in effect.
+    for (person, child) in &guardians {
+        let parent = Client {
+            client: client_with(&dev_token_with(
+                &app.args.data_dir,
+                &DevSubject::Patient(person.clone()),
+                None,
+                &DevOptions {
+                    acting_for: Some(child.clone()),
+                    ..Default::default()
+                },
+            )),
+            base: app.base.clone(),
+        };
+        for pro in &pros {
+            if !rng.chance(25) {
+                continue;
+            }
+            let (v, status, period) = validity(rng, now);
+            let provision = json!({"type": "permit",
+                "actor": actor(PRCP, "PRCP", &format!("Practitioner/{pro}"))});
+            let written = parent
+                .try_post("Consent", &consent(child, status, provision, period))
+                .await;
+            if written == 201 {
+                grants.push(control::Grant {
+                    patient: child.clone(),
+                    professional: pro.clone(),
+                    kind: control::GrantKind::Authorisation,
+                    grantor: control::Grantor::LegalRepresentative(person.clone()),
+                    validity: v,
+                });
+            }
+        }
+    }
+    // Professionals declare themselves of a patient's care team (AC1); refused when
+    // blocked.
+    for p in &patients {
+        for pro in &pros {
+            if !rng.chance(10) {
+                continue;
+            }
+            let provision = json!({"type": "permit",
+                "actor": actor(PRCP, "PRCP", &format!("Practitioner/{pro}"))});
+            let written = as_(DevSubject::Practitioner(pro.clone()))
+                .try_post("Consent", &consent(p, "active", provision, None))
+                .await;
+            let blocked = model
+                .patients
+                .get(p.as_str())
+                .is_some_and(|r| r.is_blocked(pro, now));
+            assert_eq!(
+                written == 201,
+                !blocked,
+                "a care-team declaration by {pro} for {p} (blocked: {blocked}): {written}"
+            );
+            if written == 201 {
+                care_team.push(control::CareTeamDeclaration {
+                    patient: p.clone(),
+                    professional: pro.clone(),
+                    through: None,
+                    recorded_at: now,
+                    validity: oracle::Validity::always(),
+                    withdrawn: None,
+                });
+            }
         }
     }
     // Documents.
@@ -400,8 +510,13 @@ async fn build_world(app: &TestApp, rng: &mut Rng, now: i64, tag: u64) -> World 
             docs.push(doc);
         }
     }
+    let mut control = control::ControlModel::new(model.clone());
+    control.emergency_default = emergency_default;
+    control.emergency_permits = permits;
+    control.grants = grants;
+    control.care_team = care_team;
     World {
-        model,
+        control,
         docs,
         patients,
         guardians,
@@ -532,7 +647,18 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
     eprintln!("consent property test: seed {seed} (CARNET_PROPERTY_SEED), {worlds} worlds");
-    let app = spawn_app(backend).await;
+    // The deployment's emergency default, one per run (issue 16): both over the seeds.
+    let emergency_default = if seed % 2 == 0 {
+        control::EmergencyDefault::OptIn
+    } else {
+        control::EmergencyDefault::OptOut
+    };
+    let setting = match emergency_default {
+        control::EmergencyDefault::OptIn => "opt-in",
+        control::EmergencyDefault::OptOut => "opt-out",
+    };
+    eprintln!("consent property test: --emergency-access {setting}");
+    let app = spawn_with(backend, |a| a.emergency_access = setting.into()).await;
     let mut rng = Rng(seed);
     let mut cases = 0u64;
     let mut visible = 0u64;
@@ -543,7 +669,7 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
     for w in 0..worlds {
         // The tokens' issue time starts the emergency window: `now` is taken just before.
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let world = build_world(&app, &mut rng, now, seed.wrapping_add(w)).await;
+        let world = build_world(&app, &mut rng, now, seed.wrapping_add(w), emergency_default).await;
         let shift = *rng.pick(&[0, 0, 20 * DAY, 40 * DAY]);
         // A professional knows what they filed themselves.
         for doc in &world.docs {
@@ -609,7 +735,9 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
                 {
                     request.purpose = oracle::Purpose::Normal;
                 }
-                let expected = in_bound && oracle::decide(&world.model, &request, doc).is_visible();
+                let expected = in_bound
+                    && control::decide_person(&world.control, &request, doc)
+                        == control::Outcome::Visible;
                 let read = get(format!("DocumentReference/{}", doc.id))
                     .await
                     .unwrap()
@@ -643,7 +771,7 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
                             doc.author,
                             doc.type_code,
                             doc.patient,
-                            oracle::decide(&world.model, &request, doc),
+                            control::decide_person(&world.control, &request, doc),
                         ));
                     }
                     if (read == 200) != (vread == 200) || ![200, 403, 404].contains(&read) {

@@ -45,6 +45,7 @@ fn system_refusal(
     role: SystemRole,
     ctx: &RequestContext,
     seen: &Seen,
+    patients: &[String],
     facts: &Facts,
 ) -> Result<Option<&'static str>, Need> {
     let rtype = seen.resource.resource_type.as_str();
@@ -95,8 +96,20 @@ fn system_refusal(
                 .filed_by
                 .get(&key)
                 .ok_or_else(|| Need::FiledAt(key.0.clone(), key.1.clone()))?;
-            Ok((by.as_deref() != Some(ctx.subject().as_str()))
-                .then_some("a backend service reads back what it filed itself only"))
+            if by.as_deref() != Some(ctx.subject().as_str()) {
+                return Ok(Some(
+                    "a backend service reads back what it filed itself only",
+                ));
+            }
+            // "No client of any kind reads documents past the patient's rules": a record
+            // masked entirely is the patient's (and representatives') alone.
+            for p in patients {
+                let rules = facts.rules.get(p).ok_or_else(|| Need::Rules(p.clone()))?;
+                if rules.masks_everything(ctx.now_us()) {
+                    return Ok(Some("the patient's rules"));
+                }
+            }
+            Ok(None)
         }
     }
 }
@@ -809,9 +822,8 @@ impl AccessPoint {
             let own = matches!(&viewer, Some(Viewer::Professional { id, .. })
                 if subject.authors.contains(id));
             if let Some(role) = restricted_system(ctx) {
-                return Ok(
-                    system_refusal(role, ctx, seen, facts)?.map(|why| refused(why, Vec::new()))
-                );
+                return Ok(system_refusal(role, ctx, seen, &[], facts)?
+                    .map(|why| refused(why, Vec::new())));
             }
             if viewer.is_none() || own {
                 return Ok(None);
@@ -832,7 +844,7 @@ impl AccessPoint {
             labels: visibility_labels(&subject),
         };
         if let Some(role) = restricted_system(ctx) {
-            if let Some(why) = system_refusal(role, ctx, seen, facts)? {
+            if let Some(why) = system_refusal(role, ctx, seen, &patients, facts)? {
                 decided.allowed = false;
                 decided.hidden = true;
                 decided.why = Some(why.to_string());

@@ -178,6 +178,12 @@ impl Client {
         assert_eq!(status, 201, "POST {path}: {v}");
         v
     }
+    /// A GET's status.
+    async fn status(&self, path: &str) -> u16 {
+        self.send(self.client.get(format!("{}/{path}", self.base)))
+            .await
+            .0
+    }
     /// A POST whose refusal is an answer too: its status.
     async fn try_post(&self, path: &str, body: &Value) -> u16 {
         self.send(
@@ -188,6 +194,70 @@ impl Client {
         )
         .await
         .0
+    }
+}
+
+/// The filing backend service of the property test's worlds.
+const SERVICE: &str = "property-lab";
+
+/// Registers a filing backend service (`carnet client add`); its key.
+fn filing_service(app: &TestApp) -> ClientKey {
+    let key = ClientKey::new("property-lab-key");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [key.jwk()]}).to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_carnet"))
+        .args([
+            "client",
+            "add",
+            "--client-id",
+            SERVICE,
+            "--name",
+            "Laboratoire",
+        ])
+        .args([
+            "--scope",
+            "system/*.cruds",
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+        ])
+        .arg("--database-url")
+        .arg(app.args.database_url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    key
+}
+
+/// The filing service with a fresh token from the token endpoint (client_credentials, a
+/// signed assertion): tokens live five minutes, a world takes seconds.
+async fn service_client(app: &TestApp, key: &ClientKey) -> Client {
+    let token_url = app.url("../auth/token").replace("/fhir/../", "/");
+    let jti = uuid::Uuid::new_v4().to_string();
+    let assertion = key.assertion(SERVICE, &token_url, 120, &jti);
+    let res = reqwest::Client::new()
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.cruds"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    Client {
+        client: client_with(body["access_token"].as_str().unwrap()),
+        base: app.base.clone(),
     }
 }
 
@@ -648,7 +718,7 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
         .unwrap_or(4);
     eprintln!("consent property test: seed {seed} (CARNET_PROPERTY_SEED), {worlds} worlds");
     // The deployment's emergency default, one per run (issue 16): both over the seeds.
-    let emergency_default = if seed % 2 == 0 {
+    let emergency_default = if seed.is_multiple_of(2) {
         control::EmergencyDefault::OptIn
     } else {
         control::EmergencyDefault::OptOut
@@ -659,6 +729,7 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
     };
     eprintln!("consent property test: --emergency-access {setting}");
     let app = spawn_with(backend, |a| a.emergency_access = setting.into()).await;
+    let service_key = filing_service(&app);
     let mut rng = Rng(seed);
     let mut cases = 0u64;
     let mut visible = 0u64;
@@ -781,6 +852,75 @@ async fn what_each_actor_gets_equals_the_oracle(backend: Backend) {
                         ));
                     }
                 }
+            }
+        }
+        // A filing backend service (a real token from the token endpoint): it files one
+        // document and reads back that one only, never the rest of any record.
+        let service = service_client(&app, &service_key).await;
+        let filed = service
+            .post(
+                "DocumentReference",
+                &json!({"resourceType": "DocumentReference", "status": "current",
+                    "type": {"coding": [{"system": "http://loinc.org", "code": "11502-2"}]},
+                    "subject": {"reference": format!("Patient/{}", world.patients[w as usize % world.patients.len()])},
+                    "content": [{"attachment": {"contentType": "text/plain", "url": "Binary/lab"}}]}),
+            )
+            .await;
+        let filed_id = filed["id"].as_str().unwrap().to_string();
+        let mut cm = world.control.clone();
+        cm.clients
+            .insert(SERVICE.to_string(), control::ClientKind::Backend);
+        let ask = control::Requester::Backend {
+            client: SERVICE.to_string(),
+            files_for: world.patients.iter().cloned().collect(),
+            now,
+        };
+        let mut resources: Vec<control::FiledResource> = world
+            .docs
+            .iter()
+            .map(|d| {
+                let filer = match &d.author {
+                    oracle::Author::Professional(p) => control::Filer::Professional(p.clone()),
+                    oracle::Author::PatientSide => control::Filer::PatientSide,
+                };
+                let mut r = control::FiledResource::new(
+                    control::ResourceKind::DocumentReference,
+                    &d.id,
+                    &d.patient,
+                    filer,
+                    &d.type_code,
+                    d.filed_at,
+                );
+                for (system, code) in &d.labels {
+                    r = r.labelled(system, code);
+                }
+                r
+            })
+            .collect();
+        resources.push(control::FiledResource::new(
+            control::ResourceKind::DocumentReference,
+            &filed_id,
+            &world.patients[w as usize % world.patients.len()],
+            control::Filer::Backend(SERVICE.to_string()),
+            "11502-2",
+            now,
+        ));
+        for r in &resources {
+            let expected = control::decide_clinical(&cm, &ask, r) == control::Outcome::Visible;
+            let got = service
+                .status(&format!("DocumentReference/{}", r.document.id))
+                .await
+                == 200;
+            cases += 1;
+            visible += got as u64;
+            if got != expected {
+                failures.push(format!(
+                    "filing service read DocumentReference/{} (patient {}): engine {got}, \
+                     oracle {expected} ({:?}); seed {seed}",
+                    r.document.id,
+                    r.patient(),
+                    control::decide_clinical(&cm, &ask, r),
+                ));
             }
         }
     }

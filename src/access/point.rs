@@ -55,17 +55,12 @@ fn system_refusal(
     match role {
         SystemRole::Full => Ok(None),
         SystemRole::Registry => {
-            // Of the patient's rules, the guardianship only.
-            let guardianship = |v: &Value| {
-                !consent::profile::is_privacy(v) || {
-                    let p = consent::profile::stated(v);
-                    !p.is_empty()
-                        && p.iter()
-                            .all(|p| matches!(p.rule, consent::Rule::Guardian { .. }))
-                }
-            };
+            // Of the patient's rules, the guardianship only (what it may write, too).
             let own = REGISTRY_TYPES.contains(&rtype)
-                && (rtype != "Consent" || seen.value.is_some_and(guardianship));
+                && (rtype != "Consent"
+                    || seen
+                        .value
+                        .is_some_and(|v| policy::guardianship_only(Some(v))));
             Ok((!own).then_some("the registry reads identities and accounts, not clinical data"))
         }
         SystemRole::Filing => {

@@ -90,22 +90,8 @@ fn client_credentials(
         .as_deref()
         .ok_or_else(|| OAuthError::new("invalid_client", "client_assertion is missing"))?;
     let client = authenticate_client(repo, endpoints, assertion)?;
-    let registered = Scopes::parse(&client.scopes);
-    let wanted = Scopes::parse(form.scope.as_deref().unwrap_or_default());
     // Backend services get system/ scopes only, and at most what was registered.
-    let granted = registered.narrow(&wanted);
-    let system_only: Vec<&str> = granted
-        .granted
-        .iter()
-        .map(String::as_str)
-        .filter(|g| {
-            Scopes::parse(g)
-                .resources
-                .first()
-                .is_some_and(|r| r.context == ScopeContext::System)
-        })
-        .collect();
-    let granted = Scopes::parse(&system_only.join(" "));
+    let granted = registered_of_context(&client, form, ScopeContext::System);
     if granted.resources.is_empty() {
         return Err(OAuthError::new(
             "invalid_scope",
@@ -208,22 +194,8 @@ fn establishment_grant(
              this establishment (a PractitionerRole of its Organization)",
         ));
     };
-    let registered = Scopes::parse(&client.scopes);
-    let wanted = Scopes::parse(form.scope.as_deref().unwrap_or_default());
-    let granted = registered.narrow(&wanted);
     // A professional's access: user/ scopes only.
-    let user_only: Vec<&str> = granted
-        .granted
-        .iter()
-        .map(String::as_str)
-        .filter(|g| {
-            Scopes::parse(g)
-                .resources
-                .first()
-                .is_some_and(|r| r.context == ScopeContext::User)
-        })
-        .collect();
-    let granted = Scopes::parse(&user_only.join(" "));
+    let granted = registered_of_context(&client, form, ScopeContext::User);
     if granted.resources.is_empty() {
         return Err(OAuthError::new(
             "invalid_scope",
@@ -253,6 +225,26 @@ fn establishment_grant(
         "scope": granted.to_string(),
         "fhirUser": subject,
     }))
+}
+
+/// The scopes asked for that the client registered, of one context (`system/` for a
+/// backend service, `user/` for an establishment's professional) only.
+fn registered_of_context(client: &ClientRow, form: &TokenForm, context: ScopeContext) -> Scopes {
+    let registered = Scopes::parse(&client.scopes);
+    let wanted = Scopes::parse(form.scope.as_deref().unwrap_or_default());
+    let granted = registered.narrow(&wanted);
+    let of_context: Vec<&str> = granted
+        .granted
+        .iter()
+        .map(String::as_str)
+        .filter(|g| {
+            Scopes::parse(g)
+                .resources
+                .first()
+                .is_some_and(|r| r.context == context)
+        })
+        .collect();
+    Scopes::parse(&of_context.join(" "))
 }
 
 /// Authenticates the client of a code exchange, a refresh, a revocation or an

@@ -6,24 +6,6 @@ use crate::both_backends;
 use crate::helpers::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use std::process::Command;
-
-/// Runs `carnet client …` against the test server's database.
-fn carnet_client(app: &TestApp, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_carnet"))
-        .arg("client")
-        .args(args)
-        .arg("--database-url")
-        .arg(app.args.database_url())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "carnet client {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 async fn request_token(
     app: &TestApp,

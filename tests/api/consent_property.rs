@@ -206,29 +206,19 @@ fn filing_service(app: &TestApp) -> ClientKey {
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, json!({"keys": [key.jwk()]}).to_string()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_carnet"))
-        .args([
-            "client",
+    carnet_client(
+        app,
+        &[
             "add",
             "--client-id",
             SERVICE,
             "--name",
             "Laboratoire",
-        ])
-        .args([
             "--scope",
             "system/*.cruds",
             "--jwks-file",
             jwks.to_str().unwrap(),
-        ])
-        .arg("--database-url")
-        .arg(app.args.database_url())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     key
 }
@@ -237,26 +227,9 @@ fn filing_service(app: &TestApp) -> ClientKey {
 /// signed assertion): tokens live five minutes, a world takes seconds.
 async fn service_client(app: &TestApp, key: &ClientKey) -> Client {
     let token_url = app.url("../auth/token").replace("/fhir/../", "/");
-    let jti = uuid::Uuid::new_v4().to_string();
-    let assertion = key.assertion(SERVICE, &token_url, 120, &jti);
-    let res = reqwest::Client::new()
-        .post(&token_url)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "system/*.cruds"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", &assertion),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    let body: Value = res.json().await.unwrap();
+    let token = service_token(&token_url, key, SERVICE, "system/*.cruds").await;
     Client {
-        client: client_with(body["access_token"].as_str().unwrap()),
+        client: client_with(&token),
         base: app.base.clone(),
     }
 }

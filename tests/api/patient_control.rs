@@ -7,27 +7,9 @@ use crate::both_backends;
 use crate::helpers::*;
 use carnet::auth::{DevOptions, DevSubject};
 use serde_json::{json, Value};
-use std::process::Command;
 
 const IDNPS: &str = "urn:oid:1.2.250.1.71.4.2.1";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-
-/// Runs `carnet client …` against the test server's database.
-fn carnet_client(app: &TestApp, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_carnet"))
-        .arg("client")
-        .args(args)
-        .arg("--database-url")
-        .arg(app.args.database_url())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "carnet client {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Registers a confidential client with `extra` flags; returns its key.
 fn register(app: &TestApp, id: &str, name: &str, scope: &str, extra: &[&str]) -> ClientKey {
@@ -73,26 +55,6 @@ async fn post_token(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
         .await
         .unwrap();
     (res.status().as_u16(), res.json().await.unwrap())
-}
-
-/// A backend service's token (client_credentials).
-async fn service_token(url: &str, key: &ClientKey, client: &str, scope: &str) -> String {
-    let assertion = key.assertion(client, url, 120, &uuid::Uuid::new_v4().to_string());
-    let (status, body) = post_token(
-        url,
-        &[
-            ("grant_type", "client_credentials"),
-            ("scope", scope),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", &assertion),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().unwrap().to_string()
 }
 
 fn as_token(app: &TestApp, token: &str) -> As {

@@ -30,22 +30,6 @@ struct Env {
     _config: tempfile::NamedTempFile,
 }
 
-/// Runs `carnet client …` against the test server's database.
-fn carnet_client(app: &TestApp, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_carnet"))
-        .arg("client")
-        .args(args)
-        .arg("--database-url")
-        .arg(app.args.database_url())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "carnet client {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Carnet with two upstream providers, two patients and a professional on record, and a
 /// public app registered.
 async fn setup(backend: Backend) -> Env {

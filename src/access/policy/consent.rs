@@ -12,7 +12,7 @@ use serde_json::Value;
 pub(super) struct Consents;
 
 /// Whether a Consent (or its absence) records legal representatives only.
-fn guardianship_only(v: Option<&Value>) -> bool {
+pub(in crate::access) fn guardianship_only(v: Option<&Value>) -> bool {
     v.is_none_or(|v| {
         if !profile::is_privacy(v) {
             return true;

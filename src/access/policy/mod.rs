@@ -20,6 +20,7 @@ mod related_person;
 mod subscription;
 
 pub(super) use base::{unrestricted_system, Placed, Seen, Write};
+pub(super) use consent::guardianship_only;
 pub use subscription::{subscription_owner, SUBSCRIPTION_OWNER};
 
 use base::Policy;

@@ -392,3 +392,46 @@ pub fn outcome_text(v: &Value) -> String {
         })
         .unwrap_or_default()
 }
+
+/// Runs `carnet client …` (the admin command) against the test server's database; its
+/// output.
+pub fn carnet_client(app: &TestApp, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_carnet"))
+        .arg("client")
+        .args(args)
+        .arg("--database-url")
+        .arg(app.args.database_url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "carnet client {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A backend service's access token from the token endpoint `token_url`
+/// (`client_credentials` with a signed assertion of `key`, a fresh jti).
+pub async fn service_token(token_url: &str, key: &ClientKey, client: &str, scope: &str) -> String {
+    let jti = uuid::Uuid::new_v4().to_string();
+    let assertion = key.assertion(client, token_url, 120, &jti);
+    let res = reqwest::Client::new()
+        .post(token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
+}
